@@ -1,0 +1,62 @@
+"""Write files so that an interrupted run never leaves a half-written one.
+
+Everything we write goes to a temporary name in the destination's own directory (so the final
+``os.replace`` is an atomic rename on the same file system) and is renamed into place only when
+complete. A crash leaves either the old file or the new one, plus at worst a ``.*.tmp`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from inpaint.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; rename it into place if the block succeeds.
+
+    The temporary name keeps the destination's suffix, so writers that pick a format from the
+    extension (Pillow) still do. On any exception the temporary file is removed and the
+    destination is left untouched.
+    """
+    destination = Path(destination)
+    directory = destination.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=directory
+        )
+    except OSError as e:
+        raise InputError(f"{destination}: cannot write here ({e.strerror or e})") from e
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(destination: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically write ``data`` to ``destination``."""
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(destination: str | os.PathLike[str], text: str) -> None:
+    """Atomically write UTF-8 ``text`` to ``destination``."""
+    write_bytes(destination, text.encode("utf-8"))
+
+
+def write_json(destination: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (keys in insertion order) to ``destination``."""
+    write_text(destination, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

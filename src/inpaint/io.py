@@ -1,0 +1,320 @@
+"""Images and masks in and out — the one place that converts value ranges and mask polarity.
+
+Conventions used everywhere else in ``inpaint``:
+
+- an image is ``np.uint8`` of shape (H, W, 3), RGB, or a float tensor (N, 3, H, W) in [0, 1];
+- a mask is ``np.bool_`` of shape (H, W), or a float tensor (N, 1, H, W) in {0, 1};
+  **True / 1 / white = the region to fill**. Files in the opposite convention (RePaint's
+  "white = keep") are read with ``invert=True``.
+
+Reading rules (see docs/io.md): EXIF orientation is applied; grayscale, palette, CMYK, 16-bit and
+float images become 8-bit RGB (16-bit is scaled by 255/65535, not clipped; float must lie in
+[0, 1]); an alpha channel is composited on white (with a warning). Masks are binarised at 127
+after the same conversion to 8 bits; a mask's alpha channel is composited on black, so a
+transparent background means "keep". Pillow's decompression-bomb limit stays on. Every failure is
+an :class:`~inpaint.errors.InputError` that names the file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from inpaint import atomic
+from inpaint.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: File name suffixes we read and write as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: Pillow format names by suffix, for writing.
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+#: Mask pixels above this 8-bit value are "fill".
+MASK_THRESHOLD = 127
+
+ImageSource = Union[str, os.PathLike, bytes, IO[bytes]]
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)
+
+
+def _describe(source: ImageSource, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return "<stream>"
+
+
+def _open(source: ImageSource, label: str) -> Image.Image:
+    """Open and fully decode an image, turning every failure into one ``InputError`` line."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            raise InputError(f"{label}: is a directory, not an image")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{label}: no such file") from None
+        except PermissionError:
+            raise InputError(f"{label}: permission denied") from None
+        except OSError as e:
+            raise InputError(f"{label}: cannot read ({e.strerror or e})") from None
+    elif isinstance(source, bytes):
+        data = source
+    else:
+        data = source.read()
+    if not data:
+        raise InputError(f"{label}: empty file (0 bytes), not an image")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        for w in caught:
+            _warn_once(f"bomb:{label}", f"{label}: {w.message}")
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{label}: refused as a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{label}: not an image file this tool can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"{label}: cannot decode the image, it may be truncated or corrupt ({e})") from None
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as e:  # noqa: BLE001 - a malformed EXIF block must not crash the run
+        _warn_once(f"exif:{label}", f"{label}: EXIF orientation ignored ({e})")
+        return image
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _to_8bit(image: Image.Image, label: str) -> Image.Image:
+    """Return an 8-bit image (mode L, RGB, RGBA…); 16-bit and float data are scaled, not clipped."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise InputError(
+                f"{label}: 32-bit integer pixels outside 0..65535 ({values.min()}..{values.max()})"
+            )
+        # Scale 0..65535 onto 0..255 with rounding (65535 / 255 = 257 exactly).
+        return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 1)):
+            raise InputError(
+                f"{label}: floating-point pixels must lie in [0, 1] "
+                f"(found {np.nanmin(values):.4g}..{np.nanmax(values):.4g})"
+            )
+        return Image.fromarray(np.rint(values * 255).astype(np.uint8), mode="L")
+    return image
+
+
+def read_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """Read an image file (path, bytes or binary stream) as (H, W, 3) ``uint8`` RGB.
+
+    ``name`` labels the source in error messages (``"<stdin>"``, say).
+    """
+    label = _describe(source, name)
+    image = _to_8bit(_open(source, label), label)
+    if _has_alpha(image):
+        _warn_once("alpha", f"{label}: has an alpha channel; transparent pixels are composited on white")
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_mask(source: ImageSource, *, name: str | None = None, invert: bool = False) -> np.ndarray:
+    """Read a mask file as (H, W) ``bool``, True = fill.
+
+    Any mode is converted to 8-bit gray (alpha composited on black) and binarised at
+    ``> 127``; a warning is logged once if the file was not already binary. ``invert=True``
+    reads files where white means *keep* (RePaint's convention).
+    """
+    label = _describe(source, name)
+    image = _to_8bit(_open(source, label), label)
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, rgba)
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    if not np.isin(gray, (0, 255)).all():
+        _warn_once(
+            "nonbinary-mask",
+            f"{label}: mask is not binary (values other than 0 and 255); thresholded at {MASK_THRESHOLD}",
+        )
+    mask = gray > MASK_THRESHOLD
+    return ~mask if invert else mask
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file as :func:`read_image` would return it, EXIF applied.
+
+    Reads only the header, not the pixels.
+    """
+    label = str(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{label}: not an image file this tool can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{label}: cannot read the image header ({e})") from None
+    # EXIF orientations 5-8 rotate by 90 degrees and swap the sides.
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def fit_mask(
+    mask: np.ndarray,
+    image_shape: Sequence[int],
+    *,
+    resize: bool = False,
+    mask_name: str = "mask",
+    image_name: str = "image",
+) -> np.ndarray:
+    """Check that ``mask`` (H, W) matches ``image_shape`` (H, W, …), or resize it (nearest).
+
+    Raises :class:`InputError` naming both sizes when they differ and ``resize`` is False.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if mask.shape == (height, width):
+        return mask
+    if not resize:
+        raise InputError(
+            f"{mask_name} is {mask.shape[1]}x{mask.shape[0]} but {image_name} is {width}x{height} "
+            "(use --resize-mask to resize the mask, nearest neighbour)"
+        )
+    resized = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize((width, height), Image.NEAREST)
+    return np.asarray(resized) > MASK_THRESHOLD
+
+
+def format_for(path: str | os.PathLike[str]) -> str:
+    """Pillow format name for an output path's suffix; ``InputError`` for unknown suffixes."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return _FORMATS[suffix]
+    except KeyError:
+        raise InputError(
+            f"{path}: unknown image suffix {suffix or '(none)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        ) from None
+
+
+def encode_image(image: np.ndarray, format: str = "PNG") -> bytes:
+    """Encode an (H, W, 3) or (H, W) ``uint8`` array; PNG is lossless, JPEG/WebP use quality 95."""
+    pil = Image.fromarray(_as_uint8_array(image))
+    buffer = io.BytesIO()
+    options = {"quality": 95} if format in ("JPEG", "WEBP") else {}
+    pil.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write an (H, W, 3) RGB or (H, W) gray ``uint8`` array, format from the suffix, atomically.
+
+    The file is written under a temporary name in the same directory and renamed into place, so
+    an interrupted run never leaves a half-written image.
+    """
+    path = Path(path)
+    data = encode_image(image, format_for(path))
+    atomic.write_bytes(path, data)
+    return path
+
+
+def save_mask(mask: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write a (H, W) bool mask as an 8-bit gray PNG: 255 = fill, 0 = keep."""
+    return save_image(mask.astype(np.uint8) * 255, path)
+
+
+def _as_uint8_array(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * 255
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 array, got {image.dtype}")
+    return image
+
+
+def list_images(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """Image files directly inside ``folder`` (sorted by name) and the other files skipped.
+
+    Hidden files (``.name``) and our own temporary files are ignored altogether.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such directory")
+    images, others = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
+# ---- tensors: the [0, 255] <-> [0, 1] <-> [-1, 1] conversions -------------------------------
+
+
+def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 array(s) -> float32 tensor (N, 3, H, W) in [0, 1]."""
+    import torch
+
+    batch = np.stack(images) if not isinstance(images, np.ndarray) else images
+    if batch.ndim == 3:
+        batch = batch[None]
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div(255.0)
+
+
+def mask_to_tensor(masks: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W) bool mask(s) -> float32 tensor (N, 1, H, W) in {0, 1}, 1 = fill."""
+    import torch
+
+    batch = np.stack(masks) if not isinstance(masks, np.ndarray) else masks
+    if batch.ndim == 2:
+        batch = batch[None]
+    return torch.from_numpy(np.ascontiguousarray(batch)).float()[:, None]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float tensor (N, 3, H, W) in [0, 1] -> uint8 array (N, H, W, 3), rounded to nearest."""
+    import torch
+
+    quantised = images.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
+    return quantised.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the range diffusion models are trained in."""
+    return images * 2.0 - 1.0
+
+
+def from_model_range(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((images + 1.0) / 2.0).clamp(0.0, 1.0)

@@ -1,0 +1,111 @@
+"""The registry of completion methods, by name.
+
+Each method is registered with the import path of its :class:`~inpaint.models.base.Inpainter`
+class, so listing methods (``inpaint complete --help``) imports nothing heavy. Later issues add
+``ddpm``, ``repaint`` and ``sd`` here. ``priority`` orders methods when the user names none: the
+best method whose weights are present wins.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from inpaint.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inpaint.models.base import Inpainter, MethodOptions
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method.
+
+    ``target`` is ``"module:ClassName"``; the class is built as ``Class(options)``.
+    ``unavailable`` returns ``None`` when the method can run with these options on this machine,
+    otherwise a one-line reason (say, which weights are missing and how to provide them).
+    """
+
+    name: str
+    summary: str
+    target: str
+    priority: int = 0
+    unavailable: Callable[[MethodOptions], str | None] = lambda options: None
+
+    def load(self, options: MethodOptions) -> Inpainter:
+        """Import and build the method. Raises :class:`InputError` if it cannot run here."""
+        reason = self.unavailable(options)
+        if reason is not None:
+            raise InputError(f"{self.name}: {reason}")
+        module_name, class_name = self.target.split(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(options)
+
+
+_METHODS: dict[str, MethodInfo] = {}
+
+
+def register(info: MethodInfo) -> None:
+    """Add (or replace) a method in the registry."""
+    _METHODS[info.name] = info
+
+
+def method_names() -> list[str]:
+    """Registered names, best first (by priority, then name)."""
+    return [m.name for m in sorted(_METHODS.values(), key=lambda m: (-m.priority, m.name))]
+
+
+def get_method(name: str) -> MethodInfo:
+    """The registered method called ``name``; :class:`InputError` listing the choices otherwise."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown method {name!r}; choose from {', '.join(method_names())}"
+        ) from None
+
+
+def load_inpainter(name: str, options: MethodOptions | None = None) -> Inpainter:
+    """Build the method called ``name`` with ``options`` (defaults when omitted)."""
+    from inpaint.models.base import MethodOptions
+
+    return get_method(name).load(options or MethodOptions())
+
+
+def best_available(options: MethodOptions | None = None) -> MethodInfo:
+    """The highest-priority method that can run with ``options`` on this machine."""
+    from inpaint.models.base import MethodOptions
+
+    options = options or MethodOptions()
+    for name in method_names():
+        if _METHODS[name].unavailable(options) is None:
+            return _METHODS[name]
+    raise InputError("no completion method is available")  # pragma: no cover - classical always are
+
+
+register(
+    MethodInfo(
+        name="biharmonic",
+        summary="biharmonic smooth interpolation (scikit-image); no weights",
+        target="inpaint.models.classical:Biharmonic",
+        priority=10,
+    )
+)
+register(
+    MethodInfo(
+        name="telea",
+        summary="fast marching method of Telea 2004 (OpenCV); no weights",
+        target="inpaint.models.classical:Telea",
+        priority=5,
+    )
+)
+register(
+    MethodInfo(
+        name="navier-stokes",
+        summary="Navier-Stokes fluid-based inpainting of Bertalmio et al. 2001 (OpenCV); no weights",
+        target="inpaint.models.classical:NavierStokes",
+        priority=4,
+    )
+)

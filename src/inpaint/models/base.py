@@ -1,0 +1,124 @@
+"""The one interface every completion method implements.
+
+An :class:`Inpainter` takes a batch of images in [0, 1] (N, 3, H, W), masks in {0, 1}
+(N, 1, H, W) with **1 = fill**, and one seed per image, and returns completed images in [0, 1].
+By default known pixels are pasted back from the input bit-exactly (``composite=True``); a
+method's raw output is available with ``composite=False`` (diffusion models, VAEs in particular,
+shift the pixels they were told to keep).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from inpaint.errors import InputError
+from inpaint.progress import NullProgress, Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass
+class MethodOptions:
+    """Settings a method may read when it is built. Each method uses the fields it knows.
+
+    ``weights`` is a hub id or local directory for methods that need weights; ``device`` is a
+    device spec (``auto``, ``cpu``, ``cuda:1``…) resolved by :func:`inpaint.devices.resolve_device`.
+    """
+
+    device: str = "auto"
+    weights: str | None = None
+
+
+def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Paste known pixels back: ``filled`` inside the mask, ``images`` outside, copied exactly.
+
+    images, filled: (N, 3, H, W); masks: (N, 1, H, W) with 1 = fill. Uses ``where`` rather than
+    ``m * a + (1 - m) * b`` so the known pixels are the very same floats (no rounding).
+    """
+    import torch
+
+    return torch.where(masks > 0.5, filled.to(images.dtype), images)
+
+
+class Inpainter(ABC):
+    """A completion method. Subclasses implement :meth:`fill`; call the instance to use it."""
+
+    #: Registry name, e.g. ``"biharmonic"``.
+    name: ClassVar[str]
+    #: Methods that extrapolate from known pixels cannot fill a mask that covers everything.
+    needs_known_pixels: ClassVar[bool] = True
+
+    @abstractmethod
+    def fill(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generators: list[torch.Generator],
+        progress: Progress,
+    ) -> torch.Tensor:
+        """Fill the holes of a validated batch.
+
+        images: (N, 3, H, W) float32 in [0, 1] on the CPU; masks: (N, 1, H, W) float32 in {0, 1},
+        1 = fill, every mask non-empty; generators: one CPU ``torch.Generator`` per image.
+        Returns (N, 3, H, W) float32 in [0, 1]; pixels outside the mask may differ from the input.
+        """
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        seeds: Sequence[int] | int = 0,
+        *,
+        composite_known: bool = True,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Complete ``images`` where ``masks`` is 1.
+
+        ``seeds`` holds one seed per image (an int is allowed for a single image); image i draws
+        its randomness only from ``seeds[i]``, so a batch equals the same images run one by one.
+        Images whose mask is empty are returned unchanged without calling the method.
+        """
+        import torch
+
+        _check_batch(images, masks)
+        n = images.shape[0]
+        if isinstance(seeds, int):
+            if n != 1:
+                raise ValueError("pass one seed per image (a sequence) for a batch of several images")
+            seeds = [seeds]
+        if len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} images")
+        hole_pixels = masks.flatten(1).sum(dim=1)
+        if self.needs_known_pixels and bool((hole_pixels == masks[0].numel()).any()):
+            raise InputError(
+                f"{self.name} needs some known pixels, but a mask covers the whole image"
+            )
+        out = images.clone()
+        todo = torch.nonzero(hole_pixels > 0).flatten().tolist()
+        if todo:
+            generators = [torch.Generator().manual_seed(int(seeds[i])) for i in todo]
+            filled = self.fill(images[todo], masks[todo], generators, progress or NullProgress())
+            if composite_known:
+                filled = composite(images[todo], filled, masks[todo])
+            out[todo] = filled.to(out.dtype).clamp(0, 1)
+        return out
+
+
+def _check_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless images are (N,3,H,W) in [0,1] and masks (N,1,H,W) in {0,1}."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if masks.ndim != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks must be (N, 1, H, W), got {tuple(masks.shape)}")
+    if images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[2:]:
+        raise ValueError(
+            f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not match"
+        )
+    if not images.is_floating_point() or float(images.min()) < 0 or float(images.max()) > 1:
+        raise ValueError("images must be floating point in [0, 1]")
+    if bool(((masks != 0) & (masks != 1)).any()):
+        raise ValueError("masks must hold only 0 (known) and 1 (fill)")
