@@ -65,3 +65,52 @@ def center_mask() -> np.ndarray:
     mask = np.zeros((64, 64), dtype=bool)
     mask[20:44, 20:44] = True
     return mask
+
+
+class CliResult:
+    """Exit code and captured output of one in-process ``inpaint`` run."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:  # shown by pytest when an assertion fails
+        return f"CliResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-1500:]!r})"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``inpaint ARGS`` in this process: ``cli("complete", "a.png", ...) -> CliResult``."""
+    from inpaint.cli.app import main
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def pair(tmp_path, photo, center_mask):
+    """An image file and its mask file on disk: (image_path, mask_path)."""
+    from inpaint import io
+
+    image = io.save_image(photo, tmp_path / "in" / "photo.png")
+    mask = io.save_mask(center_mask, tmp_path / "in" / "photo_mask.png")
+    return image, mask
+
+
+@pytest.fixture(scope="session")
+def train_images(tmp_path_factory) -> Path:
+    """Six small real photos (scikit-image) in a folder, for training runs."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("train-images")
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat"):
+        pixels = getattr(data, name)()
+        if pixels.ndim == 2:
+            pixels = np.stack([pixels] * 3, axis=-1)
+        Image.fromarray(pixels).resize((40, 40), Image.BICUBIC).save(folder / f"{name}.png")
+    return folder

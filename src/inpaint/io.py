@@ -289,7 +289,8 @@ def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     batch = np.stack(images) if not isinstance(images, np.ndarray) else images
     if batch.ndim == 3:
         batch = batch[None]
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div(255.0)
+    # np.array copies: arrays from Pillow are read-only, which torch warns about.
+    return torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).float().div(255.0)
 
 
 def mask_to_tensor(masks: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
@@ -299,7 +300,7 @@ def mask_to_tensor(masks: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     batch = np.stack(masks) if not isinstance(masks, np.ndarray) else masks
     if batch.ndim == 2:
         batch = batch[None]
-    return torch.from_numpy(np.ascontiguousarray(batch)).float()[:, None]
+    return torch.from_numpy(np.array(batch)).float()[:, None]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

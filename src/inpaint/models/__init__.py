@@ -23,7 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 class MethodInfo:
     """A registered method.
 
-    ``target`` is ``"module:ClassName"``; the class is built as ``Class(options)``.
+    ``target`` is ``"module:ClassName"``; the class is built as ``Class(options)``. ``heavy``
+    marks diffusion methods that take minutes per image on a CPU (the demo leaves them out there
+    unless asked for).
     ``unavailable`` returns ``None`` when the method can run with these options on this machine,
     otherwise a one-line reason (say, which weights are missing and how to provide them).
     """
@@ -32,6 +34,7 @@ class MethodInfo:
     summary: str
     target: str
     priority: int = 0
+    heavy: bool = False
     unavailable: Callable[[MethodOptions], str | None] = lambda options: None
 
     def load(self, options: MethodOptions) -> Inpainter:
@@ -75,10 +78,13 @@ def load_inpainter(name: str, options: MethodOptions | None = None) -> Inpainter
 
 
 def best_available(options: MethodOptions | None = None) -> MethodInfo:
-    """The highest-priority method that can run with ``options`` on this machine."""
+    """The highest-priority method that can run with ``options`` with weights already on this
+    machine (choosing a method for the user never starts a download)."""
+    import dataclasses
+
     from inpaint.models.base import MethodOptions
 
-    options = options or MethodOptions()
+    options = dataclasses.replace(options or MethodOptions(), local_only=True)
     for name in method_names():
         if _METHODS[name].unavailable(options) is None:
             return _METHODS[name]

@@ -26,11 +26,22 @@ class MethodOptions:
     """Settings a method may read when it is built. Each method uses the fields it knows.
 
     ``weights`` is a hub id or local directory for methods that need weights; ``device`` is a
-    device spec (``auto``, ``cpu``, ``cuda:1``…) resolved by :func:`inpaint.devices.resolve_device`.
+    device spec (``auto``, ``cpu``, ``cuda:1``…) resolved by :func:`inpaint.devices.resolve_device`;
+    ``dtype`` is ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``fp16`` or ``bf16``.
+    ``sampler``/``steps`` choose the denoising loop of diffusion methods (``None``: the method's
+    default); ``jump_length``/``jump_n_sample`` are RePaint's resampling schedule.
+    ``local_only`` makes availability checks count only weights already on this machine (the
+    automatic choice of a method must never start a download).
     """
 
     device: str = "auto"
+    dtype: str = "auto"
     weights: str | None = None
+    sampler: str | None = None
+    steps: int | None = None
+    jump_length: int | None = None
+    jump_n_sample: int | None = None
+    local_only: bool = False
 
 
 def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""The ``inpaint`` executable: composes the subcommands and turns failures into exit codes.
+
+Exit codes: 0 success; 1 a failure at run time (or some images of a folder failed); 2 bad usage
+or bad input; 130 interrupted. Errors are one ``error: …`` line on stderr; ``--debug`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+from inpaint import __version__
+from inpaint.cli import complete, console, demo, make_masks
+from inpaint.errors import InpaintError
+
+app = typer.Typer(
+    name="inpaint",
+    help="Diffusion-based image completion: make masks, complete images, train and benchmark models.\n\n"
+    "Masks are white (1) where the image is to be filled.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = {"enabled": bool(os.environ.get("INPAINT_DEBUG"))}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inpaint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug logs (also INPAINT_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Shared set-up for every subcommand."""
+    _debug["enabled"] = _debug["enabled"] or debug
+    console.setup_logging(debug=_debug["enabled"])
+
+
+app.command("make-masks", no_args_is_help=False)(make_masks.make_masks)
+app.command("complete", no_args_is_help=True)(complete.complete)
+app.command("demo")(demo.demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    _debug["enabled"] = bool(os.environ.get("INPAINT_DEBUG"))
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="inpaint", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.TyperException as e:  # usage errors (click's, vendored by typer): exit 2
+        message = e.format_message()
+        if not message:  # `inpaint complete` with no arguments: the help was printed already
+            return int(getattr(e, "exit_code", 2))
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        console.error(f"{message}{hint}")
+        return int(getattr(e, "exit_code", 2))
+    except InpaintError as e:
+        if _debug["enabled"]:
+            traceback.print_exc()
+        console.error(str(e))
+        return e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        console.error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (`inpaint … | head`): nothing more to say.
+        sys.stderr.close()
+        return 1
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if _debug["enabled"]:
+            traceback.print_exc()
+            console.error(f"unexpected {type(e).__name__}: {e}")
+        else:
+            console.error(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)")
+        return 1

@@ -1,0 +1,187 @@
+"""``inpaint complete``: fill the masked region of one image, a folder of images, or a pipe."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inpaint.cli import console, options
+from inpaint.errors import InputError
+
+STDIO = "-"
+
+
+def complete(
+    image: Annotated[str, typer.Argument(help="Image file, folder of images, or - for stdin.", show_default=False)],
+    mask: Annotated[
+        str,
+        typer.Argument(
+            help="Mask file (white = fill) or folder of masks matched by file stem, or - for stdin.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file (format from its extension, PNG by default), folder, or - for PNG on stdout.",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="Completion method (see 'inpaint complete --list-models'); "
+                     "default: the best one available on this machine."),
+    ] = None,
+    seed: options.Seed = 0,
+    device: options.Device = "auto",
+    invert_mask: options.InvertMask = False,
+    resize_mask: options.ResizeMask = False,
+    overwrite: options.Overwrite = False,
+    concat: Annotated[
+        bool, typer.Option("--concat", help="Also write input | masked | result side by side.")
+    ] = False,
+    json_output: options.Json = False,
+    list_models: Annotated[
+        bool,
+        typer.Option("--list-models", help="List the completion methods and exit.", is_eager=True,
+                     callback=lambda value: _print_models() if value else None),
+    ] = False,
+    config: options.Config = None,
+) -> None:
+    """Complete IMAGE where MASK is white; known pixels are kept exactly.
+
+    Examples:
+
+    ```
+    inpaint complete photo.png mask.png -o out.png
+    inpaint complete images/ masks/ -o out/    # matched by file stem; a re-run resumes
+    cat a.png | inpaint complete - mask.png -o - > b.png
+    ```
+    """
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    method_options = MethodOptions(device=device)
+    info = models.get_method(model) if model else models.best_available(method_options)
+    if model is None:
+        console.info(f"using {info.name} (the best method available here; choose with --model)")
+    if output == STDIO and (json_output or concat):
+        raise InputError("-o -: the PNG goes to stdout, so --json and --concat cannot be used with it")
+    if image == STDIO and mask == STDIO:
+        raise InputError("only one of IMAGE and MASK can be read from stdin")
+
+    if image != STDIO and Path(image).is_dir():
+        _complete_folder(info, method_options, Path(image), mask, output, seed=seed, overwrite=overwrite,
+                         concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, json_output=json_output)
+    else:
+        _complete_one(info, method_options, image, mask, output, seed=seed, overwrite=overwrite,
+                      concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, json_output=json_output)
+
+
+def _print_models() -> None:
+    """Print the registry as a table and exit (an eager option: IMAGE and MASK are not needed)."""
+    from rich.table import Table
+
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    table = Table("method", "available", "description")
+    for name in models.method_names():
+        info = models.get_method(name)
+        reason = info.unavailable(MethodOptions(local_only=True))
+        table.add_row(name, "yes" if reason is None else f"no: {reason}", info.summary)
+    console.stdout.print(table)
+    raise typer.Exit()
+
+
+def _source(argument: str) -> tuple[object, str]:
+    """A path, or stdin's bytes for ``-``; with the label used in messages."""
+    if argument == STDIO:
+        return sys.stdin.buffer.read(), "<stdin>"
+    return Path(argument), argument
+
+
+def _complete_one(info, method_options, image: str, mask: str, output: str, *, seed: int, overwrite: bool,
+                  concat: bool, invert_mask: bool, resize_mask: bool, json_output: bool) -> None:
+    from inpaint import completion, io
+
+    if mask != STDIO and Path(mask).is_dir():
+        raise InputError(f"{mask}: is a folder, but IMAGE is a single file; pass a mask file")
+    out_path = None if output == STDIO else Path(output)
+    if out_path is not None:
+        io.format_for(out_path)  # fail on an unknown suffix before any work
+        if out_path.is_dir():
+            raise InputError(f"{output}: is a folder; give an output file name for a single image")
+        completion.check_distinct(out_path, *(Path(p) for p in (image, mask) if p != STDIO))
+        if out_path.exists() and not overwrite:
+            raise InputError(f"{output}: already exists (use --overwrite to replace it)")
+    image_source, image_label = _source(image)
+    mask_source, mask_label = _source(mask)
+    started = time.perf_counter()
+    inpainter = info.load(method_options)
+    completed = completion.complete_file(
+        inpainter, image_source, mask_source, seed=seed,
+        name=Path(image).stem if image != STDIO else "stdin",
+        image_label=image_label, mask_label=mask_label,
+        invert_mask=invert_mask, resize_mask=resize_mask,
+    )
+    written = []
+    if out_path is None:
+        sys.stdout.buffer.write(io.encode_image(completed.result, "PNG"))
+        sys.stdout.buffer.flush()
+    else:
+        if concat:
+            written.append(str(io.save_image(completed.concat(), completion.concat_path(out_path))))
+        written.append(str(io.save_image(completed.result, out_path)))
+    seconds = time.perf_counter() - started
+    if json_output:
+        summary = {"files": written, "seconds": round(seconds, 3), "method": info.name, "seed": seed,
+                   "empty_mask": completed.empty_mask}
+        typer.echo(json.dumps(summary))
+    elif out_path is not None:
+        console.info(f"wrote {out_path} ({info.name}, {seconds:.2f} s)")
+
+
+def _complete_folder(info, method_options, images_dir: Path, masks: str, output: str, *, seed: int,
+                     overwrite: bool, concat: bool, invert_mask: bool, resize_mask: bool,
+                     json_output: bool) -> None:
+    from inpaint import completion
+
+    from inpaint.cli.progress import RichProgress
+
+    if masks == STDIO or not Path(masks).is_dir():
+        raise InputError(f"{masks}: IMAGE is a folder, so MASK must be a folder of masks too")
+    if output == STDIO:
+        raise InputError("-o -: a folder of images cannot be written to stdout; give an output folder")
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{output}: exists and is not a folder")
+    pairs, ignored = completion.pair_folders(images_dir, Path(masks), out_dir)
+    if ignored:
+        console.warn(f"{images_dir}: skipped {len(ignored)} non-image file(s), e.g. {ignored[0]}")
+    inpainter = info.load(method_options)
+    with RichProgress(disable=json_output) as progress:
+        report = completion.complete_folder(
+            inpainter, pairs, seed=seed, overwrite=overwrite, concat=concat,
+            invert_mask=invert_mask, resize_mask=resize_mask, progress=progress,
+        )
+    report.ignored_files = ignored
+    if json_output:
+        summary = report.to_dict()
+        summary["files"] = [str(out_dir / f"{name}.png") for name in report.written]
+        typer.echo(json.dumps(summary))
+    else:
+        console.info(
+            f"{len(report.written)} written, {len(report.skipped_existing)} already done, "
+            f"{len(report.failed)} failed -> {out_dir} ({info.name}, {report.seconds:.1f} s)"
+        )
+    if report.failed:
+        console.error(f"{len(report.failed)} of {len(pairs)} images failed (see the warnings above)")
+        raise typer.Exit(1)

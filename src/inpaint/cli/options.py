@@ -1,0 +1,55 @@
+"""Option aliases shared by the subcommands, so ``--seed`` means the same thing everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inpaint.cli.config_file import config_callback
+
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Random seed. Each image's randomness derives from it and the image's name, "
+        "so results do not depend on order or batch size.",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace outputs that already exist (default: keep them)."),
+]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print a machine-readable JSON summary on stdout."),
+]
+Config = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config",
+        is_eager=True,
+        callback=config_callback,
+        dir_okay=False,
+        help="TOML file whose keys are this command's options; flags given on the command line win.",
+    ),
+]
+InvertMask = Annotated[
+    bool,
+    typer.Option(
+        "--invert-mask",
+        help="Masks are white where the image is KEPT (RePaint's convention); default: white = fill.",
+    ),
+]
+ResizeMask = Annotated[
+    bool,
+    typer.Option("--resize-mask", help="Resize masks to their image's size (nearest neighbour) instead of failing."),
+]
+
+
+OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.", file_okay=False)]

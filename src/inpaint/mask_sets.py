@@ -1,0 +1,214 @@
+"""Folders of masks with a manifest: the library behind ``inpaint make-masks``.
+
+Two ways to make a set: one mask per image of a folder (same stem, the image's size, EXIF
+orientation applied), or ``count`` standalone masks of one size. Every mask is an 8-bit gray PNG,
+255 (white) = fill, written atomically; ``manifest.json`` is written last, so a folder with a
+manifest is complete. A mask depends only on (presets, seed, name, size), where the name is the
+image's stem or the standalone file's stem: reruns give byte-identical files, in any order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inpaint import __version__, atomic, io
+from inpaint.errors import InputError
+from inpaint.masks import LAMA_AREA_BINS, area_bin, get_preset, hole_ratio, make_mask, resolve_presets
+from inpaint.progress import NullProgress, Progress
+
+MANIFEST_NAME = "manifest.json"
+POLARITY = "white (255) = fill, black (0) = keep"
+
+
+@dataclass
+class MaskSetSummary:
+    """What a run wrote: hole-ratio statistics (fractions in [0, 1]), LaMa's 10 area bins,
+    masks per preset, the files and the manifest. ``skipped`` counts non-image files ignored."""
+
+    count: int
+    mean: float
+    min: float
+    max: float
+    bins: list[int]
+    files: list[Path]
+    manifest: Path
+    skipped: int = 0
+    presets: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings), for ``--json`` output."""
+        return {
+            "count": self.count,
+            "skipped": self.skipped,
+            "hole_ratio": {"mean": self.mean, "min": self.min, "max": self.max},
+            "bins": list(self.bins),
+            "presets": dict(self.presets),
+            "files": [str(path) for path in self.files],
+            "manifest": str(self.manifest),
+        }
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One mask to write: its identity name, size and, for image folders, the source file."""
+
+    name: str
+    width: int
+    height: int
+    image: str | None = None
+
+
+def masks_for_images(
+    image_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    presets: str | Sequence[str],
+    seed: int = 0,
+    min_ratio: float | None = None,
+    max_ratio: float | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> MaskSetSummary:
+    """One mask per image in ``image_dir``, written to ``out_dir/<stem>.png`` at the image's size.
+
+    Sizes come from the image headers with EXIF orientation applied (what :func:`io.read_image`
+    returns). Non-image files are skipped and counted. Raises :class:`InputError` before writing
+    anything for an empty folder, two images with the same stem, or existing outputs.
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    resolve_presets(presets, min_ratio, max_ratio)
+    images, others = io.list_images(image_dir)
+    if not images:
+        raise InputError(f"{image_dir}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+    if out_dir.resolve() == image_dir.resolve():
+        raise InputError(f"{out_dir}: the output folder is the image folder; masks would replace images")
+    seen: dict[str, Path] = {}
+    for path in images:
+        if path.stem in seen:
+            raise InputError(
+                f"{seen[path.stem].name} and {path.name} would both get the mask {path.stem}.png; rename one"
+            )
+        seen[path.stem] = path
+    # Every header is read before anything is written, so a broken image stops the run cleanly.
+    jobs = []
+    for path in images:
+        width, height = io.image_size(path)
+        jobs.append(_Job(path.stem, width, height, path.name))
+    return _write_set(jobs, out_dir, presets, seed, min_ratio, max_ratio, overwrite, progress, len(others))
+
+
+def standalone_masks(
+    out_dir: str | os.PathLike[str],
+    *,
+    width: int,
+    height: int,
+    count: int,
+    presets: str | Sequence[str],
+    seed: int = 0,
+    min_ratio: float | None = None,
+    max_ratio: float | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    name_format: str = "mask_{:05d}",
+) -> MaskSetSummary:
+    """``count`` masks of ``width`` x ``height`` named ``name_format.format(i)`` + ``.png``."""
+    resolve_presets(presets, min_ratio, max_ratio)
+    if count < 1:
+        raise InputError(f"--count {count}: must be at least 1")
+    if width < 1 or height < 1:
+        raise InputError(f"--size {width}x{height}: sides must be positive")
+    names = [name_format.format(i) for i in range(count)]
+    if len(set(names)) != count:
+        raise InputError(f"name format {name_format!r} does not give {count} different names")
+    jobs = [_Job(name, width, height) for name in names]
+    return _write_set(jobs, Path(out_dir), presets, seed, min_ratio, max_ratio, overwrite, progress, 0)
+
+
+def _check_targets(out_dir: Path, jobs: Sequence[_Job], overwrite: bool) -> None:
+    """Refuse to replace existing files unless asked to (checked before anything is written)."""
+    if overwrite:
+        return
+    targets = [out_dir / f"{job.name}.png" for job in jobs] + [out_dir / MANIFEST_NAME]
+    existing = [path for path in targets if path.exists()]
+    if existing:
+        raise InputError(
+            f"{out_dir}: {len(existing)} of the output files already exist (e.g. {existing[0].name}); "
+            "pass --overwrite to replace them"
+        )
+
+
+def _write_set(
+    jobs: Sequence[_Job],
+    out_dir: Path,
+    presets: str | Sequence[str],
+    seed: int,
+    min_ratio: float | None,
+    max_ratio: float | None,
+    overwrite: bool,
+    progress: Progress | None,
+    skipped: int,
+) -> MaskSetSummary:
+    """Draw, write and hash every mask, then write the manifest; return the summary."""
+    preset_list = [p.name for p in resolve_presets(presets, min_ratio, max_ratio)]
+    _check_targets(out_dir, jobs, overwrite)
+    progress = progress or NullProgress()
+    progress.start("Making masks", len(jobs))
+    entries: dict[str, dict[str, Any]] = {}
+    files: list[Path] = []
+    ratios: list[float] = []
+    used: Counter[str] = Counter()
+    for job in jobs:
+        mask, preset = make_mask(
+            preset_list, seed=seed, name=job.name, height=job.height, width=job.width,
+            min_ratio=min_ratio, max_ratio=max_ratio,
+        )
+        path = io.save_mask(mask, out_dir / f"{job.name}.png")
+        ratio = hole_ratio(mask)
+        entry: dict[str, Any] = {
+            # Hash the bytes as written, so the manifest can verify the files later.
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "hole_ratio": ratio,
+            "preset": preset,
+            "width": job.width,
+            "height": job.height,
+        }
+        if job.image is not None:
+            entry["image"] = job.image
+        entries[path.name] = entry
+        files.append(path)
+        ratios.append(ratio)
+        used[preset] += 1
+        progress.advance(1, file=path.name)
+    progress.finish()
+    manifest = out_dir / MANIFEST_NAME
+    atomic.write_json(manifest, {
+        "tool": f"inpaint {__version__}",
+        "kind": "masks",
+        "presets": preset_list,
+        "params": {name: get_preset(name).params_dict() for name in dict.fromkeys(preset_list)},
+        "seed": seed,
+        "min_ratio": min_ratio,
+        "max_ratio": max_ratio,
+        "polarity": POLARITY,
+        "files": entries,
+    })
+    bins = [0] * len(LAMA_AREA_BINS)
+    for ratio in ratios:
+        bins[area_bin(ratio)] += 1
+    return MaskSetSummary(
+        count=len(files),
+        mean=sum(ratios) / len(ratios),
+        min=min(ratios),
+        max=max(ratios),
+        bins=bins,
+        files=files,
+        manifest=manifest,
+        skipped=skipped,
+        presets=dict(used),
+    )
