@@ -39,6 +39,23 @@ def complete(
         typer.Option("--model", "-m", help="Completion method (see 'inpaint complete --list-models'); "
                      "default: the best one available on this machine."),
     ] = None,
+    weights: Annotated[
+        Optional[str],
+        typer.Option("--weights", "-w", help="Model weights for diffusion methods: hub id or local folder "
+                     "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256)."),
+    ] = None,
+    sampler: Annotated[
+        Optional[str],
+        typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default dpmpp); "
+                     "repaint or fast (repaint method, default repaint)."),
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,
+    jump_length: Annotated[Optional[int], typer.Option("--jump-length", help="RePaint: steps per jump back "
+                                                       "(default 10).")] = None,
+    jump_n_sample: Annotated[Optional[int], typer.Option("--jump-n-sample", help="RePaint: resamplings per "
+                                                         "jump (default 10).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
+                                       "bf16.")] = "auto",
     seed: options.Seed = 0,
     device: options.Device = "auto",
     invert_mask: options.InvertMask = False,
@@ -68,7 +85,8 @@ def complete(
     from inpaint import models
     from inpaint.models.base import MethodOptions
 
-    method_options = MethodOptions(device=device)
+    method_options = MethodOptions(device=device, dtype=dtype, weights=weights, sampler=sampler, steps=steps,
+                                   jump_length=jump_length, jump_n_sample=jump_n_sample)
     info = models.get_method(model) if model else models.best_available(method_options)
     if model is None:
         console.info(f"using {info.name} (the best method available here; choose with --model)")

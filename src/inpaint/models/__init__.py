@@ -115,3 +115,23 @@ register(
         priority=4,
     )
 )
+register(
+    MethodInfo(
+        name="ddpm",
+        summary="the study's DDPM fine-tuned for completion (7-channel UNet); needs --weights from train-ddpm",
+        target="inpaint.models.ddpm:DDPMInpainter",
+        priority=30,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").ddpm_unavailable(options),
+    )
+)
+register(
+    MethodInfo(
+        name="repaint",
+        summary="RePaint (Lugmayr et al. 2022), zero-shot with an unconditional DDPM; slow (2,410 evaluations)",
+        target="inpaint.models.ddpm:RePaintInpainter",
+        priority=20,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").repaint_unavailable(options),
+    )
+)

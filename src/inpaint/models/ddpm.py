@@ -1,0 +1,287 @@
+"""Pixel-space diffusion completion: the study's fine-tuned DDPM and zero-shot RePaint.
+
+- ``ddpm`` (:class:`DDPMInpainter`, Method 1 of shared/METHOD.md): a ``UNet2DModel`` fine-tuned
+  with 7 input channels ``concat(x_masked, mask, x_t)``; samplers ``dpmpp`` (default, 25 steps),
+  ``ddim`` (50) and ``ddpm`` (1000, the study's setting).
+- ``repaint`` (:class:`RePaintInpainter`, Lugmayr et al. CVPR 2022): any unconditional
+  ``UNet2DModel`` (default ``google/ddpm-celebahq-256``); sampler ``repaint`` (default: 250
+  steps, jump length 10, 10 resamplings, 2,410 evaluations) or ``fast`` (ours: 210 evaluations).
+
+Both run the model at its native resolution (``unet.config.sample_size``): other sizes are
+resized to it (bicubic with antialiasing for images, nearest for masks, which stay binary),
+sampled and resized back, and the base class pastes the known pixels back at full resolution.
+A thin hole can vanish in the downsized mask; its pixels then get the resized-back image.
+
+This module imports nothing heavy at import time, so the registry can call the cheap
+``*_unavailable`` checks without loading torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from inpaint.errors import InputError
+from inpaint.models.base import Inpainter, MethodOptions
+from inpaint.models.pixel_unet import DEFAULT_BASE
+from inpaint.progress import Progress
+from inpaint.repaint import FAST_STEPS, REPAINT_STEPS
+from inpaint.samplers import DEFAULT_STEPS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from diffusers import UNet2DModel
+
+    from inpaint.samplers import Denoiser, SampleResult
+
+DEFAULT_REPAINT_WEIGHTS = DEFAULT_BASE
+_TRAIN_HINT = "train with `inpaint train-ddpm` and pass --weights runs/ddpm"
+
+
+def _resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> fp16 on CUDA, fp32 elsewhere; half precision only on a GPU."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if spec not in dtypes:
+        raise InputError(f"--dtype {spec!r}: choose from auto, fp32, fp16, bf16")
+    if dtypes[spec] != torch.float32 and device.type == "cpu":
+        raise InputError(f"--dtype {spec}: half precision needs a GPU here; use --dtype fp32 on the CPU")
+    return dtypes[spec]
+
+
+def _native_size(unet: UNet2DModel) -> tuple[int, int]:
+    size = unet.config.sample_size
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class _PixelDiffusion(Inpainter):
+    """Shared plumbing: option checks, device/dtype, native-size resizing, NFE bookkeeping."""
+
+    needs_known_pixels: ClassVar[bool] = False  # a full mask is plain generation
+    samplers: ClassVar[dict[str, int]]  # name -> default steps
+    default_sampler: ClassVar[str]
+
+    def __init__(self, options: MethodOptions | None = None) -> None:
+        from inpaint.devices import resolve_device
+
+        self.options = options or MethodOptions()
+        self.sampler = self.options.sampler or self.default_sampler
+        if self.sampler not in self.samplers:
+            raise InputError(f"--sampler {self.sampler!r}: {self.name} supports {', '.join(self.samplers)}")
+        self.steps = self.options.steps if self.options.steps is not None else self.samplers[self.sampler]
+        if self.steps < 1:
+            raise InputError(f"--steps {self.steps}: must be a positive number of steps")
+        self.device = resolve_device(self.options.device)
+        self.dtype = _resolve_dtype(self.options.dtype, self.device)
+        self.unet, self.scheduler_config = self._load()  # already in self.dtype
+        train_steps = int(self.scheduler_config.get("num_train_timesteps", 1000))
+        if self.steps > train_steps:
+            raise InputError(
+                f"--steps {self.steps}: the model was trained with {train_steps} timesteps; use at most that"
+            )
+        self.unet.to(self.device).eval()
+        #: Network evaluations per image in the last call (for benchmarks).
+        self.last_nfe: int | None = None
+
+    def _load(self) -> tuple[UNet2DModel, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _sample(
+        self, x0: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator], progress: Progress
+    ) -> SampleResult:
+        """Sample at the native size: x0 (N, 3, h, w) in [-1, 1] on the device, masks 1 = fill."""
+        raise NotImplementedError
+
+    def fill(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        generators: list[torch.Generator],
+        progress: Progress,
+    ) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        from inpaint.io import from_model_range, to_model_range
+
+        size = tuple(images.shape[2:])
+        native = _native_size(self.unet)
+        small, small_masks = images, masks
+        if size != native:
+            small = F.interpolate(images, size=native, mode="bicubic", antialias=True, align_corners=False)
+            small_masks = F.interpolate(masks, size=native, mode="nearest-exact")
+        x0 = to_model_range(small.clamp(0, 1)).to(self.device)
+        with torch.inference_mode():
+            result = self._sample(x0, small_masks.to(self.device), generators, progress)
+        out = from_model_range(result.images.float().cpu())
+        if size != native:
+            out = F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        self.last_nfe = result.nfe
+        return out
+
+
+class DDPMInpainter(_PixelDiffusion):
+    """The study's fine-tuned 7-channel DDPM (``options.weights``: the trained model folder)."""
+
+    name: ClassVar[str] = "ddpm"
+    samplers: ClassVar[dict[str, int]] = {name: DEFAULT_STEPS[name] for name in ("dpmpp", "ddim", "ddpm")}
+    # DPM-Solver++ at 25 steps is ~40x cheaper than the study's 1000 ancestral steps;
+    # --sampler ddpm --steps 1000 reproduces the study.
+    default_sampler: ClassVar[str] = "dpmpp"
+
+    def _load(self) -> tuple[UNet2DModel, dict[str, Any]]:
+        from inpaint.models.pixel_unet import load_completion_unet
+
+        if self.options.weights is None:
+            raise InputError(f"ddpm: needs fine-tuned weights: {_TRAIN_HINT}")
+        return load_completion_unet(self.options.weights, dtype=self.dtype)
+
+    def _sample(
+        self, x0: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator], progress: Progress
+    ) -> SampleResult:
+        from inpaint.samplers import SAMPLERS, completion_denoiser
+
+        denoiser = completion_denoiser(self.unet, x0, masks, self.dtype)
+        sample = SAMPLERS[self.sampler]
+        return sample(
+            denoiser, x0, masks, generators, self.scheduler_config, steps=self.steps, progress=progress
+        )
+
+
+class RePaintInpainter(_PixelDiffusion):
+    """Zero-shot RePaint on an unconditional DDPM (``options.weights``: hub id or folder)."""
+
+    name: ClassVar[str] = "repaint"
+    samplers: ClassVar[dict[str, int]] = {"repaint": REPAINT_STEPS, "fast": FAST_STEPS}
+    default_sampler: ClassVar[str] = "repaint"
+
+    def __init__(self, options: MethodOptions | None = None) -> None:
+        from inpaint.repaint import (
+            FAST_JUMP_LENGTH,
+            FAST_JUMP_N_SAMPLE,
+            REPAINT_JUMP_LENGTH,
+            REPAINT_JUMP_N_SAMPLE,
+        )
+
+        options = options or MethodOptions()
+        fast = options.sampler == "fast"
+        self.jump_length = options.jump_length or (FAST_JUMP_LENGTH if fast else REPAINT_JUMP_LENGTH)
+        self.jump_n_sample = options.jump_n_sample or (FAST_JUMP_N_SAMPLE if fast else REPAINT_JUMP_N_SAMPLE)
+        for flag, value in (
+            ("--jump-length", options.jump_length),
+            ("--jump-n-sample", options.jump_n_sample),
+        ):
+            if value is not None and value < 1:
+                raise InputError(f"{flag} {value}: must be a positive number")
+        super().__init__(options)
+
+    def _load(self) -> tuple[UNet2DModel, dict[str, Any]]:
+        from inpaint.models.pixel_unet import load_base
+
+        weights = self.options.weights or DEFAULT_REPAINT_WEIGHTS
+        unet, scheduler_config = load_base(weights, dtype=self.dtype)
+        if unet.config.in_channels != 3:
+            raise InputError(
+                f"{weights}: takes {unet.config.in_channels} input channels; RePaint needs an unconditional "
+                "3-channel model (use --model ddpm for a fine-tuned 7-channel completion model)"
+            )
+        return unet, scheduler_config
+
+    def _sample(
+        self, x0: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator], progress: Progress
+    ) -> SampleResult:
+        from inpaint.repaint import sample_repaint, sample_repaint_fast
+        from inpaint.samplers import unconditional_denoiser
+
+        denoiser: Denoiser = unconditional_denoiser(self.unet, self.dtype)
+        sample = sample_repaint_fast if self.sampler == "fast" else sample_repaint
+        return sample(
+            denoiser,
+            x0,
+            masks,
+            generators,
+            self.scheduler_config,
+            steps=self.steps,
+            jump_length=self.jump_length,
+            jump_n_sample=self.jump_n_sample,
+            progress=progress,
+        )
+
+
+# ---- cheap availability checks for the registry (no torch, no diffusers) -----------------------
+
+
+def _local_problem(path: Path, want_channels: int) -> str | None:
+    """Why the model folder ``path`` cannot be used, from its json files alone; ``None`` if fine."""
+    config_path = next(
+        (p for p in (path / "config.json", path / "unet" / "config.json") if p.is_file()), None
+    )
+    if config_path is None:
+        return f"{path}: no config.json, not a diffusers model folder"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{path}: cannot read {config_path.name} ({e})"
+    channels = config.get("in_channels", 3) if isinstance(config, dict) else None
+    if want_channels == 7 and channels == 3:
+        return f"{path}: is an unconditional 3-channel model; use --model repaint with it, or {_TRAIN_HINT}"
+    if want_channels == 3 and channels == 7:
+        return f"{path}: is a fine-tuned 7-channel completion model; use --model ddpm with it"
+    if channels != want_channels:
+        return f"{path}: takes {channels} input channels, expected {want_channels}"
+    return None
+
+
+def _hub_problem(repo_id: str, fix: str, local_only: bool) -> str | None:
+    """``None`` if hub model ``repo_id`` is cached or (unless ``local_only``) may be downloaded."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    for filename in ("config.json", "unet/config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return None
+        except ValueError:  # not a valid repo id, so only a (missing) path
+            return f"{repo_id}: no such directory; {fix}"
+    if local_only:
+        return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache); {fix}"
+    if constants.HF_HUB_OFFLINE:
+        return (
+            f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the hub is "
+            f"unreachable (offline); {fix}"
+        )
+    return None  # not cached but online: loading downloads it or says why it cannot
+
+
+def _weights_problem(weights: str, want_channels: int, fix: str, local_only: bool = False) -> str | None:
+    from inpaint.models.pixel_unet import looks_like_path
+
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        return _local_problem(path, want_channels)
+    if path.exists():
+        return f"{weights}: is a file; expected a model directory"
+    if looks_like_path(weights):
+        return f"{weights}: no such directory; {fix}"
+    return _hub_problem(weights, fix, local_only)
+
+
+def ddpm_unavailable(options: MethodOptions) -> str | None:
+    """Registry check for ``ddpm``: fine-tuned weights must be given and look like a 7-channel model."""
+    if options.weights is None:
+        return f"needs fine-tuned weights: {_TRAIN_HINT}"
+    return _weights_problem(options.weights, 7, _TRAIN_HINT, options.local_only)
+
+
+def repaint_unavailable(options: MethodOptions) -> str | None:
+    """Registry check for ``repaint``: the unconditional base must be on disk, cached or downloadable."""
+    weights = options.weights or DEFAULT_REPAINT_WEIGHTS
+    fix = (
+        f"download it on a connected machine with `hf download {weights}` or pass a local model "
+        "directory with --weights"
+    )
+    return _weights_problem(weights, 3, fix, options.local_only)

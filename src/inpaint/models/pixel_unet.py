@@ -1,0 +1,360 @@
+"""Pixel-space diffusion UNets (diffusers ``UNet2DModel``): find, load, widen and save them.
+
+Method 1 of the study (shared/METHOD.md) starts from the unconditional ``google/ddpm-celebahq-256``
+and widens its first convolution from 3 to 7 input channels, ``concat(x_masked [3], mask [1],
+x_t [3])``. This module owns every step of that life cycle:
+
+- :func:`load_base` — any unconditional ``UNet2DModel`` (hub id or local directory) plus its noise
+  schedule, used by RePaint and as the starting point of fine-tuning;
+- :func:`widen_conv_in` — the exact 3 -> 7 channel widening;
+- :func:`save_completion_unet` / :func:`load_completion_unet` — the fine-tuned 7-channel model.
+
+Directory layouts understood (local or in the Hugging Face cache):
+
+- *flat*: ``config.json`` + ``diffusion_pytorch_model.safetensors`` + ``scheduler_config.json`` at
+  the root (``google/ddpm-celebahq-256``; also what :func:`save_completion_unet` writes);
+- *pipeline*: ``model_index.json`` with ``unet/`` and ``scheduler/`` subfolders
+  (``DDPMPipeline.save_pretrained``).
+
+A fine-tuned model directory may hold EMA weights in ``ema/``, itself a flat model directory
+(the trainer writes it with :func:`save_completion_unet`). Only safetensors weights are loaded:
+pickle ``.bin`` files can run code when unpickled, so a ``.bin``-only model is refused with a
+message saying how to convert it. Everything that can go wrong with the files is reported as one
+:class:`~inpaint.errors.InputError` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inpaint.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from diffusers import UNet2DModel
+
+#: The study's pretrained base (unconditional DDPM on CelebA-HQ 256x256, Ho et al. 2020).
+DEFAULT_BASE = "google/ddpm-celebahq-256"
+#: Input channels of the completion UNet: x_masked (3), mask (1), x_t (3).
+COMPLETION_CHANNELS = 7
+#: Where a fine-tuned model directory keeps its EMA weights (a flat model directory).
+EMA_SUBFOLDER = "ema"
+#: Our own training configuration, saved beside the weights.
+INPAINT_CONFIG_NAME = "inpaint_config.json"
+
+_CONFIG = "config.json"
+_SCHEDULER_CONFIG = "scheduler_config.json"
+_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+_PICKLE_WEIGHTS = ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.bin.index.json")
+_LAYOUT_HINT = (
+    "expected config.json + diffusion_pytorch_model.safetensors + scheduler_config.json, "
+    "or a pipeline folder with model_index.json, unet/ and scheduler/"
+)
+
+
+# ---- finding the files ----------------------------------------------------------------------
+
+
+def looks_like_path(id_or_dir: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else can only be a local path."""
+    return (
+        id_or_dir.startswith((".", "/", "~"))
+        or "\\" in id_or_dir
+        or id_or_dir.count("/") > 1
+        or os.path.isabs(id_or_dir)
+    )
+
+
+def _from_hub(repo_id: str) -> Path:
+    """The local snapshot folder of hub model ``repo_id``, downloading only json + safetensors."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        # Never fetch pickle weights: we would refuse to load them anyway.
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
+    except HFValidationError:
+        raise InputError(f"{repo_id}: no such directory") from None
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the "
+            f"hub is unreachable (offline); download it on a connected machine with "
+            f"`hf download {repo_id}` or pass a local directory"
+        ) from None
+    except GatedRepoError:
+        raise InputError(
+            f"{repo_id}: gated on the Hugging Face hub; accept its terms on the model page and run "
+            "`hf auth login`, or pass a local directory"
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputError(
+            f"{repo_id}: no such local directory and no such (public) model on the Hugging Face hub; "
+            "check the spelling or pass a local directory"
+        ) from None
+    except OSError as e:  # HTTP errors and disk errors both derive from OSError
+        raise InputError(f"{repo_id}: could not fetch it from the Hugging Face hub ({e})") from None
+
+
+def resolve_model_dir(id_or_dir: str | os.PathLike[str]) -> Path:
+    """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot.
+
+    Raises :class:`InputError` when it is neither an existing directory nor a reachable or
+    cached hub model.
+    """
+    text = os.fspath(id_or_dir)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{text}: is a file; expected a model directory ({_LAYOUT_HINT})")
+        return path
+    if looks_like_path(text):
+        raise InputError(f"{text}: no such directory")
+    return _from_hub(text)
+
+
+def _unet_folder(root: Path, label: str) -> Path:
+    """The folder with the UNet's ``config.json``: the root (flat) or ``unet/`` (pipeline).
+
+    The root wins: ``google/ddpm-celebahq-256`` ships a ``model_index.json`` but keeps the UNet
+    files at the root.
+    """
+    if (root / _CONFIG).is_file():
+        return root
+    if (root / "unet" / _CONFIG).is_file():
+        return root / "unet"
+    if (root / "model_index.json").is_file():
+        raise InputError(f"{label}: a pipeline folder without unet/config.json; {_LAYOUT_HINT}")
+    raise InputError(f"{label}: no config.json, not a diffusers UNet2DModel folder; {_LAYOUT_HINT}")
+
+
+def _read_json(path: Path, label: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{label}: cannot read {path.name} ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{label}: {path.name} is not a JSON object")
+    return data
+
+
+def _check_unet_config(config: dict[str, Any], label: str) -> None:
+    """Refuse anything but a pixel-space ``UNet2DModel`` with a 3-channel output."""
+    cls = config.get("_class_name", "UNet2DModel")
+    if cls == "UNet2DConditionModel":
+        raise InputError(
+            f"{label}: holds a UNet2DConditionModel (a text-conditioned latent model such as Stable "
+            "Diffusion); this method needs a pixel-space UNet2DModel (use --model sd for Stable Diffusion)"
+        )
+    if cls != "UNet2DModel":
+        raise InputError(f"{label}: holds a {cls}, not a diffusers UNet2DModel")
+    if config.get("out_channels", 3) != 3:
+        raise InputError(
+            f"{label}: the UNet predicts {config.get('out_channels')} channels; only epsilon/v/x0 "
+            "models with 3 output channels are supported (no learned variance)"
+        )
+
+
+def _check_weights(folder: Path, label: str) -> None:
+    """Require safetensors weights; explain the refusal of pickle-only models."""
+    if (folder / _WEIGHTS).is_file() or (folder / _WEIGHTS_INDEX).is_file():
+        return
+    convert = (
+        "convert it on a machine you trust with `UNet2DModel.from_pretrained(dir).save_pretrained(dir)` "
+        "(writes safetensors)"
+    )
+    if any((folder / name).is_file() for name in _PICKLE_WEIGHTS):
+        raise InputError(
+            f"{label}: has only pickle weights (diffusion_pytorch_model.bin), which we never load "
+            f"because unpickling can run code; {convert}"
+        )
+    # Hub downloads skip .bin files, so a pickle-only hub model also ends up here.
+    raise InputError(
+        f"{label}: no diffusion_pytorch_model.safetensors in {folder}; only safetensors weights are "
+        f"loaded, so a model published as pickle .bin only must be converted first: {convert}"
+    )
+
+
+def _scheduler_config(root: Path, unet_dir: Path, label: str) -> dict[str, Any]:
+    """The noise schedule saved with the model (beside the UNet, at the root or in scheduler/)."""
+    for candidate in (
+        unet_dir / _SCHEDULER_CONFIG,
+        root / _SCHEDULER_CONFIG,
+        root / "scheduler" / _SCHEDULER_CONFIG,
+    ):
+        if candidate.is_file():
+            return _read_json(candidate, label)
+    raise InputError(
+        f"{label}: no scheduler_config.json (looked in {unet_dir} and {root / 'scheduler'}); the noise "
+        "schedule the model was trained with is unknown; copy the base model's scheduler_config.json there"
+    )
+
+
+def _load_unet(folder: Path, label: str, dtype: torch.dtype | None) -> UNet2DModel:
+    from diffusers import UNet2DModel
+
+    try:
+        # use_safetensors=True: diffusers then never falls back to a pickle file.
+        unet = UNet2DModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(f"{label}: cannot load the UNet from {folder} ({str(e).splitlines()[0]})") from None
+    return unet.eval()
+
+
+def _load(id_or_dir: str | os.PathLike[str], dtype: torch.dtype | None) -> tuple[UNet2DModel, dict[str, Any]]:
+    """Load the UNet and scheduler config of ``id_or_dir`` (either layout)."""
+    label = os.fspath(id_or_dir)
+    root = resolve_model_dir(id_or_dir)
+    unet_dir = _unet_folder(root, label)
+    config = _read_json(unet_dir / _CONFIG, label)
+    _check_unet_config(config, label)
+    _check_weights(unet_dir, label)
+    scheduler_config = _scheduler_config(root, unet_dir, label)
+    return _load_unet(unet_dir, label, dtype), scheduler_config
+
+
+# ---- public API -------------------------------------------------------------------------------
+
+
+def load_base(
+    id_or_dir: str | os.PathLike[str] = DEFAULT_BASE, *, dtype: torch.dtype | None = None
+) -> tuple[UNet2DModel, dict[str, Any]]:
+    """Load a pretrained pixel-space ``UNet2DModel`` and its noise schedule.
+
+    ``id_or_dir`` is a hub id (default ``google/ddpm-celebahq-256``, Ho et al. 2020) or a local
+    directory in the flat or pipeline layout. Returns the model (``dtype``, default fp32; CPU;
+    eval mode) and the
+    scheduler config as a dict (build a scheduler with ``SomeScheduler.from_config(config)``).
+    Raises :class:`InputError` with the fix when the model cannot be found or is not a
+    ``UNet2DModel`` with safetensors weights.
+    """
+    return _load(id_or_dir, dtype)
+
+
+def widen_conv_in(unet: UNet2DModel, in_channels: int = COMPLETION_CHANNELS) -> UNet2DModel:
+    """Widen ``unet.conv_in`` in place so it takes ``in_channels`` inputs; returns ``unet``.
+
+    The new input is ``concat(extra, x_t)`` with the original channels *last*; for the study's
+    3 -> 7 widening that is ``concat(x_masked [3], mask [1], x_t [3])``. The pretrained kernel is
+    copied into the x_t slice, the bias is copied unchanged and the extra channels start at zero,
+    so the widened network computes exactly what the original did, whatever the extra channels
+    hold. (Re-initialising with ``from_pretrained(..., ignore_mismatched_sizes=True)`` would
+    instead draw ``conv_in`` at random, and leaving out the bias shifts every output.)
+    ``unet.config.in_channels`` is updated, so ``save_pretrained`` records the new width.
+    """
+    import torch
+
+    old = unet.conv_in
+    if in_channels <= old.in_channels:
+        raise ValueError(f"conv_in already has {old.in_channels} inputs; cannot widen to {in_channels}")
+    new = torch.nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=old.groups,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, in_channels - old.in_channels :].copy_(old.weight)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=in_channels)
+    return unet
+
+
+def load_completion_unet(
+    id_or_dir: str | os.PathLike[str], *, use_ema: bool = False, dtype: torch.dtype | None = None
+) -> tuple[UNet2DModel, dict[str, Any]]:
+    """Load a fine-tuned 7-channel completion UNet and its noise schedule.
+
+    ``id_or_dir`` is what :func:`save_completion_unet` wrote (a plain ``UNet2DModel`` folder with
+    ``in_channels=7`` and ``scheduler_config.json``); ``use_ema=True`` loads the EMA weights from
+    its ``ema/`` subfolder instead. The model expects ``concat(x_masked, mask, x_t)`` in [-1, 1]
+    (see :func:`inpaint.samplers.completion_model_input`). An unconditional 3-channel model is
+    refused with an :class:`InputError` pointing at ``--model repaint`` or training.
+    """
+    label = os.fspath(id_or_dir)
+    root = resolve_model_dir(id_or_dir)
+    unet_dir = root / EMA_SUBFOLDER if use_ema else _unet_folder(root, label)
+    if use_ema and not (unet_dir / _CONFIG).is_file():
+        raise InputError(
+            f"{label}: no EMA weights ({EMA_SUBFOLDER}/config.json); train with EMA or drop the EMA option"
+        )
+    config = _read_json(unet_dir / _CONFIG, label)
+    _check_unet_config(config, label)
+    channels = config.get("in_channels", 3)
+    if channels == 3:
+        raise InputError(
+            f"{label}: is an unconditional 3-channel UNet; this needs a fine-tuned 7-channel completion "
+            "model (train one with `inpaint train-ddpm`), or use --model repaint to complete with an "
+            "unconditional model"
+        )
+    if channels != COMPLETION_CHANNELS:
+        raise InputError(
+            f"{label}: the UNet takes {channels} input channels; a completion model takes 7 "
+            "(masked image 3, mask 1, noisy image 3)"
+        )
+    _check_weights(unet_dir, label)
+    scheduler_config = _scheduler_config(root, unet_dir, label)
+    return _load_unet(unet_dir, label, dtype), scheduler_config
+
+
+def save_completion_unet(
+    unet: UNet2DModel,
+    scheduler_config: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``unet`` as a plain diffusers model folder that stock ``from_pretrained`` loads.
+
+    Writes ``config.json`` + ``diffusion_pytorch_model.safetensors`` (``save_pretrained``),
+    ``scheduler_config.json`` (``scheduler_config``) and, when given, ``inpaint_config.json``
+    (``extra_config``: our training configuration). Everything is written to a temporary folder
+    beside ``out_dir`` first. A new ``out_dir`` is then created by one atomic rename; an existing
+    one has each of these files replaced atomically (``os.replace``) and keeps everything else it
+    holds — a training run's ``ema/`` subfolder and checkpoints live there too, so the folder as a
+    whole is never swapped out. The weights go in before ``config.json``. Returns ``out_dir``.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the saved model should not be
+    try:
+        unet.save_pretrained(tmp, safe_serialization=True)
+        (tmp / _SCHEDULER_CONFIG).write_text(json.dumps(scheduler_config, indent=2, sort_keys=True) + "\n")
+        if extra_config is not None:
+            (tmp / INPAINT_CONFIG_NAME).write_text(json.dumps(extra_config, indent=2, default=str) + "\n")
+        if not out.exists():
+            os.replace(tmp, out)
+            return out
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a directory")
+        # config.json last: a reader that sees the new config also sees the new weights.
+        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: (n == _CONFIG, n))
+        for name in names:
+            os.replace(tmp / name, out / name)
+        return out
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
