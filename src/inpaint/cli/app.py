@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from inpaint import __version__
-from inpaint.cli import complete, console, demo, make_masks
+from inpaint.cli import complete, console, demo, make_masks, train_ddpm
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def root(
 app.command("make-masks", no_args_is_help=False)(make_masks.make_masks)
 app.command("complete", no_args_is_help=True)(complete.complete)
 app.command("demo")(demo.demo)
+app.command("train-ddpm", no_args_is_help=True)(train_ddpm.train_ddpm)
 
 
 def main(argv: list[str] | None = None) -> int:

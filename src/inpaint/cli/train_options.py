@@ -1,0 +1,83 @@
+"""Options shared by ``train-ddpm`` and ``train-lora``, and the code that turns them into a run."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inpaint.cli import console
+
+Data = Annotated[Path, typer.Argument(help="Folder of training images.", show_default=False)]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, logs, samples and the "
+                                      "trained weights.", file_okay=False, show_default=False)]
+Resolution = Annotated[int, typer.Option("--resolution", help="Training size: images are resized (short side) "
+                                         "and centre-cropped to a square of this side.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per step and process.")]
+Lr = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
+Epochs = Annotated[float, typer.Option("--epochs", help="Passes over the data (ignored with --max-steps).")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps to train for "
+                                                 "(overrides --epochs).")]
+SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (and at each epoch's end).")]
+KeepLast = Annotated[int, typer.Option("--keep-last", help="Checkpoints to keep (older ones are deleted once "
+                                       "a newer one is verified).")]
+Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the latest checkpoint in the "
+                                      "output folder; --no-resume refuses a folder that holds one.")]
+Masks = Annotated[Optional[list[str]], typer.Option("--masks", help="Mask presets to draw from per image "
+                                                    "(repeat or comma-separate for a mix; default lama-thin, "
+                                                    "lama-medium, lama-thick) or a folder of masks matched by stem.")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per optimizer step.")]
+LrSchedule = Annotated[str, typer.Option("--lr-schedule", help="constant, constant_with_warmup, linear or cosine.")]
+WarmupSteps = Annotated[int, typer.Option("--warmup-steps", help="Linear LR warm-up steps.")]
+ClipGradNorm = Annotated[float, typer.Option("--clip-grad-norm", help="Clip the gradient norm to this (0: off).")]
+MixedPrecision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp16 + grad scaler on CUDA, fp32 "
+                                             "elsewhere), no, fp16 or bf16.")]
+EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).")]
+ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Validate every N steps (0: at each "
+                                            "checkpoint).")]
+ValImages = Annotated[int, typer.Option("--val-images", help="Fixed images (the first of the folder) completed "
+                                        "at validation, with fixed masks and seeds (0: no validation).")]
+Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")]
+Workers = Annotated[int, typer.Option("--workers", help="Data-loading processes.")]
+
+
+def run_training(task, config, *, resume: bool, json_output: bool) -> None:
+    """Run the shared loop with a progress bar; Ctrl-C stops at the next step with a checkpoint."""
+    from dataclasses import asdict
+
+    from inpaint.cli.progress import RichProgress
+    from inpaint.training.loop import train
+
+    interrupted = {"requested": False}
+
+    def request_stop(signum, frame):  # first Ctrl-C: finish the step and checkpoint; second: abort
+        if interrupted["requested"]:
+            raise KeyboardInterrupt
+        interrupted["requested"] = True
+        console.warn("stopping after this step (a checkpoint will be saved); press Ctrl-C again to abort")
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        with RichProgress(disable=json_output) as progress:
+            result = train(task, config, progress=progress, resume=resume,
+                           stop_requested=lambda: interrupted["requested"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not result.main_process:
+        return
+    summary = {**asdict(result), "output": str(result.output), "artefacts": [str(p) for p in result.artefacts]}
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        if result.resumed_from:
+            console.info(f"resumed from step {result.resumed_from}")
+        loss = f"{result.last_loss:.4g}" if result.last_loss is not None else "n/a"
+        console.info(f"step {result.step}/{result.total_steps}, last loss {loss}, {result.seconds:.1f} s -> {config.output}")
+        if result.validation:
+            console.info("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items()))
+    if result.stopped_early:
+        console.info("stopped early; run the same command again to continue")
+        raise typer.Exit(130 if interrupted["requested"] else 0)

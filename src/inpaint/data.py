@@ -1,0 +1,239 @@
+"""Training data: (image, mask, caption) triplets from a folder, deterministic per (seed, epoch, item).
+
+Every random choice about an item — its horizontal flip, its generated mask — is drawn from a
+generator seeded by (seed, epoch, file stem), and the order of an epoch is a permutation seeded
+by (seed, epoch). So the batch at any position of a run is a pure function of the position:
+resuming at step k needs no saved sampler state, and results do not depend on the number of
+data-loading workers.
+
+Images are resized so their short side is ``resolution`` (bicubic, antialiased) and centre-cropped
+to a square; masks from a folder get the same geometry with nearest neighbour. Pixels are in
+[-1, 1] as diffusion models expect; masks are 1 = fill (the study's training triplet is
+``(x_gt, x_masked, mask)``; the masked image is derived by the method's step function).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from inpaint import io, masks
+from inpaint.errors import InputError
+from inpaint.seeding import derive_seed, numpy_random_state
+
+#: The study's training masks: a mix of LaMa's three test configurations.
+DEFAULT_TRAIN_MASKS = ("lama-thin", "lama-medium", "lama-thick")
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """Where training masks come from: named presets (a mixture) or a folder matched by stem."""
+
+    presets: tuple[str, ...] = DEFAULT_TRAIN_MASKS
+    folder: Path | None = None
+
+    @classmethod
+    def parse(cls, specs: Sequence[str] | None) -> MaskSource:
+        """``["lama-thin", "lama-thick"]``, ``["lama-thin,lama-thick"]`` or ``["masks/"]`` (a folder)."""
+        if not specs:
+            return cls()
+        names = [name.strip() for spec in specs for name in spec.split(",") if name.strip()]
+        if len(names) == 1 and (Path(names[0]).is_dir() or "/" in names[0]):
+            folder = Path(names[0])
+            if not folder.is_dir():
+                raise InputError(f"--masks {folder}: no such folder")
+            return cls(presets=(), folder=folder)
+        for name in names:
+            masks.get_preset(name)
+        return cls(presets=tuple(names))
+
+    def describe(self) -> str | list[str]:
+        """JSON-ready description, recorded in training configs."""
+        return str(self.folder) if self.folder is not None else list(self.presets)
+
+
+def fit_square(image: Image.Image, resolution: int, resample: int) -> Image.Image:
+    """Resize so the short side is ``resolution``, then centre-crop to ``resolution`` squared."""
+    width, height = image.size
+    scale = resolution / min(width, height)
+    new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    resized = image.resize(new_size, resample, reducing_gap=None if resample == Image.NEAREST else 3.0)
+    left, top = (new_size[0] - resolution) // 2, (new_size[1] - resolution) // 2
+    return resized.crop((left, top, left + resolution, top + resolution))
+
+
+class CompletionDataset:
+    """Items ``(epoch, index)`` -> dict with ``pixels`` (3, R, R) in [-1, 1], ``masks`` (1, R, R)
+    in {0, 1} (1 = fill), ``name`` (file stem) and ``caption`` (str, "" when none).
+
+    Indexable by a pair so that an item's randomness can depend on the epoch; works with a
+    ``torch.utils.data.DataLoader`` whose batch sampler yields lists of such pairs.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        resolution: int,
+        mask_source: MaskSource = MaskSource(),
+        seed: int = 0,
+        flip: bool = True,
+        captions: dict[str, str] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        images, self.skipped = io.list_images(self.folder)
+        if not images:
+            raise InputError(f"{self.folder}: no training images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+        stems = [p.stem for p in images]
+        duplicate = next((s for s in stems if stems.count(s) > 1), None)
+        if duplicate is not None:
+            raise InputError(f"{self.folder}: several images are named {duplicate!r}; stems must be unique")
+        self.paths = images
+        self.resolution = resolution
+        self.mask_source = mask_source
+        self.seed = seed
+        self.flip = flip
+        self.captions = captions or {}
+        self.mask_paths: dict[str, Path] = {}
+        if mask_source.folder is not None:
+            found = {p.stem: p for p in io.list_images(mask_source.folder)[0]}
+            missing = [s for s in stems if s not in found]
+            if missing:
+                raise InputError(
+                    f"--masks {mask_source.folder}: no mask for {len(missing)} of {len(stems)} images "
+                    f"(first: {missing[0]}); masks are matched by file stem"
+                )
+            self.mask_paths = {s: found[s] for s in stems}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """A short hash of the file names and sizes: recorded so a resumed run can check its data."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, object]:
+        import torch
+
+        epoch, index = key
+        path = self.paths[index]
+        name = path.stem
+        pixels = Image.fromarray(io.read_image(path))
+        pixels = fit_square(pixels, self.resolution, Image.BICUBIC)
+        if self.mask_source.folder is not None:
+            hole = io.read_mask(self.mask_paths[name])
+            mask_image = Image.fromarray(hole.astype(np.uint8) * 255)
+            hole = np.asarray(fit_square(mask_image, self.resolution, Image.NEAREST)) > 127
+        else:
+            hole, _ = masks.make_mask(
+                list(self.mask_source.presets), seed=self.seed, name=f"{name}@{epoch}",
+                height=self.resolution, width=self.resolution,
+            )
+        array = np.asarray(pixels)
+        if self.flip and numpy_random_state(self.seed, "flip", epoch, name).randint(2):
+            array, hole = array[:, ::-1], hole[:, ::-1]
+        return {
+            "pixels": io.to_model_range(io.to_tensor(np.ascontiguousarray(array))[0]),
+            "masks": torch.from_numpy(np.ascontiguousarray(hole)).float()[None],
+            "name": name,
+            "caption": self.captions.get(path.name, self.captions.get(name, "")),
+        }
+
+
+def collate(items: Sequence[dict[str, object]]) -> dict[str, object]:
+    """Stack tensors, keep names and captions as lists."""
+    import torch
+
+    return {
+        "pixels": torch.stack([item["pixels"] for item in items]),
+        "masks": torch.stack([item["masks"] for item in items]),
+        "names": [item["name"] for item in items],
+        "captions": [item["caption"] for item in items],
+    }
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which items form each micro-batch, for ``num_items`` items, seen by process ``rank``.
+
+    A global micro-batch takes ``batch_size * num_processes`` items of the epoch's permutation
+    (the last, incomplete one is dropped so every process gets full batches); process ``rank``
+    takes its slice. ``position`` counts global micro-batches from the start of training.
+    """
+
+    num_items: int
+    batch_size: int
+    seed: int
+    num_processes: int = 1
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.micro_batches_per_epoch < 1:
+            raise InputError(
+                f"{self.num_items} training images cannot fill one batch of {self.batch_size}"
+                + (f" x {self.num_processes} processes" if self.num_processes > 1 else "")
+                + "; lower --batch-size or add images"
+            )
+
+    @property
+    def micro_batches_per_epoch(self) -> int:
+        return self.num_items // (self.batch_size * self.num_processes)
+
+    def permutation(self, epoch: int) -> list[int]:
+        """The order of epoch ``epoch`` (a pure function of seed and epoch)."""
+        rng = np.random.RandomState(derive_seed(self.seed, "order", epoch) % 2**32)
+        return rng.permutation(self.num_items).tolist()
+
+    def batch(self, position: int) -> list[tuple[int, int]]:
+        """The (epoch, index) keys of this process's share of global micro-batch ``position``."""
+        epoch, j = divmod(position, self.micro_batches_per_epoch)
+        order = self.permutation(epoch)
+        start = j * self.batch_size * self.num_processes + self.rank * self.batch_size
+        return [(epoch, i) for i in order[start : start + self.batch_size]]
+
+    def batches(self, start: int, stop: int) -> Iterator[list[tuple[int, int]]]:
+        """Micro-batches ``start`` .. ``stop - 1`` (a batch sampler for ``DataLoader``)."""
+        for position in range(start, stop):
+            yield self.batch(position)
+
+
+class PlannedBatches:
+    """A ``DataLoader`` batch sampler over ``BatchPlan`` positions [start, stop)."""
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int) -> None:
+        self.plan, self.start, self.stop = plan, start, stop
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return self.plan.batches(self.start, self.stop)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def load_captions(path: str | Path) -> dict[str, str]:
+    """A captions JSON file ``{file name: caption}``; ``InputError`` when malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such captions file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a valid captions JSON file ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise InputError(f"{path}: captions must be a JSON object of {{file name: caption}} strings")
+    return data
+
+
+def epochs_to_steps(epochs: float, micro_batches_per_epoch: int, grad_accum: int) -> int:
+    """Optimizer steps in ``epochs`` epochs (at least 1)."""
+    return max(1, math.floor(epochs * micro_batches_per_epoch / grad_accum))

@@ -1,0 +1,143 @@
+"""Method 1 of the study: fine-tune a pretrained pixel DDPM, widened to 7 input channels, for completion.
+
+One loss evaluation (shared/METHOD.md): draw t and eps per image, noise the clean image to
+x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) eps, feed concat(x_masked, mask, x_t) to the UNet, and take the
+spatially weighted MSE against the scheduler's target (eps for the study's epsilon-prediction
+models; v or x0 for models trained that way), with hole weight 1.0 and known weight 0.05.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inpaint.errors import InputError
+from inpaint.losses import HOLE_WEIGHT, KNOWN_WEIGHT, weighted_eps_mse
+from inpaint.training.task import TrainingTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: Sampler and steps used for validation samples during training (fast, see docs/benchmarks.md).
+VALIDATION_SAMPLER = "dpmpp"
+
+
+@dataclass
+class DDPMOptions:
+    """Settings of ``train-ddpm`` beyond the shared ones."""
+
+    hole_weight: float = HOLE_WEIGHT
+    known_weight: float = KNOWN_WEIGHT
+    val_steps: int = 25
+
+
+class DDPMTask(TrainingTask):
+    """Fine-tunes a ``UNet2DModel``: a 3-channel base is widened to 7 channels (exact at init);
+    a 7-channel completion model (a previous ``train-ddpm`` output) is fine-tuned further."""
+
+    name = "ddpm"
+
+    def __init__(self, base: str, options: DDPMOptions | None = None) -> None:
+        self.base = base
+        self.opts = options or DDPMOptions()
+        if self.opts.hole_weight < 0 or self.opts.known_weight < 0 or self.opts.hole_weight + self.opts.known_weight == 0:
+            raise InputError("--hole-weight and --known-weight must be non-negative and not both zero")
+        if self.opts.val_steps < 1:
+            raise InputError(f"--val-steps {self.opts.val_steps}: must be at least 1")
+        self.scheduler_config: dict[str, Any] = {}
+        self._noise_scheduler = None
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self.opts)
+
+    def build(self, device: torch.device) -> torch.nn.Module:
+        from diffusers import DDPMScheduler
+
+        from inpaint.models import pixel_unet
+
+        unet, self.scheduler_config = _load_trainable_unet(self.base)
+        self._noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
+        unet.train()
+        return unet.to(device)
+
+    def trainable_parameters(self, module: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    def loss(self, module: torch.nn.Module, batch: dict[str, Any], generators: Sequence[torch.Generator]) -> torch.Tensor:
+        import torch
+
+        from inpaint.samplers import completion_model_input
+
+        x0, masks = batch["pixels"], batch["masks"]
+        scheduler = self._noise_scheduler
+        steps = scheduler.config.num_train_timesteps
+        # Per image: the timestep first, then the noise, each from that image's own generator.
+        t = torch.stack([torch.randint(0, steps, (), generator=g) for g in generators]).to(x0.device)
+        noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators]).to(x0.device, x0.dtype)
+        x_t = scheduler.add_noise(x0, noise, t)
+        prediction = module(completion_model_input(x_t, x0, masks), t).sample
+        kind = scheduler.config.prediction_type
+        if kind == "epsilon":
+            target = noise
+        elif kind == "v_prediction":
+            target = scheduler.get_velocity(x0, noise, t)
+        elif kind == "sample":
+            target = x0
+        else:
+            raise InputError(f"{self.base}: unsupported prediction_type {kind!r}")
+        return weighted_eps_mse(prediction, target, masks, self.opts.hole_weight, self.opts.known_weight)
+
+    def trainable_state(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def load_trainable_state(self, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        module.load_state_dict(state, strict=True)
+
+    def complete(self, module: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
+                 seeds: Sequence[int]) -> torch.Tensor:
+        import torch
+
+        from inpaint import io
+        from inpaint.samplers import completion_denoiser, sample_dpmpp
+
+        device = next(module.parameters()).device
+        x0 = io.to_model_range(images).to(device)
+        masks = masks.to(device)
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        denoiser = completion_denoiser(module, x0, masks, dtype=torch.float32)
+        result = sample_dpmpp(denoiser, x0, masks, generators, self.scheduler_config, steps=self.opts.val_steps)
+        return io.from_model_range(result.images)
+
+    def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
+               ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
+        """The fine-tuned model as a plain diffusers folder at ``output`` (stock ``from_pretrained``
+        loads it), with the EMA weights as a second such folder in ``output/ema``."""
+        import copy
+
+        from inpaint.models.pixel_unet import EMA_SUBFOLDER, save_completion_unet
+
+        unet = module
+        written = [save_completion_unet(unet, self.scheduler_config, output, extra_config=config)]
+        if ema_state is not None:
+            ema_unet = copy.deepcopy(unet)
+            ema_unet.load_state_dict({**unet.state_dict(), **ema_state})
+            written.append(save_completion_unet(ema_unet, self.scheduler_config, output / EMA_SUBFOLDER,
+                                                extra_config=config))
+        return written
+
+
+def _load_trainable_unet(base: str):
+    """A base to fine-tune: a 7-channel completion model as is, or a 3-channel DDPM widened."""
+    from inpaint.models import pixel_unet
+
+    unet, scheduler_config = pixel_unet.load_base(base)
+    if unet.config.in_channels == 3:
+        pixel_unet.widen_conv_in(unet)
+    elif unet.config.in_channels != pixel_unet.COMPLETION_CHANNELS:
+        raise InputError(
+            f"--base {base}: the UNet takes {unet.config.in_channels} input channels; expected an "
+            "unconditional 3-channel DDPM or a 7-channel completion model"
+        )
+    return unet, scheduler_config

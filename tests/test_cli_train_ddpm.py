@@ -1,0 +1,95 @@
+"""``inpaint train-ddpm`` end to end on a tiny model, then ``complete --model ddpm`` with the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from inpaint import io
+
+TINY = ["--resolution", "32", "--lr", "1e-3", "--device", "cpu", "--val-steps", "2"]
+
+
+def test_train_then_complete_with_the_trained_model(cli, tmp_path, train_images, tiny_ddpm_pipeline_dir, photo,
+                                                    center_mask):
+    run = tmp_path / "run"
+    result = cli("train-ddpm", train_images, "-o", run, "--base", tiny_ddpm_pipeline_dir, "--max-steps", "2",
+                 "--batch-size", "2", "--val-images", "2", "--json", *TINY)
+    assert result.code == 0, result
+    summary = json.loads(result.out)
+    assert summary["step"] == 2 and summary["total_steps"] == 2 and summary["validation"]
+    assert (run / "config.json").is_file() and (run / "ema" / "config.json").is_file()
+
+    image = io.save_image(photo, tmp_path / "photo.png")
+    mask = io.save_mask(center_mask, tmp_path / "mask.png")
+    out = tmp_path / "done.png"
+    result = cli("complete", image, mask, "-o", out, "--weights", run, "--steps", "3", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["method"] == "ddpm"  # the best method once its weights are given
+    done = io.read_image(out)
+    assert done.shape == photo.shape and np.array_equal(done[~center_mask], photo[~center_mask])
+
+
+def test_rerun_continues_and_extends(cli, tmp_path, train_images, tiny_ddpm_dir):
+    run = tmp_path / "run"
+    args = ["train-ddpm", train_images, "-o", run, "--base", tiny_ddpm_dir, "--batch-size", "2", "--val-images",
+            "0", "--json", *TINY]
+    assert json.loads(cli(*args, "--max-steps", "1").out)["step"] == 1
+    summary = json.loads(cli(*args, "--max-steps", "2").out)
+    assert summary["resumed_from"] == 1 and summary["step"] == 2
+    result = cli(*args, "--max-steps", "3", "--no-resume")
+    assert result.code == 2 and "already holds checkpoints" in result.err
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--resolution", "30"], "--resolution 30: must be a multiple of 8"),
+        (["--masks", "lama-huge"], "unknown mask preset 'lama-huge'"),
+        (["--batch-size", "7"], "6 training images cannot fill one batch of 7"),
+        (["--mixed-precision", "fp16"], "not available on the CPU"),
+    ],
+)
+def test_bad_training_options(cli, tmp_path, train_images, tiny_ddpm_dir, extra, needle):
+    result = cli("train-ddpm", train_images, "-o", tmp_path / "run", "--base", tiny_ddpm_dir, "--max-steps", "1",
+                 *TINY, *extra)
+    assert result.code == 2 and needle in result.err, result
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_seven_channel_base_is_fine_tuned_further_and_a_missing_base_is_one_line(cli, tmp_path, train_images,
+                                                                                 tiny_unet7_dir):
+    result = cli("train-ddpm", train_images, "-o", tmp_path / "run", "--base", tiny_unet7_dir, "--max-steps", "1",
+                 "--batch-size", "2", "--val-images", "0", *TINY)
+    assert result.code == 0, result
+    result = cli("train-ddpm", train_images, "-o", tmp_path / "r2", "--base", "nobody/no-such-model",
+                 "--max-steps", "1", "--batch-size", "2", *TINY)
+    assert result.code == 2 and "nobody/no-such-model" in result.err and "Traceback" not in result.err
+
+
+def test_two_processes_equal_one_process(tmp_path, train_images, tiny_ddpm_dir):
+    """Under a 2-process launch (gloo on the CPU) each process takes half of every batch; the
+    result equals one process with the whole batch (up to float summation order)."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    common = ["train-ddpm", str(train_images), "--base", str(tiny_ddpm_dir), "--max-steps", "2", "--val-images", "0",
+              "--ema-decay", "0", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "inpaint", *common,
+                          "-o", str(tmp_path / "two"), "--batch-size", "1", "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert len([line for line in two.stdout.splitlines() if line.startswith("{")]) == 1  # only rank 0 reports
+    one = subprocess.run([sys.executable, "-m", "inpaint", *common, "-o", str(tmp_path / "one"), "--batch-size", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = load_file(tmp_path / "one" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "two" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4

@@ -1,0 +1,158 @@
+"""The shared training loop with the DDPM task: checkpoints, exact resume, learning, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from inpaint.config import TrainConfig
+from inpaint.errors import InputError
+from inpaint.training import checkpoint as ckpt
+from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
+from inpaint.training.loop import train
+
+
+def _config(train_images, base, output, **overrides) -> TrainConfig:
+    settings = dict(
+        method="ddpm", data=str(train_images), output=str(output), base=str(base), resolution=32,
+        batch_size=2, lr=1e-3, max_steps=4, save_every=2, keep_last=2, val_images=0, ema_decay=0.9,
+        device="cpu",
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _task(base) -> DDPMTask:
+    return DDPMTask(str(base), DDPMOptions(val_steps=2))
+
+
+def _checkpoint_tensors(run, step):
+    folder = run / "checkpoints" / ckpt.checkpoint_name(step)
+    return {name: load_file(folder / f"{name}.safetensors") for name in ("model", "ema", "optimizer")}
+
+
+def test_resume_is_bit_exact(tmp_path, train_images, tiny_ddpm_dir):
+    straight = train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "straight"))
+    assert straight.step == 4 and not straight.stopped_early
+
+    first = train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "resumed"), stop_after=1)
+    assert first.step == 1 and first.stopped_early
+    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text().strip() == "step-00000001"
+    second = train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "resumed"))
+    assert second.resumed_from == 1 and second.step == 4
+
+    a, b = _checkpoint_tensors(tmp_path / "straight", 4), _checkpoint_tensors(tmp_path / "resumed", 4)
+    for part in ("model", "ema", "optimizer"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    # The logs agree too: the interrupted run's records were kept, not duplicated.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_export_loads_with_stock_diffusers(tmp_path, train_images, tiny_ddpm_dir):
+    from diffusers import UNet2DModel
+
+    result = train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "run", max_steps=2))
+    run = tmp_path / "run"
+    assert run in result.artefacts and run / "ema" in result.artefacts
+    model = UNet2DModel.from_pretrained(run)
+    assert model.config.in_channels == 7
+    ema = UNet2DModel.from_pretrained(run / "ema")
+    assert not torch.equal(model.conv_in.weight, ema.conv_in.weight)  # EMA lags the raw weights
+    saved = json.loads((run / "inpaint_config.json").read_text())
+    assert saved["train"]["method"] == "ddpm" and saved["train"]["method_options"]["known_weight"] == 0.05
+    assert (run / "loss.png").stat().st_size > 1000
+    # Only the newest `keep_last` checkpoints remain, and the temp folders are gone.
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["latest", "step-00000001", "step-00000002"] or names == ["latest", "step-00000002"]
+
+
+def test_a_few_steps_lower_the_loss(tmp_path, train_images, tiny_ddpm_dir):
+    from inpaint.data import CompletionDataset, MaskSource, collate
+
+    task = _task(tiny_ddpm_dir)
+    dataset = CompletionDataset(train_images, resolution=32, mask_source=MaskSource(("box-center",)), seed=0)
+    batch = collate([dataset[(0, i)] for i in range(len(dataset))])
+
+    def held_out_loss(module) -> float:
+        with torch.no_grad():
+            losses = [task.loss(module, batch, [torch.Generator().manual_seed(100 * k + i) for i in range(6)])
+                      for k in range(8)]
+        return float(torch.stack(losses).mean())
+
+    module = task.build(torch.device("cpu"))
+    before = held_out_loss(module)
+    config = _config(train_images, tiny_ddpm_dir, tmp_path / "run", max_steps=12, save_every=100,
+                     masks=["box-center"], batch_size=3, lr=3e-3, ema_decay=0.0)
+    train(task, config)
+    from inpaint.models.pixel_unet import load_completion_unet
+
+    trained, _ = load_completion_unet(tmp_path / "run")
+    after = held_out_loss(trained)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_resume_refuses_changed_settings_and_no_resume(tmp_path, train_images, tiny_ddpm_dir):
+    run = tmp_path / "run"
+    train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=1))
+    with pytest.raises(InputError, match="cannot resume with different batch_size, lr"):
+        train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2, batch_size=3, lr=1e-4))
+    with pytest.raises(InputError, match="already holds checkpoints"):
+        train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2), resume=False)
+    # Extending the run is allowed.
+    assert train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2)).resumed_from == 1
+
+
+def test_validation_writes_samples_and_scores(tmp_path, train_images, tiny_ddpm_dir):
+    result = train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "run", max_steps=1,
+                                                 val_images=2))
+    assert set(result.validation) == {"val_psnr_hole", "val_ssim_hole"}
+    assert (tmp_path / "run" / "samples" / "step-00000001.png").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("val_psnr_hole" in r for r in records)
+
+
+# ---- checkpoints on their own ----------------------------------------------------------------
+
+
+def _state(step: int) -> ckpt.TrainingState:
+    weight = torch.nn.Parameter(torch.randn(3, 2))
+    optimizer = torch.optim.AdamW([weight], lr=1e-3)
+    weight.grad = torch.ones_like(weight)
+    optimizer.step()
+    return ckpt.TrainingState(
+        step=step, model={"w": weight.detach().clone()}, optimizer=optimizer.state_dict(),
+        lr_scheduler={"last_epoch": step}, grad_scaler=None, ema=None, config={"train": {}},
+    )
+
+
+def test_checkpoints_round_trip_rotate_and_never_pickle(tmp_path):
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path, _state(step), keep_last=2)
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000002", "step-00000003"]
+    loaded = ckpt.load_checkpoint(ckpt.find_checkpoint(tmp_path))
+    assert loaded.step == 3
+    assert set(loaded.optimizer["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    files = {p.suffix for p in (root / "step-00000003").iterdir()}
+    assert files <= {".safetensors", ".json", ""}  # no .bin/.pkl/.pt: nothing to unpickle
+
+
+def test_damaged_or_foreign_checkpoints(tmp_path):
+    ckpt.save_checkpoint(tmp_path, _state(1), keep_last=2)
+    ckpt.save_checkpoint(tmp_path, _state(2), keep_last=2)
+    newest = tmp_path / "checkpoints" / "step-00000002"
+    (newest / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="damaged checkpoint"):
+        ckpt.load_checkpoint(newest)
+    # A checkpoint without our marker (half-written, or someone else's) is never picked up.
+    (newest / ckpt.MARKER).unlink()
+    (tmp_path / "checkpoints" / "latest").unlink()
+    assert ckpt.find_checkpoint(tmp_path).name == "step-00000001"
+    with pytest.raises(InputError, match="not an inpaint checkpoint"):
+        ckpt.load_checkpoint(newest)
