@@ -148,3 +148,19 @@ def test_output_format_from_extension(cli, tmp_path, pair, suffix, fmt):
     image, mask = pair
     assert cli("complete", image, mask, "-o", tmp_path / f"o{suffix}", "-m", "telea").code == 0
     assert Image.open(tmp_path / f"o{suffix}").format == fmt
+
+
+def test_no_paste_back_keeps_the_raw_output(cli, tmp_path, pair, photo, center_mask, monkeypatch):
+    from inpaint.models import classical
+
+    def shifted(self, image, mask):  # a method that also changes the known pixels, as a VAE does
+        return (image * 0.5).clip(0, 1)
+
+    monkeypatch.setattr(classical.Telea, "fill_one", shifted)
+    image, mask = pair
+    assert cli("complete", image, mask, "-o", tmp_path / "pasted.png", "-m", "telea").code == 0
+    assert cli("complete", image, mask, "-o", tmp_path / "raw.png", "-m", "telea", "--no-paste-back").code == 0
+    pasted, raw = io.read_image(tmp_path / "pasted.png"), io.read_image(tmp_path / "raw.png")
+    assert np.array_equal(pasted[~center_mask], photo[~center_mask])
+    assert not np.array_equal(raw[~center_mask], photo[~center_mask])
+    assert np.array_equal(raw[center_mask], pasted[center_mask])

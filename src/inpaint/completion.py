@@ -94,16 +94,18 @@ def complete_arrays(
     *,
     seed: int,
     name: str,
+    paste_back: bool = True,
 ) -> Completed:
     """Complete one (H, W, 3) uint8 image where the (H, W) bool mask is True.
 
     The image's seed is ``derive_seed(seed, name)``. An empty mask returns the image unchanged.
+    ``paste_back=False`` keeps the method's raw output outside the hole too (a VAE shifts it).
     """
     if not mask.any():
         return Completed(result=image.copy(), image=image, mask=mask, empty_mask=True)
     images = io.to_tensor(image)
     masks = io.mask_to_tensor(mask)
-    filled = inpainter(images, masks, [derive_seed(seed, name)])
+    filled = inpainter(images, masks, [derive_seed(seed, name)], composite_known=paste_back)
     # Known pixels are k/255 floats copied exactly by the composite, and round(k/255*255) == k
     # for every 8-bit k, so they come back bit-exact on disk.
     result = io.to_uint8(filled)[0]
@@ -121,6 +123,7 @@ def complete_file(
     mask_label: str | None = None,
     invert_mask: bool = False,
     resize_mask: bool = False,
+    paste_back: bool = True,
 ) -> Completed:
     """Read an image and its mask (paths, bytes or streams), check them, and complete.
 
@@ -134,7 +137,7 @@ def complete_file(
     pixels = io.read_image(image, name=image_label)
     holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
     holes = io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
-    completed = complete_arrays(inpainter, pixels, holes, seed=seed, name=name)
+    completed = complete_arrays(inpainter, pixels, holes, seed=seed, name=name, paste_back=paste_back)
     if completed.empty_mask:
         log.warning(f"{mask_label}: empty mask, the image is returned unchanged")
     return completed
@@ -204,6 +207,7 @@ def complete_folder(
     concat: bool = False,
     invert_mask: bool = False,
     resize_mask: bool = False,
+    paste_back: bool = True,
     progress: Progress | None = None,
 ) -> CompletionReport:
     """Complete every pair, skipping outputs that exist unless ``overwrite``.
@@ -229,6 +233,7 @@ def complete_folder(
                 name=pair.name,
                 invert_mask=invert_mask,
                 resize_mask=resize_mask,
+                paste_back=paste_back,
             )
         except InputError as e:
             report.failed[pair.name] = str(e)

@@ -61,6 +61,11 @@ def complete(
     invert_mask: options.InvertMask = False,
     resize_mask: options.ResizeMask = False,
     overwrite: options.Overwrite = False,
+    paste_back: Annotated[
+        bool,
+        typer.Option("--paste-back/--no-paste-back", help="Copy the known pixels from the input bit-exactly "
+                     "(default); --no-paste-back keeps the method's raw output everywhere."),
+    ] = True,
     concat: Annotated[
         bool, typer.Option("--concat", help="Also write input | masked | result side by side.")
     ] = False,
@@ -97,10 +102,12 @@ def complete(
 
     if image != STDIO and Path(image).is_dir():
         _complete_folder(info, method_options, Path(image), mask, output, seed=seed, overwrite=overwrite,
-                         concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, json_output=json_output)
+                         concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
+                         json_output=json_output)
     else:
         _complete_one(info, method_options, image, mask, output, seed=seed, overwrite=overwrite,
-                      concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, json_output=json_output)
+                      concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
+                      json_output=json_output)
 
 
 def _print_models() -> None:
@@ -127,7 +134,7 @@ def _source(argument: str) -> tuple[object, str]:
 
 
 def _complete_one(info, method_options, image: str, mask: str, output: str, *, seed: int, overwrite: bool,
-                  concat: bool, invert_mask: bool, resize_mask: bool, json_output: bool) -> None:
+                  concat: bool, invert_mask: bool, resize_mask: bool, paste_back: bool, json_output: bool) -> None:
     from inpaint import completion, io
 
     if mask != STDIO and Path(mask).is_dir():
@@ -148,7 +155,7 @@ def _complete_one(info, method_options, image: str, mask: str, output: str, *, s
         inpainter, image_source, mask_source, seed=seed,
         name=Path(image).stem if image != STDIO else "stdin",
         image_label=image_label, mask_label=mask_label,
-        invert_mask=invert_mask, resize_mask=resize_mask,
+        invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
     )
     written = []
     if out_path is None:
@@ -168,7 +175,7 @@ def _complete_one(info, method_options, image: str, mask: str, output: str, *, s
 
 
 def _complete_folder(info, method_options, images_dir: Path, masks: str, output: str, *, seed: int,
-                     overwrite: bool, concat: bool, invert_mask: bool, resize_mask: bool,
+                     overwrite: bool, concat: bool, invert_mask: bool, resize_mask: bool, paste_back: bool,
                      json_output: bool) -> None:
     from inpaint import completion
 
@@ -188,7 +195,7 @@ def _complete_folder(info, method_options, images_dir: Path, masks: str, output:
     with RichProgress(disable=json_output) as progress:
         report = completion.complete_folder(
             inpainter, pairs, seed=seed, overwrite=overwrite, concat=concat,
-            invert_mask=invert_mask, resize_mask=resize_mask, progress=progress,
+            invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back, progress=progress,
         )
     report.ignored_files = ignored
     if json_output:

@@ -31,7 +31,9 @@ class MethodOptions:
     ``sampler``/``steps`` choose the denoising loop of diffusion methods (``None``: the method's
     default); ``jump_length``/``jump_n_sample`` are RePaint's resampling schedule.
     ``local_only`` makes availability checks count only weights already on this machine (the
-    automatic choice of a method must never start a download).
+    automatic choice of a method must never start a download). ``lora``, ``prompt``,
+    ``negative_prompt``, ``guidance``, ``strength``, ``mask_blur``, ``crop_padding`` (diffusers'
+    ``padding_mask_crop``) and ``captions`` (a captions JSON file) configure Stable Diffusion.
     """
 
     device: str = "auto"
@@ -42,6 +44,15 @@ class MethodOptions:
     jump_length: int | None = None
     jump_n_sample: int | None = None
     local_only: bool = False
+    # Text-conditioned methods (Stable Diffusion inpainting + LoRA):
+    lora: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    guidance: float | None = None
+    strength: float | None = None
+    mask_blur: int | None = None
+    crop_padding: int | None = None
+    captions: str | None = None
 
 
 def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

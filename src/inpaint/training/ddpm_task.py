@@ -52,10 +52,8 @@ class DDPMTask(TrainingTask):
     def options(self) -> dict[str, Any]:
         return asdict(self.opts)
 
-    def build(self, device: torch.device) -> torch.nn.Module:
+    def build(self, device: torch.device, mixed_precision: str = "no") -> torch.nn.Module:
         from diffusers import DDPMScheduler
-
-        from inpaint.models import pixel_unet
 
         unet, self.scheduler_config = _load_trainable_unet(self.base)
         self._noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)

@@ -124,10 +124,9 @@ def train(
 
     accelerator = _accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
-    captions = config.method_options.get("captions_data")
     dataset = CompletionDataset(
         config.data, resolution=config.resolution, mask_source=_mask_source(config),
-        seed=config.seed, flip=config.flip, captions=captions,
+        seed=config.seed, flip=config.flip, captions=task.captions(),
     )
     plan = BatchPlan(len(dataset), config.batch_size, config.seed, num_processes=world, rank=rank)
     total = config.max_steps or epochs_to_steps(config.epochs, plan.micro_batches_per_epoch, config.grad_accum)
@@ -140,7 +139,7 @@ def train(
         _check_resume(config, TrainConfig.from_dict(state.config["train"]), state.config.get("data"),
                       dataset.fingerprint(), state.config.get("processes", world), world, resume_from)
 
-    module = task.build(accelerator.device)
+    module = task.build(accelerator.device, accelerator.mixed_precision)
     params = task.trainable_parameters(module)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     lr_scheduler = _lr_scheduler(config, optimizer, total)

@@ -25,8 +25,12 @@ class TrainingTask(ABC):
     name: str
 
     @abstractmethod
-    def build(self, device: torch.device) -> torch.nn.Module:
-        """Load the base weights and return the module whose parameters train (on ``device``)."""
+    def build(self, device: torch.device, mixed_precision: str) -> torch.nn.Module:
+        """Load the base weights and return the module whose parameters train (on ``device``).
+
+        ``mixed_precision`` is ``no``, ``fp16`` or ``bf16``: frozen parts (a VAE, a text encoder)
+        may be cast to it; trainable parameters stay in fp32 (autocast handles the compute).
+        """
 
     @abstractmethod
     def trainable_parameters(self, module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -62,3 +66,7 @@ class TrainingTask(ABC):
     def options(self) -> dict[str, Any]:
         """Method settings recorded in the configuration (and compared on resume)."""
         return {}
+
+    def captions(self) -> dict[str, str] | None:
+        """Captions by file name (or stem) for the data, if the method uses text; else ``None``."""
+        return None
