@@ -156,3 +156,15 @@ def test_damaged_or_foreign_checkpoints(tmp_path):
     assert ckpt.find_checkpoint(tmp_path).name == "step-00000001"
     with pytest.raises(InputError, match="not an inpaint checkpoint"):
         ckpt.load_checkpoint(newest)
+
+
+def test_unreadable_training_images_are_refused_before_training(tmp_path, train_images, tiny_ddpm_dir):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(train_images, data)
+    (data / "notes.txt").write_text("not an image")  # skipped with a warning
+    (data / "broken.png").write_bytes((data / "cat.png").read_bytes()[:200])
+    with pytest.raises(InputError, match=r"1 of 7 images cannot be read \(first: broken\.png"):
+        train(_task(tiny_ddpm_dir), _config(data, tiny_ddpm_dir, tmp_path / "run", max_steps=1))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from PIL import Image
 from inpaint import io, masks
 from inpaint.errors import InputError
 from inpaint.seeding import derive_seed, numpy_random_state
+
+log = logging.getLogger(__name__)
 
 #: The study's training masks: a mix of LaMa's three test configurations.
 DEFAULT_TRAIN_MASKS = ("lama-thin", "lama-medium", "lama-thick")
@@ -91,6 +94,9 @@ class CompletionDataset:
         images, self.skipped = io.list_images(self.folder)
         if not images:
             raise InputError(f"{self.folder}: no training images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+        if self.skipped:
+            log.warning(f"{self.folder}: skipped {len(self.skipped)} non-image file(s), e.g. {self.skipped[0].name}")
+        _check_readable(images)
         stems = [p.stem for p in images]
         duplicate = next((s for s in stems if stems.count(s) > 1), None)
         if duplicate is not None:
@@ -148,6 +154,26 @@ class CompletionDataset:
             "name": name,
             "caption": self.captions.get(path.name, self.captions.get(name, "")),
         }
+
+
+def _check_readable(paths: Sequence[Path]) -> None:
+    """Refuse a training set with unreadable images before training starts, not hours into it.
+
+    Pillow's ``verify`` reads each file's structure (PNG chunk checksums, JPEG markers) without
+    decoding pixels, so this costs little even for thousands of images.
+    """
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as e:  # noqa: BLE001 - every failure means the same: unusable file
+            bad.append(f"{path.name} ({e or type(e).__name__})")
+    if bad:
+        raise InputError(
+            f"{paths[0].parent}: {len(bad)} of {len(paths)} images cannot be read (first: {bad[0]}); "
+            "remove or replace them before training"
+        )
 
 
 def collate(items: Sequence[dict[str, object]]) -> dict[str, object]:
