@@ -80,6 +80,16 @@ def test_32_bit_integer_and_float_images(tmp_path):
         io.read_image(tmp_path / "hdr.tif")
 
 
+def test_palette_transparency_is_composited_on_white(tmp_path):
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0  # index 0 is fully transparent
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert io.read_image(tmp_path / "p.png").tolist() == [[[255, 255, 255], [200, 100, 50]]]
+
+
 def test_alpha_is_composited_on_white_with_one_warning(tmp_path, caplog):
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 200
@@ -235,3 +245,46 @@ def test_list_images_separates_other_files(tmp_path, photo):
     images, others = io.list_images(tmp_path)
     assert [p.name for p in images] == ["a.jpg", "b.png"]
     assert [p.name for p in others] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
+def test_every_pixel_mode_becomes_8_bit_rgb(tmp_path, mode):
+    gray = np.tile(np.linspace(0, 255, 16).astype(np.uint8), (8, 1))
+    if mode == "I;16":
+        image = Image.fromarray(gray.astype(np.uint16) * 257)
+    elif mode == "I":
+        image = Image.fromarray(gray.astype(np.int32) * 257, mode="I")
+    elif mode == "F":
+        image = Image.fromarray(gray.astype(np.float32) / 255, mode="F")
+    else:
+        image = Image.fromarray(gray).convert(mode)
+    suffix = ".tif" if mode in ("I;16", "I", "F", "CMYK") else ".png"
+    image.save(tmp_path / f"m{suffix}")
+    pixels = io.read_image(tmp_path / f"m{suffix}")
+    assert pixels.dtype == np.uint8 and pixels.shape == (8, 16, 3)
+    if mode in ("L", "LA", "RGB", "RGBA", "I;16", "I", "F"):  # exact gray levels survive
+        assert np.array_equal(pixels[..., 1], gray)
+    elif mode == "1":
+        assert set(np.unique(pixels)) <= {0, 255}
+    else:  # palette and CMYK: Pillow's conversion, close to the original levels
+        assert np.abs(pixels[..., 1].astype(int) - gray).max() <= 16
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_undone(tmp_path, orientation):
+    # The picture as it should be shown: a white square in the top-left corner of a 30x20 image.
+    shown = np.zeros((20, 30, 3), np.uint8)
+    shown[:6, :6] = 255
+    # What a camera would store so that applying `orientation` shows `shown` (the inverse transform).
+    inverse = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
+               5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}[orientation]
+    stored = Image.fromarray(shown)
+    if inverse is not None:
+        stored = stored.transpose(inverse)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "o.png", exif=exif)
+    pixels = io.read_image(tmp_path / "o.png")
+    assert pixels.shape == shown.shape
+    assert np.array_equal(pixels, shown)
+    assert io.image_size(tmp_path / "o.png") == (30, 20)
