@@ -70,7 +70,10 @@ def assert_completed(out: torch.Tensor, images: torch.Tensor, masks: torch.Tenso
 
 def test_defaults(tiny_unet7_dir, tiny_ddpm_dir):
     method = ddpm(tiny_unet7_dir)
-    assert (method.sampler, method.steps, method.dtype) == ("dpmpp", 25, torch.float32)
+    assert (method.sampler, method.steps, method.dtype) == ("ddpm", 25, torch.float32)
+    assert ddpm(tiny_unet7_dir, sampler="ddpm").steps == 1000  # named: the study's setting
+    assert ddpm(tiny_unet7_dir, sampler="dpmpp").steps == 25
+    assert ddpm(tiny_unet7_dir, sampler="ddim").steps == 50
     method = repaint(tiny_ddpm_dir)
     assert (method.sampler, method.steps, method.jump_length, method.jump_n_sample) == (
         "repaint",
@@ -159,7 +162,7 @@ def test_repaint_fast(tiny_ddpm_dir, batch):
     method = repaint(tiny_ddpm_dir, sampler="fast", steps=10, jump_length=2)
     out = method(images, masks, seeds=[0, 1])
     assert_completed(out, images, masks)
-    # jump points 1, 3, 5, 7 (not in the first or last tenth), 4 extra passes of 2 steps each
+    # jump points 0, 2, 4, 6 (the paper's schedule), 4 extra passes of 2 steps each
     assert method.last_nfe == 10 + 4 * 4 * 2
 
 

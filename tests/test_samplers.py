@@ -169,6 +169,19 @@ def test_perfect_model_recovers_the_image_and_known_region_sits_at_the_right_noi
         assert abs(float(implied_noise.mean())) < 0.1
 
 
+def test_dpmpp_is_the_sde_solver_and_its_first_order_is_ddpm(unet7, batch, schedule_config):
+    from inpaint.samplers import sample_ddpm, sample_with_scheduler
+
+    x0, masks = batch
+    scheduler = make_scheduler("dpmpp", schedule_config)
+    assert scheduler.config.algorithm_type == "sde-dpmsolver++" and scheduler.config.solver_order == 2
+    denoiser = completion_denoiser(unet7, x0, masks)
+    first_order = type(scheduler).from_config(scheduler.config, solver_order=1)
+    one = sample_with_scheduler(denoiser, first_order, x0, masks, gens(1, 2, 3), 5)
+    ancestral = sample_ddpm(denoiser, x0, masks, gens(1, 2, 3), schedule_config, steps=5)
+    assert torch.allclose(one.images, ancestral.images, atol=1e-4, rtol=0)
+
+
 def test_unknown_sampler_name(schedule_config):
     with pytest.raises(ValueError):
         make_scheduler("euler", schedule_config)  # type: ignore[arg-type]
@@ -195,11 +208,14 @@ def test_schedule_cost_formula(t_T, length, n):
     assert schedule_nfe(repaint_schedule(t_T, length, n)) == t_T + jump_points * (n - 1) * length
 
 
-def test_fast_schedule_is_a_tenth_and_resamples_only_mid_chain():
+def test_fast_schedule_is_the_paper_schedule_shrunk_and_within_budget():
     schedule = fast_schedule()
-    assert schedule_nfe(schedule) == 210 <= 250
+    assert schedule == repaint_schedule(50, 5, 5)
+    assert schedule_nfe(schedule) == 50 + 9 * 4 * 5 == 230 <= 250
+    assert schedule[0] == 49 and schedule[-1] == -1
     ups = [a for a, b in pairwise(schedule) if b > a]
-    assert min(ups) >= 5 and max(ups) < 45  # no jumps in the first or last tenth of the chain
+    assert min(ups) == 0  # resampling runs to the clean end of the chain
+    assert max(ups) < 45  # nothing to resample above the last full jump
 
 
 def test_respaced_timesteps_span_the_chain():

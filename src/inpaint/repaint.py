@@ -12,9 +12,11 @@ The loop runs on a respaced chain of ``steps`` timesteps of the model's 1000 (ev
 guided-diffusion's ``space_timesteps``, the code RePaint builds on), with the DDPM posterior
 q(x_{t-1} | x_t, x0_hat) of Ho et al. (2020, eq. 6-7) between consecutive respaced steps.
 
-:func:`sample_repaint_fast` is our cheaper variant ("repaint-fast"): 50 respaced steps (ancestral,
-i.e. DDIM with eta = 1) with resampling only in the middle of the chain — jumps of 5 steps,
-5 passes, at steps 5, 10, …, 40 — for 210 evaluations instead of 2,410.
+:func:`sample_repaint_fast` is our cheaper variant ("repaint-fast"): the paper's schedule shrunk
+five-fold — 50 respaced steps (ancestral, i.e. DDIM with eta = 1), jumps of 5 steps, 5 passes, at
+steps 0, 5, …, 40 — for 230 evaluations instead of 2,410. Resampling runs to the end of the
+chain: on the benchmark in docs/benchmarks.md, dropping the jump at the least noisy end (210
+evaluations) cost 0.71 dB of hole PSNR.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 REPAINT_STEPS = 250
 REPAINT_JUMP_LENGTH = 10
 REPAINT_JUMP_N_SAMPLE = 10
-#: Our fast variant: 50 steps, jumps of 5 steps, 5 passes, no resampling in the first and last
-#: tenth of the chain (210 evaluations).
+#: Our fast variant: 50 steps, jumps of 5 steps, 5 passes, resampling along the whole chain as the
+#: paper does (230 evaluations).
 FAST_STEPS = 50
 FAST_JUMP_LENGTH = 5
 FAST_JUMP_N_SAMPLE = 5
@@ -84,14 +86,14 @@ def schedule_nfe(schedule: Sequence[int]) -> int:
 def fast_schedule(
     t_T: int = FAST_STEPS, jump_length: int = FAST_JUMP_LENGTH, jump_n_sample: int = FAST_JUMP_N_SAMPLE
 ) -> list[int]:
-    """The schedule of :func:`sample_repaint_fast`: resampling only between 10% and 90% of the chain.
+    """The schedule of :func:`sample_repaint_fast`: RePaint's own schedule on a shorter chain.
 
-    Early (noisiest) steps gain little from resampling — the hole is still almost pure noise —
-    and the last steps only refine texture, so the budget goes to the middle, where structure
-    forms and has to agree with the known region. Defaults: 50 + 8 jumps x 4 x 5 = 210 NFE.
+    Jumps at every ``jump_length``-th step from the clean end (index 0) up to ``t_T - jump_length``,
+    as in the paper; defaults: 50 + 9 jumps x 4 extra passes x 5 steps = 230 NFE. Resampling
+    near the clean end matters: the same schedule without the jump at index 0 (210 NFE, our
+    previous default) scored 0.71 dB [0.41, 1.01] lower hole PSNR in docs/benchmarks.md.
     """
-    margin = max(1, t_T // 10)
-    return repaint_schedule(t_T, jump_length, jump_n_sample, jump_start=margin, jump_stop=t_T - margin)
+    return repaint_schedule(t_T, jump_length, jump_n_sample)
 
 
 def respaced_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
@@ -200,7 +202,7 @@ def sample_repaint_fast(
     jump_n_sample: int = FAST_JUMP_N_SAMPLE,
     progress: Progress | None = None,
 ) -> SampleResult:
-    """RePaint on 50 respaced steps, resampling only mid-chain (ours, after Lugmayr et al. 2022); 210 NFE."""
+    """RePaint on 50 respaced steps, jumps of 5, 5 passes (ours, after Lugmayr et al. 2022); 230 NFE."""
     schedule = fast_schedule(steps, jump_length, jump_n_sample)
     return run_schedule(
         denoiser,

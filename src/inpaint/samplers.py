@@ -15,7 +15,12 @@ counts network evaluations (each one processes the whole batch).
 The known region is re-imposed after every step (the study's sampling, shared/METHOD.md):
 ``x_{t-1} = m_known * q_sample(x0, t-1, fresh noise) + m_hole * x̂_{t-1}``, where ``t-1`` is the
 noise level the scheduler just stepped to and the last step imposes the clean ``x0``; so the
-known pixels of the result equal ``x0`` exactly.
+known pixels of the result equal ``x0`` exactly. Every scheduler step acts pixel by pixel, so
+re-imposition never touches the hole's own history (a multistep solver's included): it only sets
+what the model sees of the known region. Replacing the known region of the model's x0 estimate by
+the true ``x0`` instead (the known pixels then follow the solver's own, consistent trajectory)
+scored lower on the benchmark of docs/benchmarks.md, and changes nothing when combined with
+re-imposition.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 Denoiser = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 #: Samplers built on diffusers' schedulers.
 SchedulerSampler = Literal["ddpm", "ddim", "dpmpp"]
-#: Default number of steps (= network evaluations) of each scheduler sampler.
+#: Default number of steps (= network evaluations) of each scheduler sampler; 1000 ancestral steps
+#: is the study's setting (see :class:`inpaint.models.ddpm.DDPMInpainter` for the method's default).
 DEFAULT_STEPS: dict[str, int] = {"ddpm": 1000, "ddim": 50, "dpmpp": 25}
 
 
@@ -166,8 +172,11 @@ def make_scheduler(sampler: SchedulerSampler, scheduler_config: Mapping[str, Any
     assumes the constant stride T // steps, which trailing timesteps break whenever ``steps``
     does not divide T (it would land between timesteps and finish at t = 0, not at the clean
     image); leading starts a little below T-1 (980 for 50 of 1000 steps). DDIM runs with
-    eta = 0; DPM-Solver++ is the 2nd-order multistep variant. x0_hat is clipped when the config
-    has ``clip_sample``.
+    eta = 0. DPM-Solver++ is the 2nd-order multistep solver of the diffusion *SDE*
+    (``sde-dpmsolver++``, Lu et al. 2022; "DPM++ 2M SDE"), which draws fresh noise at every step:
+    with known-region re-imposition its deterministic ODE form scored ~3.7 dB lower hole PSNR on
+    the benchmark of docs/benchmarks.md, with or without x0 clipping. Its 1st-order form is the
+    ``ddpm`` sampler on the same steps. x0_hat is clipped when the config has ``clip_sample``.
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
@@ -183,7 +192,7 @@ def make_scheduler(sampler: SchedulerSampler, scheduler_config: Mapping[str, Any
         return DPMSolverMultistepScheduler.from_config(
             config,
             timestep_spacing="trailing",
-            algorithm_type="dpmsolver++",
+            algorithm_type="sde-dpmsolver++",
             solver_order=2,
             thresholding=clip,
             sample_max_value=float(config.get("clip_sample_range", 1.0)),
@@ -234,8 +243,8 @@ def sample_with_scheduler(
     timesteps = scheduler.timesteps
     x = randn_per_image(x0, generators) * scheduler.init_noise_sigma
     x = impose_known(x, x0, masks, float(scheduler.alphas_cumprod[int(timesteps[0])]), generators)
-    # DDPM's ancestral noise is drawn by scheduler.step; diffusers' randn_tensor draws image i
-    # from generators[i] when given a list (DDIM with eta=0 and DPM-Solver++ draw nothing).
+    # DDPM's and SDE-DPM-Solver++'s noise is drawn by scheduler.step; diffusers' randn_tensor
+    # draws image i from generators[i] when given a list (DDIM with eta=0 draws nothing).
     step_generators = list(generators)
     progress.start(description, total=len(timesteps))
     with torch.no_grad():
@@ -257,7 +266,11 @@ def sample_ddpm(
     steps: int = DEFAULT_STEPS["ddpm"],
     progress: Progress | None = None,
 ) -> SampleResult:
-    """Ancestral DDPM sampling (Ho et al., NeurIPS 2020); 1000 steps is the study's setting."""
+    """Ancestral DDPM sampling (Ho et al., NeurIPS 2020); 1000 steps is the study's setting.
+
+    Fewer steps take the DDPM posterior between the ``steps`` trailing timesteps; 25 of them is the
+    ``ddpm`` method's default (the best sampler at <= 25 evaluations in docs/benchmarks.md).
+    """
     scheduler = make_scheduler("ddpm", scheduler_config)
     return sample_with_scheduler(
         denoiser, scheduler, x0, masks, generators, steps, progress=progress, description="DDPM"
@@ -289,7 +302,8 @@ def sample_dpmpp(
     steps: int = DEFAULT_STEPS["dpmpp"],
     progress: Progress | None = None,
 ) -> SampleResult:
-    """DPM-Solver++(2M) multistep sampling (Lu et al., arXiv:2211.01095, 2022)."""
+    """SDE-DPM-Solver++(2M) multistep sampling (Lu et al., arXiv:2211.01095, 2022): stochastic,
+    its noise drawn per image from ``generators``."""
     scheduler = make_scheduler("dpmpp", scheduler_config)
     return sample_with_scheduler(
         denoiser, scheduler, x0, masks, generators, steps, progress=progress, description="DPM-Solver++"

@@ -35,7 +35,7 @@ def train_ddpm(
     ema_decay: t.EmaDecay = 0.999,
     validate_every: t.ValidateEvery = 0,
     val_images: t.ValImages = 4,
-    val_steps: Annotated[int, typer.Option("--val-steps", help="DPM-Solver++ steps for validation samples.")] = 25,
+    val_steps: Annotated[int, typer.Option("--val-steps", help="Ancestral DDPM steps for validation samples.")] = 25,
     hole_weight: Annotated[float, typer.Option("--hole-weight", help="Loss weight of hole pixels.")] = 1.0,
     known_weight: Annotated[float, typer.Option("--known-weight", help="Loss weight of known pixels.")] = 0.05,
     flip: t.Flip = True,

@@ -20,8 +20,8 @@ from inpaint.training.task import TrainingTask
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: Sampler and steps used for validation samples during training (fast, see docs/benchmarks.md).
-VALIDATION_SAMPLER = "dpmpp"
+#: Validation samples use ancestral DDPM on ``val_steps`` respaced steps: the best sampler at
+#: <= 25 steps in docs/benchmarks.md.
 
 
 @dataclass
@@ -98,14 +98,14 @@ class DDPMTask(TrainingTask):
         import torch
 
         from inpaint import io
-        from inpaint.samplers import completion_denoiser, sample_dpmpp
+        from inpaint.samplers import completion_denoiser, sample_ddpm
 
         device = next(module.parameters()).device
         x0 = io.to_model_range(images).to(device)
         masks = masks.to(device)
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         denoiser = completion_denoiser(module, x0, masks, dtype=torch.float32)
-        result = sample_dpmpp(denoiser, x0, masks, generators, self.scheduler_config, steps=self.opts.val_steps)
+        result = sample_ddpm(denoiser, x0, masks, generators, self.scheduler_config, steps=self.opts.val_steps)
         return io.from_model_range(result.images)
 
     def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
