@@ -114,3 +114,53 @@ def train_images(tmp_path_factory) -> Path:
             pixels = np.stack([pixels] * 3, axis=-1)
         Image.fromarray(pixels).resize((40, 40), Image.BICUBIC).save(folder / f"{name}.png")
     return folder
+
+
+# ---- metric backbones with random weights, saved like the real files (bench, doctor) -----------
+
+
+@pytest.fixture(scope="session")
+def random_lpips_alex_file(tmp_path_factory) -> Path:
+    """torchvision AlexNet ``features`` with random weights (seed 0), saved under the real file name.
+
+    LPIPS reads only ``features.*``; leaving out the 230 MB classifier keeps the file at ~10 MB.
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet(weights=None).features.state_dict()
+    path = tmp_path_factory.mktemp("lpips-weights") / "alexnet-owt-7be5be79.pth"
+    torch.save({f"features.{k}": v for k, v in state.items()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_fid_inception_file(tmp_path_factory) -> Path:
+    """pytorch-fid's Inception with random He-normal convolutions, saved under the real file name.
+
+    With PyTorch's default init the activations shrink ~1e-8 over Inception's depth and every
+    feature would be ~0; He init keeps them informative.
+    """
+    import torch
+
+    from inpaint.metrics.features import inception_backbone
+
+    torch.manual_seed(0)
+    net = inception_backbone()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = tmp_path_factory.mktemp("fid-weights") / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_metric_weights(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache and no weight environment variables: LPIPS and FID weights are missing."""
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.delenv("INPAINT_LPIPS_WEIGHTS", raising=False)
+    monkeypatch.delenv("INPAINT_FID_WEIGHTS", raising=False)
+    return home

@@ -288,3 +288,20 @@ def test_every_exif_orientation_is_undone(tmp_path, orientation):
     assert pixels.shape == shown.shape
     assert np.array_equal(pixels, shown)
     assert io.image_size(tmp_path / "o.png") == (30, 20)
+
+
+def test_stale_temporaries_of_a_killed_write_are_recognised(tmp_path, photo):
+    from inpaint import atomic
+
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(tmp_path / "out.png") as tmp:
+            tmp.write_bytes(b"half")
+            leftover = tmp.name
+            raise RuntimeError  # atomic_path cleans up after exceptions...
+    assert not (tmp_path / leftover).exists()
+    # ...but a kill -9 cannot; such files carry our pattern and are removed by a resumed run.
+    (tmp_path / leftover).write_bytes(b"half")
+    (tmp_path / ".keep.me").write_bytes(b"a user's hidden file")
+    io.save_image(photo, tmp_path / "done.png")
+    assert atomic.remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep.me", "done.png"]

@@ -180,3 +180,17 @@ def test_seam_psnr_is_psnr_over_the_band(photo, center_mask):
     diff = degraded(photo).astype(np.float64) - photo.astype(np.float64)
     mse = np.mean(diff[band[0, 0].numpy().astype(bool)] ** 2)
     assert seam_psnr(fake, io.to_tensor(photo), masks).item() == pytest.approx(10 * np.log10(255.0**2 / mse), abs=1e-9)
+
+
+def test_uint8_inputs_score_exactly_like_the_float_images_they_come_from():
+    from inpaint import io
+
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    mask = torch.zeros(3, 1, 40, 48)
+    mask[:, :, 10:30, 5:20] = 1
+    floats, bytes_ = (io.to_tensor(a), io.to_tensor(b)), (io.to_uint8_tensor(a), io.to_uint8_tensor(b))
+    for metric in (psnr, ssim):
+        assert torch.equal(metric(*floats), metric(*bytes_))
+        assert torch.equal(metric(*floats, mask), metric(*bytes_, mask))

@@ -46,6 +46,26 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Delete the temporary files :func:`atomic_path` left in ``directory`` when a run was killed.
+
+    Only names of our own pattern (``.<name>.<8 random characters>.tmp[.suffix]``) are touched.
+    Call it where one run owns the folder (a resumed folder run); returns how many were removed.
+    """
+    import re
+
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+    removed = 0
+    directory = Path(directory)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.is_file() and pattern.match(path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def write_bytes(destination: str | os.PathLike[str], data: bytes) -> None:
     """Atomically write ``data`` to ``destination``."""
     with atomic_path(destination) as tmp:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaint import io
+from inpaint import atomic, io
 from inpaint.errors import InputError
 from inpaint.models.base import Inpainter
 from inpaint.progress import NullProgress, Progress
@@ -105,7 +105,7 @@ def complete_arrays(
         return Completed(result=image.copy(), image=image, mask=mask, empty_mask=True)
     images = io.to_tensor(image)
     masks = io.mask_to_tensor(mask)
-    filled = inpainter(images, masks, [derive_seed(seed, name)], composite_known=paste_back)
+    filled = inpainter(images, masks, [derive_seed(seed, name)], composite_known=paste_back, names=[name])
     # Known pixels are k/255 floats copied exactly by the composite, and round(k/255*255) == k
     # for every 8-bit k, so they come back bit-exact on disk.
     result = io.to_uint8(filled)[0]
@@ -217,6 +217,8 @@ def complete_folder(
     """
     progress = progress or NullProgress()
     report = CompletionReport(method=inpainter.name, seed=seed)
+    for folder in {pair.output.parent for pair in pairs} | {pair.output.parent / "concat" for pair in pairs}:
+        atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
     for pair in pairs:

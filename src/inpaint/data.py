@@ -94,8 +94,10 @@ class CompletionDataset:
         images, self.skipped = io.list_images(self.folder)
         if not images:
             raise InputError(f"{self.folder}: no training images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
-        if self.skipped:
-            log.warning(f"{self.folder}: skipped {len(self.skipped)} non-image file(s), e.g. {self.skipped[0].name}")
+        # Side files such as captions.json (written into the data folder by `inpaint caption`) are expected.
+        strays = [p for p in self.skipped if p.suffix.lower() != ".json"]
+        if strays:
+            log.warning(f"{self.folder}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
         _check_readable(images)
         stems = [p.stem for p in images]
         duplicate = next((s for s in stems if stems.count(s) > 1), None)

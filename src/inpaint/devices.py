@@ -10,6 +10,21 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
+    """``--dtype``: ``auto`` is fp16 on CUDA and fp32 elsewhere; fp16/bf16 only on a GPU."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if spec not in dtypes:
+        raise InputError(f"--dtype {spec!r}: choose from auto, fp32, fp16, bf16")
+    if dtypes[spec] != torch.float32 and device.type == "cpu":
+        raise InputError(f"--dtype {spec}: half precision needs a GPU here; use --dtype fp32 on the CPU")
+    return dtypes[spec]
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` into an available ``torch.device``.
 

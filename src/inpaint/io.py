@@ -293,6 +293,16 @@ def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).float().div(255.0)
 
 
+def to_uint8_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 array(s) -> uint8 tensor (N, 3, H, W) (a channels-last view): the metrics' fast path."""
+    import torch
+
+    batch = np.stack(images) if not isinstance(images, np.ndarray) else images
+    if batch.ndim == 3:
+        batch = batch[None]
+    return torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2)
+
+
 def mask_to_tensor(masks: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     """(H, W) bool mask(s) -> float32 tensor (N, 1, H, W) in {0, 1}, 1 = fill."""
     import torch

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from inpaint import __version__
-from inpaint.cli import complete, console, demo, make_masks, train_ddpm
+from inpaint.cli import bench, complete, console, demo, doctor, make_masks, train_ddpm
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -57,12 +57,15 @@ app.command("make-masks", no_args_is_help=False)(make_masks.make_masks)
 app.command("complete", no_args_is_help=True)(complete.complete)
 app.command("demo")(demo.demo)
 app.command("train-ddpm", no_args_is_help=True)(train_ddpm.train_ddpm)
+app.command("bench", no_args_is_help=True)(bench.bench)
+app.command("doctor")(doctor.doctor)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     _debug["enabled"] = bool(os.environ.get("INPAINT_DEBUG"))
     command = typer.main.get_command(app)
+    argv = bench.expand_models(sys.argv[1:] if argv is None else list(argv))
     try:
         result = command.main(args=argv, prog_name="inpaint", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -46,7 +46,8 @@ def complete(
     ] = None,
     sampler: Annotated[
         Optional[str],
-        typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default dpmpp); "
+        typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default ddpm with 25 "
+                     "steps; --sampler ddpm alone: the study's 1000); "
                      "repaint or fast (repaint method, default repaint)."),
     ] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,

@@ -23,11 +23,17 @@ def check_images(pred: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def check_image_batch(images: torch.Tensor, name: str = "images") -> None:
-    """Raise ``ValueError`` unless ``images`` is a float (N, 3, H, W) tensor in [0, 1]."""
+    """Raise ``ValueError`` unless ``images`` is (N, 3, H, W): float in [0, 1], or uint8 (0..255).
+
+    uint8 images (pixels as saved) skip the range check and the rounding: the fast path for
+    scoring files.
+    """
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"{name}: expected shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return
     if not images.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")
     if images.numel():
@@ -63,17 +69,14 @@ def check_mask(mask: torch.Tensor, shape: torch.Size | tuple[int, ...], name: st
     return values
 
 
-def quantise(images: torch.Tensor) -> torch.Tensor:
-    """Float (N, 3, H, W) in [0, 1] -> float64 CPU tensor of integers 0..255."""
-    return quantise_f32(images).to(torch.float64)
-
-
 def quantise_f32(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Float (N, 3, H, W) in [0, 1] -> float32 CPU tensor of integers 0..255 (new, or ``out``).
 
     The arithmetic is float32 on purpose: it is what :func:`inpaint.io.to_uint8` does when saving,
     and rounding ``x * 255`` in float64 instead can land on the other side of a .5 boundary.
     """
+    if images.dtype == torch.uint8:  # already 8-bit: no rounding to do
+        return images.detach().to("cpu").to(torch.float32) if out is None else out.copy_(images)
     # clamp writes a new tensor (or `out`), so the in-place steps never touch the caller's images.
     clamped = torch.clamp(images.detach().to("cpu", torch.float32), 0, 1, out=out)
     return clamped.mul_(255.0).round_()
@@ -85,4 +88,6 @@ def quantise_unit(images: torch.Tensor) -> torch.Tensor:
     This is what ``torchvision.transforms.ToTensor`` gives for the saved PNG, i.e. what LPIPS and
     pytorch-fid see when they read files.
     """
+    if images.dtype == torch.uint8:
+        return images.detach().to(torch.float32).div(255.0)
     return images.detach().to(torch.float32).clamp(0, 1).mul(255.0).round().div(255.0)

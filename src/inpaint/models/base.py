@@ -73,6 +73,9 @@ class Inpainter(ABC):
     name: ClassVar[str]
     #: Methods that extrapolate from known pixels cannot fill a mask that covers everything.
     needs_known_pixels: ClassVar[bool] = True
+    #: Methods that look something up by image name (Stable Diffusion: its caption) set this;
+    #: their ``fill`` then takes a ``names`` keyword (the names of the images it fills, or ``None``).
+    uses_names: ClassVar[bool] = False
 
     @abstractmethod
     def fill(
@@ -97,12 +100,15 @@ class Inpainter(ABC):
         *,
         composite_known: bool = True,
         progress: Progress | None = None,
+        names: Sequence[str] | None = None,
     ) -> torch.Tensor:
         """Complete ``images`` where ``masks`` is 1.
 
         ``seeds`` holds one seed per image (an int is allowed for a single image); image i draws
         its randomness only from ``seeds[i]``, so a batch equals the same images run one by one.
         Images whose mask is empty are returned unchanged without calling the method.
+        ``names`` (optional, one per image: file names or stems) lets methods that use them
+        (``uses_names``) look up per-image data such as captions; others ignore it.
         """
         import torch
 
@@ -114,6 +120,8 @@ class Inpainter(ABC):
             seeds = [seeds]
         if len(seeds) != n:
             raise ValueError(f"got {len(seeds)} seeds for {n} images")
+        if names is not None and len(names) != n:
+            raise ValueError(f"got {len(names)} names for {n} images")
         hole_pixels = masks.flatten(1).sum(dim=1)
         if self.needs_known_pixels and bool((hole_pixels == masks[0].numel()).any()):
             raise InputError(
@@ -123,7 +131,8 @@ class Inpainter(ABC):
         todo = torch.nonzero(hole_pixels > 0).flatten().tolist()
         if todo:
             generators = [torch.Generator().manual_seed(int(seeds[i])) for i in todo]
-            filled = self.fill(images[todo], masks[todo], generators, progress or NullProgress())
+            extra = {"names": [names[i] for i in todo] if names is not None else None} if self.uses_names else {}
+            filled = self.fill(images[todo], masks[todo], generators, progress or NullProgress(), **extra)
             if composite_known:
                 filled = composite(images[todo], filled, masks[todo])
             out[todo] = filled.to(out.dtype).clamp(0, 1)

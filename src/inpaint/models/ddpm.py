@@ -41,21 +41,6 @@ DEFAULT_REPAINT_WEIGHTS = DEFAULT_BASE
 _TRAIN_HINT = "train with `inpaint train-ddpm` and pass --weights runs/ddpm"
 
 
-def _resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> fp16 on CUDA, fp32 elsewhere; half precision only on a GPU."""
-    import torch
-
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if spec not in dtypes:
-        raise InputError(f"--dtype {spec!r}: choose from auto, fp32, fp16, bf16")
-    if dtypes[spec] != torch.float32 and device.type == "cpu":
-        raise InputError(f"--dtype {spec}: half precision needs a GPU here; use --dtype fp32 on the CPU")
-    return dtypes[spec]
-
-
 def _native_size(unet: UNet2DModel) -> tuple[int, int]:
     size = unet.config.sample_size
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -71,7 +56,7 @@ class _PixelDiffusion(Inpainter):
     default_steps: ClassVar[int | None] = None
 
     def __init__(self, options: MethodOptions | None = None) -> None:
-        from inpaint.devices import resolve_device
+        from inpaint.devices import resolve_device, resolve_dtype
 
         self.options = options or MethodOptions()
         self.sampler = self.options.sampler or self.default_sampler
@@ -86,7 +71,7 @@ class _PixelDiffusion(Inpainter):
         if self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be a positive number of steps")
         self.device = resolve_device(self.options.device)
-        self.dtype = _resolve_dtype(self.options.dtype, self.device)
+        self.dtype = resolve_dtype(self.options.dtype, self.device)
         self.unet, self.scheduler_config = self._load()  # already in self.dtype
         train_steps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         if self.steps > train_steps:
@@ -235,42 +220,27 @@ def _local_problem(path: Path, want_channels: int) -> str | None:
     )
     if config_path is None:
         return f"{path}: no config.json, not a diffusers model folder"
+    return _config_problem(config_path, str(path), want_channels)
+
+
+def _config_problem(config_path: Path, label: str, want_channels: int) -> str | None:
+    """Why the UNet described by ``config_path`` does not suit, from its input channels; else ``None``."""
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        return f"{path}: cannot read {config_path.name} ({e})"
+        return f"{label}: cannot read {Path(config_path).name} ({e})"
     channels = config.get("in_channels", 3) if isinstance(config, dict) else None
     if want_channels == 7 and channels == 3:
-        return f"{path}: is an unconditional 3-channel model; use --model repaint with it, or {_TRAIN_HINT}"
+        return f"{label}: is an unconditional 3-channel model; use --model repaint with it, or {_TRAIN_HINT}"
     if want_channels == 3 and channels == 7:
-        return f"{path}: is a fine-tuned 7-channel completion model; use --model ddpm with it"
+        return f"{label}: is a fine-tuned 7-channel completion model; use --model ddpm with it"
     if channels != want_channels:
-        return f"{path}: takes {channels} input channels, expected {want_channels}"
+        return f"{label}: takes {channels} input channels, expected {want_channels}"
     return None
 
 
-def _hub_problem(repo_id: str, fix: str, local_only: bool) -> str | None:
-    """``None`` if hub model ``repo_id`` is cached or (unless ``local_only``) may be downloaded."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    for filename in ("config.json", "unet/config.json"):
-        try:
-            if isinstance(try_to_load_from_cache(repo_id, filename), str):
-                return None
-        except ValueError:  # not a valid repo id, so only a (missing) path
-            return f"{repo_id}: no such directory; {fix}"
-    if local_only:
-        return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache); {fix}"
-    if constants.HF_HUB_OFFLINE:
-        return (
-            f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the hub is "
-            f"unreachable (offline); {fix}"
-        )
-    return None  # not cached but online: loading downloads it or says why it cannot
-
-
 def _weights_problem(weights: str, want_channels: int, fix: str, local_only: bool = False) -> str | None:
-    from inpaint.models.pixel_unet import looks_like_path
+    from inpaint.models.hub import cached_availability, looks_like_path
 
     path = Path(weights).expanduser()
     if path.is_dir():
@@ -279,7 +249,8 @@ def _weights_problem(weights: str, want_channels: int, fix: str, local_only: boo
         return f"{weights}: is a file; expected a model directory"
     if looks_like_path(weights):
         return f"{weights}: no such directory; {fix}"
-    return _hub_problem(weights, fix, local_only)
+    return cached_availability(weights, ("config.json", "unet/config.json"),
+                               lambda _, config: _config_problem(config, weights, want_channels), fix, local_only)
 
 
 def ddpm_unavailable(options: MethodOptions) -> str | None:

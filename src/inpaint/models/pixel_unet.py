@@ -62,66 +62,19 @@ _LAYOUT_HINT = (
 # ---- finding the files ----------------------------------------------------------------------
 
 
-def looks_like_path(id_or_dir: str) -> bool:
-    """A hub id is ``name`` or ``owner/name``; anything else can only be a local path."""
-    return (
-        id_or_dir.startswith((".", "/", "~"))
-        or "\\" in id_or_dir
-        or id_or_dir.count("/") > 1
-        or os.path.isabs(id_or_dir)
-    )
-
-
-def _from_hub(repo_id: str) -> Path:
-    """The local snapshot folder of hub model ``repo_id``, downloading only json + safetensors."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        # Never fetch pickle weights: we would refuse to load them anyway.
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
-    except HFValidationError:
-        raise InputError(f"{repo_id}: no such directory") from None
-    except LocalEntryNotFoundError:
-        raise InputError(
-            f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the "
-            f"hub is unreachable (offline); download it on a connected machine with "
-            f"`hf download {repo_id}` or pass a local directory"
-        ) from None
-    except GatedRepoError:
-        raise InputError(
-            f"{repo_id}: gated on the Hugging Face hub; accept its terms on the model page and run "
-            "`hf auth login`, or pass a local directory"
-        ) from None
-    except RepositoryNotFoundError:
-        raise InputError(
-            f"{repo_id}: no such local directory and no such (public) model on the Hugging Face hub; "
-            "check the spelling or pass a local directory"
-        ) from None
-    except OSError as e:  # HTTP errors and disk errors both derive from OSError
-        raise InputError(f"{repo_id}: could not fetch it from the Hugging Face hub ({e})") from None
-
-
 def resolve_model_dir(id_or_dir: str | os.PathLike[str]) -> Path:
-    """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot.
+    """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot of its
+    json and safetensors files (pickle weights are never fetched).
 
     Raises :class:`InputError` when it is neither an existing directory nor a reachable or
     cached hub model.
     """
-    text = os.fspath(id_or_dir)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise InputError(f"{text}: is a file; expected a model directory ({_LAYOUT_HINT})")
-        return path
-    if looks_like_path(text):
-        raise InputError(f"{text}: no such directory")
-    return _from_hub(text)
+    from inpaint.models import hub
+
+    path = Path(os.fspath(id_or_dir)).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{os.fspath(id_or_dir)}: is a file; expected a model directory ({_LAYOUT_HINT})")
+    return hub.resolve(id_or_dir, allow_patterns=["*.json", "*.safetensors"])
 
 
 def _unet_folder(root: Path, label: str) -> Path:

@@ -231,7 +231,8 @@ def train(
     progress.finish()
     if accelerator.is_main_process and not result.stopped_early:
         ema_state = _ema_by_name(accelerator.unwrap_model(module), params, ema) if ema is not None else None
-        result.artefacts = task.export(accelerator.unwrap_model(module), output, record, ema_state)
+        result.artefacts = task.export(accelerator.unwrap_model(module), output, {**record, "step": result.step},
+                                       ema_state)
     if history is not None:
         history.plot(output / "loss.png")
     accelerator.wait_for_everyone()

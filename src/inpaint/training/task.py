@@ -61,7 +61,11 @@ class TrainingTask(ABC):
     @abstractmethod
     def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
                ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
-        """Write the final artefacts into ``output``; ``ema_state`` holds EMA weights by name."""
+        """Write the final artefacts into ``output``; ``ema_state`` holds EMA weights by name.
+
+        ``config`` is the run's record: ``{"train": TrainConfig fields, "data": fingerprint,
+        "processes": N, "step": the last step}``.
+        """
 
     def options(self) -> dict[str, Any]:
         """Method settings recorded in the configuration (and compared on resume)."""

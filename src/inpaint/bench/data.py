@@ -1,0 +1,166 @@
+"""The image/mask pairs every method of a benchmark sees, and the hashes that pin them down.
+
+``--masks`` is either a folder of masks matched to the images by file stem (as ``inpaint
+complete`` matches them) or a mask preset name. A preset's masks are generated once per image,
+at the image's size, named after the image's stem, into ``<output>/masks/`` with a
+``manifest.json`` (:func:`inpaint.mask_sets.masks_for_images`), so the run can be inspected and
+rerun with the very same files. Every image and mask file is hashed (SHA-256): the hashes go into
+the protocol and decide whether a saved output may be reused on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from inpaint.errors import InputError
+
+MASKS_SUBDIR = "masks"
+OUTPUTS_SUBDIR = "outputs"
+UNSPECIFIED_PRESET = "(unspecified)"
+
+
+@dataclass(frozen=True)
+class BenchPair:
+    """One test image and its mask; ``name`` (the stem) seeds the image and names its outputs."""
+
+    name: str
+    image: Path
+    mask: Path
+    preset: str
+    image_sha256: str
+    mask_sha256: str
+
+
+@dataclass
+class MaskSource:
+    """Where the masks came from, for the protocol block."""
+
+    kind: Literal["folder", "preset"]
+    folder: Path
+    preset: str | None
+    manifest_sha256: str | None
+    masks_sha256: str
+    data_sha256: str
+    ignored_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.kind,
+            "folder": str(self.folder),
+            "preset": self.preset,
+            "manifest_sha256": self.manifest_sha256,
+            "masks_sha256": self.masks_sha256,
+            "data_sha256": self.data_sha256,
+            "polarity": "white (1) = fill",
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def set_sha256(entries: list[tuple[str, str]]) -> str:
+    """One hash for a set of (name, file hash) pairs, independent of their order."""
+    text = "".join(f"{name}\t{digest}\n" for name, digest in sorted(entries))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def preset_masks(data: Path, output: Path, preset: str, seed: int) -> Path:
+    """Write ``preset`` masks for every image of ``data`` into ``output/masks`` unless they are there.
+
+    Masks depend only on (preset, seed, stem, size), so existing files from the same preset and
+    seed are kept; anything else is regenerated. Returns the mask folder. Call on one process.
+    """
+    from inpaint import mask_sets, masks
+
+    masks.get_preset(preset)
+    folder = output / MASKS_SUBDIR
+    manifest = _read_manifest(folder)
+    if manifest is not None and manifest.get("presets") == [preset] and manifest.get("seed") == seed:
+        from inpaint import io
+
+        images, _ = io.list_images(data)
+        entries = manifest.get("files", {})
+        if all(entries.get(f"{p.stem}.png", {}).get("image") == p.name for p in images) and all(
+            (folder / f"{p.stem}.png").is_file() for p in images
+        ):
+            return folder
+    mask_sets.masks_for_images(data, folder, presets=[preset], seed=seed, overwrite=True)
+    return folder
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_preset(masks: str) -> bool:
+    """``--masks`` names a preset (not an existing path)."""
+    from inpaint import masks as mask_presets
+
+    return masks in mask_presets.PRESETS and not Path(masks).exists()
+
+
+def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal["folder", "preset"],
+                  preset: str | None) -> tuple[list[BenchPair], MaskSource]:
+    """Match images to masks by stem, hash every file, and note each mask's preset.
+
+    Pairs are sorted by name, so every process sees the same list in the same order.
+    """
+    from inpaint.completion import pair_folders
+
+    pairs, ignored = pair_folders(data, mask_folder, output / OUTPUTS_SUBDIR)
+    manifest_path = mask_folder / "manifest.json"
+    manifest = _read_manifest(mask_folder) or {}
+    entries = manifest.get("files", {}) if isinstance(manifest.get("files"), dict) else {}
+    result = []
+    for pair in sorted(pairs, key=lambda p: p.name):
+        entry = entries.get(pair.mask.name, {})
+        result.append(BenchPair(
+            name=pair.name,
+            image=pair.image,
+            mask=pair.mask,
+            preset=str(entry.get("preset") or preset or UNSPECIFIED_PRESET),
+            image_sha256=file_sha256(pair.image),
+            mask_sha256=file_sha256(pair.mask),
+        ))
+    source = MaskSource(
+        kind=kind,
+        folder=mask_folder,
+        preset=preset,
+        manifest_sha256=file_sha256(manifest_path) if manifest_path.is_file() else None,
+        masks_sha256=set_sha256([(p.name, p.mask_sha256) for p in result]),
+        data_sha256=set_sha256([(p.name, p.image_sha256) for p in result]),
+        ignored_files=list(ignored),
+    )
+    return result, source
+
+
+def check_inputs(data: Path, masks: str, output: Path) -> None:
+    """Fail early, with one line, on folders that do not exist or an output inside the inputs."""
+    if not data.is_dir():
+        raise InputError(f"--data {data}: no such folder")
+    if not is_preset(masks) and not Path(masks).is_dir():
+        from inpaint import masks as mask_presets
+
+        raise InputError(f"--masks {masks}: neither a folder nor a mask preset "
+                         f"({', '.join(mask_presets.preset_names())})")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"-o {output}: exists and is not a folder")
+    for folder in [data] + ([] if is_preset(masks) else [Path(masks)]):
+        if output.resolve() == folder.resolve():
+            raise InputError(f"-o {output}: the output folder must differ from the input folders")

@@ -1,0 +1,165 @@
+"""``run_bench``: from a test set and trained weights to a report, in one call.
+
+1. check every method can run and load LPIPS/Inception (missing weights: unavailable, or an
+   error with ``strict``) before anything slow happens;
+2. match images to masks (or generate a preset's masks into ``<output>/masks``) and hash them;
+3. each method completes this process's share of the images, skipping outputs already done;
+4. every output is scored at the evaluation size, streaming; results gathered on the main process;
+5. the main process reduces them and writes results.json, per_image.csv, report.md, metrics.png,
+   grid.png and galleries/worst-<method>.png.
+
+Under ``torchrun`` / ``accelerate launch`` the images are split over the processes (image i goes
+to process i mod N) and the numbers equal a single-process run: every figure is computed from
+records sorted by image name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inpaint import atomic
+from inpaint.bench import data, pictures, report, runner, scoring, summary
+from inpaint.bench.config import BenchConfig
+from inpaint.bench.distributed import Dist
+from inpaint.errors import InputError
+from inpaint.progress import NullProgress, Progress
+
+
+@dataclass
+class BenchResult:
+    """What the main process wrote and the numbers in it. ``results`` is results.json's content."""
+
+    output: Path
+    n_images: int
+    summaries: list[summary.ModelSummary]
+    unavailable: dict[str, str]
+    warnings: list[str]
+    files: dict[str, Path]
+    results: dict[str, Any]
+    written: dict[str, int] = field(default_factory=dict)
+    reused: dict[str, int] = field(default_factory=dict)
+
+
+def _devices(config: BenchConfig) -> tuple[Dist, str]:
+    """Join the launcher's processes, and pick the device metrics run on."""
+    from inpaint.devices import resolve_device
+
+    device = resolve_device(config.device)
+    dist = Dist.from_env(cpu=device.type != "cuda")
+    if dist.device is not None and device.type == "cuda" and config.device in ("auto", "cuda"):
+        return dist, dist.device
+    return dist, str(device)
+
+
+def _check_methods(config: BenchConfig) -> None:
+    from inpaint import models
+
+    for model in config.models:
+        reason = models.get_method(model).unavailable(config.options_for(model))
+        if reason is not None:
+            raise InputError(f"{model}: {reason}")
+
+
+def _pairs(config: BenchConfig, dist: Dist) -> tuple[list[data.BenchPair], data.MaskSource]:
+    if data.is_preset(config.masks):
+        if dist.is_main:
+            data.preset_masks(config.data, config.output, config.masks, config.seed)
+        dist.barrier()
+        return data.collect_pairs(config.data, config.output / data.MASKS_SUBDIR, config.output, kind="preset",
+                                  preset=config.masks)
+    return data.collect_pairs(config.data, Path(config.masks), config.output, kind="folder", preset=None)
+
+
+def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult | None:
+    """Run the benchmark described by ``config``; returns the result on the main process, None elsewhere.
+
+    Raises :class:`InputError` for bad inputs, unavailable methods, settings that differ from the
+    outputs already in ``config.output`` (unless ``overwrite``), and, with ``strict``, missing
+    metric weights.
+    """
+    progress = progress or NullProgress()
+    data.check_inputs(config.data, config.masks, config.output)
+    _check_methods(config)
+    dist, device = _devices(config)
+    suite = scoring.build_suite(config, device)
+    pairs, source = _pairs(config, dist)
+    stale = [m for m in config.models if runner.check_run_file(config, m)]
+    dist.barrier()
+    if dist.is_main:
+        for model in stale:
+            runner.write_run_file(config, model)
+    dist.barrier()
+
+    share = dist.share(pairs)
+    written, reused, memory_kinds = {}, {}, {}
+    for model in config.models:
+        written[model], reused[model], memory_kinds[model] = runner.generate(
+            config, model, share, rank=dist.rank, device=dist.device, progress=progress)
+    dist.barrier()
+    shard = scoring.score_pairs(config, share, suite, progress)
+    shards = dist.gather(shard)
+    counts = dist.gather((written, reused, memory_kinds))
+    # The last collective: the main process reduces and writes alone (FID alone can take minutes,
+    # longer than other processes should wait in a barrier).
+    dist.close()
+    if not dist.is_main:
+        return None
+    return _finish(config, pairs, source, suite, shards, counts, device, dist.world)
+
+
+def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskSource, suite: scoring.MetricSuite,
+            shards: list[scoring.ScoreShard], counts: list[tuple[dict, dict, dict]], device: str,
+            world: int) -> BenchResult:
+    from inpaint.bench.protocol import protocol_block
+
+    merged = summary.merge(shards)
+    unavailable = dict(suite.unavailable)
+    warnings: list[str] = []
+    if source.ignored_files:
+        warnings.append(f"{config.data}: {len(source.ignored_files)} non-image file(s) ignored, "
+                        f"e.g. {source.ignored_files[0]}")
+    if merged.empty_masks:
+        warnings.append(f"{len(merged.empty_masks)} image(s) have an empty mask and were not scored, "
+                        f"e.g. {merged.empty_masks[0]}")
+    logs = {m: runner.read_logs(runner.output_dir(config, m)) for m in config.models}
+    summaries = []
+    for model in config.models:
+        records = [r for r in merged.records if r.model == model]
+        s = summary.summarise_model(config, model, records, unavailable, logs[model])
+        s.memory_kind = next((c[2][model] for c in counts if c[2].get(model)), "")
+        summary.add_distribution_metrics(config, s, merged, unavailable, warnings)
+        summaries.append(s)
+
+    out = config.output
+    files: dict[str, Path] = {}
+    by_name = {p.name: p for p in pairs}
+    scored = sorted({r.name for r in merged.records})
+    if config.grid_images and scored:
+        sample = [by_name[n] for n in summary.grid_names(scored, config.grid_images, config.seed)]
+        files["grid"] = pictures.write_grid(out / "grid.png", config, sample)
+    for s in summaries:
+        if s.worst:
+            files[f"worst-{s.model}"] = pictures.write_gallery(
+                out / "galleries" / f"worst-{s.model}.png", config, s.model, [by_name[n] for n, _ in s.worst])
+    if scored:
+        files["plot"] = report.write_plot(out / "metrics.png", summaries, unavailable)
+    files["per_image"] = out / "per_image.csv"
+    report.write_per_image_csv(files["per_image"], merged.records, logs, unavailable)
+
+    options = {m: {**runner.run_settings(config, m)["options"], "device": config.options_for(m).device}
+               for m in config.models}
+    protocol = protocol_block(config, source, suite, device=device, processes=world)
+    results = report.results_json(config, summaries, n_images=len(scored), empty_masks=merged.empty_masks,
+                                  unavailable=unavailable, warnings=warnings, protocol=protocol, options=options)
+    files["results"] = out / "results.json"
+    atomic.write_json(files["results"], results)
+    files["report"] = out / "report.md"
+    atomic.write_text(files["report"], report.report_markdown(config, results, summaries, unavailable, files))
+    return BenchResult(
+        output=out, n_images=len(scored), summaries=summaries, unavailable=unavailable, warnings=warnings,
+        files=files, results=results,
+        written={m: sum(c[0][m] for c in counts) for m in config.models},
+        reused={m: sum(c[1][m] for c in counts) for m in config.models},
+    )

@@ -1,0 +1,265 @@
+"""Running each method over the benchmark pairs: raw outputs on disk, resumable, timed.
+
+Each method writes its **raw** output (no known pixels pasted back; scoring decides) at the
+image's own size to ``<output>/outputs/<method>/<stem>.png``, atomically. Beside them:
+
+- ``run.json``: the method's settings and the seed. A rerun with other settings is refused
+  (``--overwrite`` regenerates everything), because mixing outputs of two settings would be wrong;
+- ``log-rank<k>.jsonl``: one line per image written (input hashes, seconds, network evaluations,
+  peak memory). An output is reused on resume only when a log line says it was made from the
+  same image and mask bytes; a crash between writing an image and its line just redoes it.
+
+Every image draws its noise from ``derive_seed(seed, stem)``, whatever the method, batch or
+process, so all methods see the same pairs and seeds.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaint import atomic, io
+from inpaint.bench.config import BenchConfig
+from inpaint.bench.data import OUTPUTS_SUBDIR, BenchPair
+from inpaint.errors import InputError
+from inpaint.progress import NullProgress, Progress
+from inpaint.seeding import derive_seed
+
+RUN_FILE = "run.json"
+_LOG_GLOB = "log-rank*.jsonl"
+
+
+@dataclass(frozen=True)
+class ImageLog:
+    """What generating one output cost. ``nfe`` is None when the method does not report it."""
+
+    name: str
+    image_sha256: str
+    mask_sha256: str
+    seconds: float
+    nfe: int | None
+    peak_bytes: int | None
+    time: float
+
+
+def output_dir(config: BenchConfig, model: str) -> Path:
+    return config.output / OUTPUTS_SUBDIR / model
+
+
+def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
+    """What the outputs of ``model`` depend on besides the input files (device excluded)."""
+    from inpaint.models.base import MethodOptions
+
+    defaults = asdict(MethodOptions())
+    # Only settings that differ from the defaults: a field added to MethodOptions later does not
+    # make earlier outputs look stale.
+    options = {k: v for k, v in asdict(config.options_for(model)).items()
+               if k not in ("device", "local_only") and v != defaults[k]}
+    return {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
+            "resize_mask": config.resize_mask, "options": options}
+
+
+def check_run_file(config: BenchConfig, model: str) -> bool:
+    """True if ``run.json`` must be (re)written; InputError if it records other settings."""
+    path = output_dir(config, model) / RUN_FILE
+    if config.overwrite or not path.is_file():
+        return True
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return True
+    wanted = run_settings(config, model)
+    if recorded != wanted:
+        changed = sorted(k for k in set(recorded.get("options", {})) | set(wanted["options"])
+                         if recorded.get("options", {}).get(k) != wanted["options"].get(k))
+        changed += [k for k in ("seed", "invert_mask", "resize_mask") if recorded.get(k) != wanted[k]]
+        raise InputError(
+            f"{path}: these outputs were made with other settings ({', '.join(changed) or 'model'}); "
+            "pass --overwrite to regenerate them or choose another -o"
+        )
+    return False
+
+
+def write_run_file(config: BenchConfig, model: str) -> None:
+    atomic.write_json(output_dir(config, model) / RUN_FILE, run_settings(config, model))
+
+
+def read_logs(folder: Path) -> dict[str, ImageLog]:
+    """The latest log line per image from every ``log-rank*.jsonl`` (torn lines are skipped)."""
+    latest: dict[str, ImageLog] = {}
+    for path in sorted(folder.glob(_LOG_GLOB)):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = ImageLog(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue
+                if entry.name not in latest or entry.time >= latest[entry.name].time:
+                    latest[entry.name] = entry
+    return latest
+
+
+def is_done(pair: BenchPair, folder: Path, logs: dict[str, ImageLog]) -> bool:
+    entry = logs.get(pair.name)
+    return (
+        entry is not None
+        and entry.image_sha256 == pair.image_sha256
+        and entry.mask_sha256 == pair.mask_sha256
+        and (folder / f"{pair.name}.png").is_file()
+    )
+
+
+class PeakMemory:
+    """Peak memory while one method runs: CUDA's allocator peak on a GPU, else the process's peak
+    resident set (Linux ``VmHWM``, reset per method through ``/proc/self/clear_refs``; elsewhere
+    ``ru_maxrss``, the peak since the process started)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self.kind = "cuda_max_memory_allocated" if self.cuda else "process_peak_rss"
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(device)
+            self.device = device
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.kind = "process_peak_rss (VmHWM, reset per method)"
+            except OSError:
+                self.kind = "process_peak_rss (ru_maxrss since start)"
+
+    def peak_bytes(self) -> int | None:
+        if self.cuda:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                match = re.search(r"VmHWM:\s+(\d+)\s+kB", f.read())
+            if match:
+                return int(match.group(1)) * 1024
+        except OSError:
+            pass
+        try:
+            import resource
+            import sys
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return int(peak if sys.platform == "darwin" else peak * 1024)
+        except (ImportError, OSError):  # pragma: no cover - Windows
+            return None
+
+
+def _batches(pairs: Sequence[BenchPair], images: dict[str, np.ndarray], size: int) -> list[list[BenchPair]]:
+    """Consecutive runs of at most ``size`` pairs whose images share one shape."""
+    batches: list[list[BenchPair]] = []
+    for pair in pairs:
+        if batches and len(batches[-1]) < size and images[batches[-1][0].name].shape == images[pair.name].shape:
+            batches[-1].append(pair)
+        else:
+            batches.append([pair])
+    return batches
+
+
+def read_pair(pair: BenchPair, config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 image and (H, W) bool mask of a pair; InputError if the sizes differ
+    (unless ``config.resize_mask``: nearest neighbour)."""
+    image = io.read_image(pair.image)
+    mask = io.read_mask(pair.mask, invert=config.invert_mask)
+    mask = io.fit_mask(mask, image.shape, resize=config.resize_mask, mask_name=str(pair.mask),
+                       image_name=str(pair.image))
+    return image, mask
+
+
+def generate(
+    config: BenchConfig,
+    model: str,
+    pairs: Sequence[BenchPair],
+    *,
+    rank: int = 0,
+    device: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, int, str]:
+    """Write the raw outputs of ``model`` for ``pairs`` that are not done yet.
+
+    Returns (written, reused, memory kind). The method is loaded only if something is left to do.
+    ``device`` replaces the configured device (a launcher-assigned GPU).
+    """
+    from inpaint import models
+    from inpaint.devices import resolve_device
+
+    progress = progress or NullProgress()
+    folder = output_dir(config, model)
+    logs = {} if config.overwrite else read_logs(folder)
+    todo = [p for p in pairs if not is_done(p, folder, logs)]
+    progress.start(f"{model}: completing", len(pairs))
+    progress.advance(len(pairs) - len(todo))
+    if not todo:
+        progress.finish()
+        return 0, len(pairs), ""
+    options = config.options_for(model)
+    if device is not None and options.device in ("auto", "cuda"):
+        options.device = device
+    inpainter = models.get_method(model).load(options)
+    memory = PeakMemory(str(getattr(inpainter, "device", None) or resolve_device(options.device)))
+    log_path = folder / f"log-rank{rank}.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(log_path, "a", encoding="utf-8") as log:
+            for chunk in _chunks(todo, max(config.batch_size, 1) * 8):
+                inputs = {p.name: read_pair(p, config) for p in chunk}
+                for batch in _batches(chunk, {k: v[0] for k, v in inputs.items()}, config.batch_size):
+                    _run_batch(inpainter, batch, inputs, config.seed, folder, log, memory)
+                    progress.advance(len(batch), model=model)
+    finally:
+        del inpainter
+        _release_memory()
+    progress.finish()
+    return len(todo), len(pairs) - len(todo), memory.kind
+
+
+def _chunks(items: Sequence[BenchPair], size: int) -> list[Sequence[BenchPair]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _run_batch(inpainter, batch: list[BenchPair], inputs: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
+               folder: Path, log, memory: PeakMemory) -> None:
+    images = io.to_tensor([inputs[p.name][0] for p in batch])
+    masks = io.mask_to_tensor([inputs[p.name][1] for p in batch])
+    seeds = [derive_seed(seed, p.name) for p in batch]
+    started = time.perf_counter()
+    names = [p.name for p in batch]  # methods that look things up per image (captions) need them
+    raw = io.to_uint8(inpainter(images, masks, seeds, composite_known=False, names=names))
+    seconds = (time.perf_counter() - started) / len(batch)
+    nfe = getattr(inpainter, "last_nfe", 0)
+    empty = [not inputs[p.name][1].any() for p in batch]
+    peak = memory.peak_bytes()
+    for pair, result, no_hole in zip(batch, raw, empty):
+        io.save_image(result, folder / f"{pair.name}.png")
+        entry = ImageLog(name=pair.name, image_sha256=pair.image_sha256, mask_sha256=pair.mask_sha256,
+                         seconds=seconds, nfe=0 if no_hole else (None if nfe is None else int(nfe)),
+                         peak_bytes=peak, time=time.time())
+        # One write per line: a crash can tear only the last line, which read_logs skips.
+        log.write(json.dumps(asdict(entry)) + "\n")
+        log.flush()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
