@@ -164,3 +164,12 @@ def no_metric_weights(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("INPAINT_LPIPS_WEIGHTS", raising=False)
     monkeypatch.delenv("INPAINT_FID_WEIGHTS", raising=False)
     return home
+
+
+# ---- Stable Diffusion + LoRA, captions ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_dir(tmp_path_factory) -> Path:
+    """A tiny BLIP captioning model with its processor (offline BERT vocabulary)."""
+    return tiny_models.save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))

@@ -149,3 +149,41 @@ def save_tiny_sd_inpaint(directory: Path, seed: int = 0) -> Path:
     )
     pipeline.save_pretrained(directory)
     return directory
+
+
+# ---- BLIP captioning ----------------------------------------------------------------------------
+
+_BERT_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]",
+    "a", "photo", "of", "cat", "dog", "with", "the", "face", "woman", "man", "smiling", "red", "hat", "and",
+]
+
+
+def save_tiny_blip(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny ``BlipForConditionalGeneration`` with its ``BlipProcessor`` (32 px, 20 tokens).
+
+    The text config's ``bos_token_id``/``sep_token_id`` must be the tokenizer's ``[DEC]``/``[SEP]``
+    ids: ``generate`` forces them, and the defaults lie outside a tiny vocabulary.
+    """
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(_BERT_VOCAB) + "\n")
+    tokenizer = BertTokenizer(str(vocab_file), bos_token="[DEC]", model_max_length=32)
+    dec, sep, pad = (tokenizer.convert_tokens_to_ids(t) for t in ("[DEC]", "[SEP]", "[PAD]"))
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(_BERT_VOCAB), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=64, bos_token_id=dec, sep_token_id=sep,
+                         eos_token_id=sep, pad_token_id=pad),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(config)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

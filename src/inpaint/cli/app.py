@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from inpaint import __version__
-from inpaint.cli import bench, complete, console, demo, doctor, make_masks, train_ddpm
+from inpaint.cli import bench, caption, complete, console, demo, doctor, make_masks, train_ddpm, train_lora
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -57,6 +57,8 @@ app.command("make-masks", no_args_is_help=False)(make_masks.make_masks)
 app.command("complete", no_args_is_help=True)(complete.complete)
 app.command("demo")(demo.demo)
 app.command("train-ddpm", no_args_is_help=True)(train_ddpm.train_ddpm)
+app.command("caption", no_args_is_help=True)(caption.caption)
+app.command("train-lora", no_args_is_help=True)(train_lora.train_lora)
 app.command("bench", no_args_is_help=True)(bench.bench)
 app.command("doctor")(doctor.doctor)
 

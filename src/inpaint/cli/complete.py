@@ -42,19 +42,40 @@ def complete(
     weights: Annotated[
         Optional[str],
         typer.Option("--weights", "-w", help="Model weights for diffusion methods: hub id or local folder "
-                     "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256)."),
+                     "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256; "
+                     "sd: an inpainting pipeline, default stable-diffusion-v1-5/stable-diffusion-inpainting)."),
     ] = None,
     sampler: Annotated[
         Optional[str],
         typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default ddpm with 25 "
                      "steps; --sampler ddpm alone: the study's 1000); "
-                     "repaint or fast (repaint method, default repaint)."),
+                     "repaint or fast (repaint method, default repaint); ddim, dpmpp, euler, euler-a, pndm or unipc "
+                     "(sd, default: the pipeline's own)."),
     ] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,
     jump_length: Annotated[Optional[int], typer.Option("--jump-length", help="RePaint: steps per jump back "
                                                        "(default 10).")] = None,
     jump_n_sample: Annotated[Optional[int], typer.Option("--jump-n-sample", help="RePaint: resamplings per "
                                                          "jump (default 10).")] = None,
+    lora: Annotated[Optional[str], typer.Option("--lora", help="sd: a LoRA, the output folder of train-lora or a "
+                                                "diffusers LoRA .safetensors file.")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="sd: the prompt of every image (default: its "
+                                                  "caption with --captions, else a generic photo prompt).")] = None,
+    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="sd: what to steer away "
+                                                           "from.")] = None,
+    guidance: Annotated[Optional[float], typer.Option("--guidance", help="sd: classifier-free guidance scale "
+                                                      "(default 7.5; 1 turns it off and halves the cost).")] = None,
+    strength: Annotated[Optional[float], typer.Option("--strength", help="sd: how far to noise the hole before "
+                                                      "denoising, in (0, 1] (default 1: from pure noise).")] = None,
+    mask_blur: Annotated[Optional[int], typer.Option("--mask-blur", help="sd: feather the seam with a Gaussian of "
+                                                     "this radius (px); blends the input's hole pixels into the "
+                                                     "hole's rim, so not for scoring.")] = None,
+    crop_padding: Annotated[Optional[int], typer.Option("--crop-padding", help="sd: generate only the hole's "
+                                                        "bounding box plus this margin (px), at the model's native "
+                                                        "size: small holes in large images.")] = None,
+    captions: Annotated[Optional[str], typer.Option("--captions", help="sd: captions JSON {file name: caption} "
+                                                    "(from 'inpaint caption'); each image's caption is its "
+                                                    "prompt.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
                                        "bf16.")] = "auto",
     seed: options.Seed = 0,
@@ -92,7 +113,9 @@ def complete(
     from inpaint.models.base import MethodOptions
 
     method_options = MethodOptions(device=device, dtype=dtype, weights=weights, sampler=sampler, steps=steps,
-                                   jump_length=jump_length, jump_n_sample=jump_n_sample)
+                                   jump_length=jump_length, jump_n_sample=jump_n_sample, lora=lora, prompt=prompt,
+                                   negative_prompt=negative_prompt, guidance=guidance, strength=strength,
+                                   mask_blur=mask_blur, crop_padding=crop_padding, captions=captions)
     info = models.get_method(model) if model else models.best_available(method_options)
     if model is None:
         console.info(f"using {info.name} (the best method available here; choose with --model)")

@@ -135,3 +135,14 @@ register(
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").repaint_unavailable(options),
     )
 )
+register(
+    MethodInfo(
+        name="sd",
+        summary="the study's Stable Diffusion 1.5 Inpainting (+ a LoRA from train-lora with --lora); 50 steps, "
+        "guidance 7.5",
+        target="inpaint.models.sd:SDInpainter",
+        priority=40,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.sd").sd_unavailable(options),
+    )
+)

@@ -1,0 +1,181 @@
+"""Captions for training and prompting Stable Diffusion: BLIP, a resumable JSON file, look-ups.
+
+The study (shared/METHOD.md, Method 2) captions every training image offline with BLIP
+(Li et al. 2022, ``Salesforce/blip-image-captioning-base``), appends "high quality, realistic,
+sharp focus", stores ``{file name: caption}`` as JSON, and trains on those captions.
+
+:func:`caption_folder` does that resumably: images already in the JSON file are skipped, and the
+file is rewritten atomically after every batch, so an interrupted run loses at most one batch
+and a re-run carries on. Decoding is greedy (deterministic): the same images and model give the
+same captions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inpaint import atomic, io
+from inpaint.errors import InputError
+from inpaint.progress import NullProgress, Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+#: The study's captioner.
+DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+#: The study's suffix, appended to every caption.
+DEFAULT_SUFFIX = ", high quality, realistic, sharp focus"
+#: Where ``inpaint caption DATA`` writes, inside DATA.
+CAPTIONS_NAME = "captions.json"
+#: Longest caption, in tokens (BLIP-base captions are ~10 tokens).
+MAX_NEW_TOKENS = 40
+
+_BLIP_FILES = ("*.json", "*.txt", "*.safetensors")
+
+#: A captioner: PIL images -> one caption each.
+Captioner = Callable[[Sequence["Image.Image"]], list[str]]
+
+
+class BlipCaptioner:
+    """BLIP image captioning (``BlipForConditionalGeneration``), greedy decoding.
+
+    ``model`` is a hub id or a local folder holding the model and its processor (``config.json``,
+    ``model.safetensors``, ``preprocessor_config.json`` and the tokenizer files). Runs in fp16 on
+    CUDA, fp32 elsewhere.
+    """
+
+    def __init__(self, model: str = DEFAULT_CAPTION_MODEL, device: str = "auto") -> None:
+        import torch
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        from inpaint.devices import resolve_device
+        from inpaint.models.hub import quiet_loading, resolve
+
+        self.device = resolve_device(device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        folder = resolve(model, _BLIP_FILES)
+        if not (folder / "config.json").is_file():
+            raise InputError(f"{model}: no config.json; expected a BLIP captioning model folder")
+        if not any(folder.glob("*.safetensors")):
+            raise InputError(f"{model}: no safetensors weights (pickle weights are never loaded)")
+        with quiet_loading():
+            try:
+                self.processor = BlipProcessor.from_pretrained(folder)
+                self.model = BlipForConditionalGeneration.from_pretrained(folder, use_safetensors=True)
+            except (OSError, ValueError, TypeError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise InputError(f"{model}: cannot load a BLIP captioning model ({first})") from None
+        self.model.to(self.device, self.dtype).eval()
+        self.name = model
+
+    def __call__(self, images: Sequence[Image.Image]) -> list[str]:
+        import torch
+
+        inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with torch.inference_mode():
+            tokens = self.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, num_beams=1)
+        return [text.strip() for text in self.processor.batch_decode(tokens, skip_special_tokens=True)]
+
+
+@dataclass
+class CaptionReport:
+    """What :func:`caption_folder` did."""
+
+    output: Path
+    total: int
+    captioned: list[str] = field(default_factory=list)
+    already_done: int = 0
+    seconds: float = 0.0
+
+
+def read_captions_for_resume(path: Path) -> dict[str, str]:
+    """The captions already in ``path`` ({} when it does not exist); InputError when malformed."""
+    from inpaint.data import load_captions
+
+    return load_captions(path) if Path(path).exists() else {}
+
+
+def caption_folder(
+    folder: str | Path,
+    output: str | Path | None = None,
+    *,
+    model: str = DEFAULT_CAPTION_MODEL,
+    suffix: str = DEFAULT_SUFFIX,
+    batch_size: int = 16,
+    device: str = "auto",
+    overwrite: bool = False,
+    captioner: Captioner | None = None,
+    progress: Progress | None = None,
+) -> CaptionReport:
+    """Caption every image of ``folder`` into ``output`` (default ``folder/captions.json``).
+
+    Images whose file name is already a key of the output are skipped unless ``overwrite``;
+    the JSON (sorted by file name) is rewritten atomically after each batch. ``captioner``
+    replaces BLIP (tests, other backends). Raises :class:`InputError` for a malformed existing
+    file, a missing folder or a bad batch size.
+    """
+    started = time.perf_counter()
+    folder = Path(folder)
+    output = Path(output) if output is not None else folder / CAPTIONS_NAME
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    images, _ = io.list_images(folder)
+    if not images:
+        raise InputError(f"{folder}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+    captions = {} if overwrite else read_captions_for_resume(output)
+    todo = [p for p in images if p.name not in captions]
+    report = CaptionReport(output=output, total=len(images), already_done=len(images) - len(todo))
+    progress = progress or NullProgress()
+    if todo:
+        captioner = captioner or BlipCaptioner(model, device)
+        progress.start("Captioning", len(todo))
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            texts = captioner([_open(p) for p in batch])
+            for path, text in zip(batch, texts):
+                captions[path.name] = text + suffix
+                report.captioned.append(path.name)
+            atomic.write_json(output, dict(sorted(captions.items())))
+            progress.advance(len(batch), file=batch[-1].name)
+        progress.finish()
+    elif overwrite or not output.exists():
+        atomic.write_json(output, dict(sorted(captions.items())))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _open(path: Path) -> Image.Image:
+    from PIL import Image
+
+    return Image.fromarray(io.read_image(path))
+
+
+# ---- using captions --------------------------------------------------------------------------
+
+
+def caption_index(captions: Mapping[str, str]) -> dict[str, str]:
+    """A look-up table for :func:`caption_for`: the file names, plus every stem that is unique."""
+    stems = Counter(Path(key).stem for key in captions)
+    index = dict(captions)
+    for key, text in captions.items():
+        if stems[Path(key).stem] == 1:
+            index.setdefault(Path(key).stem, text)
+    return index
+
+
+def caption_for(index: Mapping[str, str], name: str) -> str | None:
+    """The caption of image ``name`` (a file name or a stem) in a :func:`caption_index`."""
+    return index.get(name, index.get(Path(name).stem))
+
+
+def missing_captions(captions: Mapping[str, str], folder: str | Path) -> list[str]:
+    """File names of the images in ``folder`` that have no caption."""
+    index = caption_index(captions)
+    images, _ = io.list_images(folder)
+    return [p.name for p in images if caption_for(index, p.name) is None]

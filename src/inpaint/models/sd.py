@@ -1,0 +1,339 @@
+"""Stable Diffusion inpainting, optionally with a LoRA from ``train-lora`` (the study's Method 2).
+
+:class:`SDInpainter` (``sd``) runs diffusers' ``StableDiffusionInpaintPipeline`` (base: a hub id
+or folder, default ``stable-diffusion-v1-5/stable-diffusion-inpainting``) with the study's
+settings: 50 steps, guidance 7.5, a prompt per image (its caption when a captions file is
+given), the pipeline's own scheduler unless ``sampler`` names another.
+
+- Any size: the image is processed at its size rounded *up* to a multiple of 8 (bicubic; the
+  mask grows to cover every pixel that touches the hole) and the result resized back.
+- ``crop_padding`` (diffusers' ``padding_mask_crop``): only the hole's bounding box, padded and
+  widened to the image's aspect ratio, is generated, at the model's native size (512 px long side
+  for SD 1.5) — small holes in large images get full detail.
+- ``mask_blur``: the mask is Gaussian-blurred (diffusers' ``mask_processor.blur``) and the output
+  blended with the input through it, feathering the seam. Off by default: the blend mixes the
+  input's own hole pixels into the hole's rim, so never use it when scoring against ground truth.
+- Randomness: one CPU generator per image (initial noise, VAE sampling, ancestral steps), so a
+  batch gives the images' single-run results (up to float summation order) on any device.
+- The known pixels are pasted back bit-exactly by :class:`~inpaint.models.base.Inpainter`
+  (the VAE round trip shifts them otherwise); ``composite_known=False`` keeps the raw output.
+
+Nothing heavy is imported at module import: the registry calls :func:`sd_unavailable` cheaply.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from inpaint.errors import InputError
+from inpaint.models.base import Inpainter, MethodOptions
+from inpaint.models.sd_weights import DEFAULT_SD_BASE, INPAINT_CHANNELS, LORA_WEIGHT_NAME
+from inpaint.progress import NullProgress, Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+log = logging.getLogger(__name__)
+
+#: Used when no prompt, caption or LoRA training prompt applies (the study's caption suffix).
+DEFAULT_PROMPT = "a photo, high quality, realistic, sharp focus"
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 7.5
+#: ``--sampler`` names -> diffusers scheduler classes (built from the base's scheduler config).
+SAMPLERS = {
+    "ddim": "DDIMScheduler",
+    "dpmpp": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+
+
+@dataclass
+class Generation:
+    """Settings of one pipeline run (see :func:`run_pipeline`)."""
+
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    strength: float = 1.0
+    negative_prompt: str | None = None
+    mask_blur: int = 0
+    crop_padding: int | None = None
+
+
+def round_up_to_8(n: int) -> int:
+    return max(8, math.ceil(n / 8) * 8)
+
+
+def run_pipeline(
+    pipe: StableDiffusionInpaintPipeline,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    prompts: Sequence[str],
+    generators: Sequence[torch.Generator],
+    settings: Generation,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Inpaint with ``pipe``: images (N, 3, H, W) in [0, 1], masks (N, 1, H, W) 1 = fill, on the CPU.
+
+    Returns the raw output (N, 3, H, W) in [0, 1] at the input size (known pixels not pasted
+    back) and the network evaluations per image: UNet calls counted, not assumed (PNDM makes
+    ``steps + 1``), x2 with classifier-free guidance (each call runs both halves of the batch).
+    """
+    import torch
+
+    progress = progress or NullProgress()
+    calls = [0]
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    n = images.shape[0]
+    try:
+        if settings.crop_padding is None:
+            out = _run_whole(pipe, images, masks, prompts, generators, settings, progress)
+            per_image = calls[0]
+        else:
+            out = torch.cat([_run_cropped(pipe, images[i : i + 1], masks[i : i + 1], prompts[i], generators[i],
+                                          settings, progress) for i in range(n)])
+            per_image = calls[0] // n
+    finally:
+        hook.remove()
+    return out, per_image * (2 if settings.guidance > 1 else 1)
+
+
+def _step_callback(progress: Progress):
+    def callback(pipe, step, timestep, tensors):
+        progress.advance(1)
+        return tensors
+
+    return callback
+
+
+def _common(prompts: Sequence[str], settings: Generation, progress: Progress) -> dict:
+    negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt is not None else None
+    return dict(prompt=list(prompts), negative_prompt=negative, num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance, strength=settings.strength,
+                callback_on_step_end=_step_callback(progress))
+
+
+def _blurred(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """masks (N, 1, H, W) -> Gaussian-blurred soft masks in [0, 1], through diffusers' blur."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    soft = []
+    for mask in masks[:, 0]:
+        picture = Image.fromarray((mask.numpy() * 255).astype(np.uint8))
+        soft.append(torch.from_numpy(np.asarray(pipe.mask_processor.blur(picture, radius), dtype=np.float32) / 255))
+    return torch.stack(soft)[:, None]
+
+
+def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, progress: Progress) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    height, width = images.shape[2:]
+    work = (round_up_to_8(height), round_up_to_8(width))
+    x, m = images, masks
+    if work != (height, width):
+        x = F.interpolate(images, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        # Every processed pixel that touches the hole belongs to it, so no hole pixel is lost.
+        m = (F.interpolate(masks, size=work, mode="bilinear", align_corners=False) > 0).float()
+    soft = _blurred(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
+    progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
+    result = pipe(image=x, mask_image=soft, height=work[0], width=work[1], generator=list(generators),
+                  output_type="pt", **_common(prompts, settings, progress)).images
+    progress.finish()
+    result = result.float().cpu().clamp(0, 1)
+    if settings.mask_blur > 0:
+        result = soft * result + (1 - soft) * x
+    if work != (height, width):
+        result = F.interpolate(result, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+    return result
+
+
+def _native_size(pipe) -> int:
+    size = pipe.unet.config.sample_size
+    return int(size if isinstance(size, int) else max(size)) * pipe.vae_scale_factor
+
+
+def _run_cropped(pipe, image, mask, prompt, generator, settings: Generation, progress: Progress) -> torch.Tensor:
+    """One image through diffusers' crop-to-mask path (PIL in and out, as that path requires)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from inpaint import io
+
+    height, width = image.shape[2:]
+    scale = _native_size(pipe) / max(height, width)
+    work = (round_up_to_8(round(height * scale)), round_up_to_8(round(width * scale)))
+    picture = Image.fromarray(io.to_uint8(image)[0])
+    hole = Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8))
+    if settings.mask_blur > 0:
+        hole = pipe.mask_processor.blur(hole, settings.mask_blur)
+    progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
+    result = pipe(image=picture, mask_image=hole, height=work[0], width=work[1], generator=[generator],
+                  padding_mask_crop=settings.crop_padding, output_type="pil",
+                  **_common([prompt], settings, progress)).images[0]
+    progress.finish()
+    return io.to_tensor(np.asarray(result.convert("RGB")))
+
+
+def make_scheduler(sampler: str, config):
+    """The diffusers scheduler named by ``sampler`` (a key of :data:`SAMPLERS`), built from ``config``."""
+    import diffusers
+
+    # PNDM's Runge-Kutta warm-up breaks at few steps; SD's own PNDM config skips it (PLMS).
+    extra = {"skip_prk_steps": True} if sampler == "pndm" else {}
+    return getattr(diffusers, SAMPLERS[sampler]).from_config(config, **extra)
+
+
+class SDInpainter(Inpainter):
+    """Stable Diffusion inpainting (+ LoRA). Options read: ``weights`` (the base), ``lora``,
+    ``prompt``, ``negative_prompt``, ``captions``, ``steps``, ``guidance``, ``strength``,
+    ``sampler``, ``mask_blur``, ``crop_padding``, ``device``, ``dtype``."""
+
+    name: ClassVar[str] = "sd"
+    needs_known_pixels: ClassVar[bool] = False  # a full mask is plain text-to-image generation
+    uses_names: ClassVar[bool] = True
+
+    def __init__(self, options: MethodOptions | None = None) -> None:
+        from inpaint.devices import resolve_device, resolve_dtype
+        from inpaint.models.sd_weights import load_lora, load_pipeline
+
+        o = self.options = options or MethodOptions()
+        self.settings = _settings(o)
+        if o.prompt is not None and o.captions is not None:
+            raise InputError("--prompt and --captions: give one (a fixed prompt, or each image's caption)")
+        self.captions = _captions(o.captions) if o.captions is not None else None
+        self.device = resolve_device(o.device)
+        self.dtype = resolve_dtype(o.dtype, self.device)
+        self.base = o.weights or DEFAULT_SD_BASE
+        self.pipe = load_pipeline(self.base, dtype=self.dtype)
+        if o.sampler is not None:
+            self.pipe.scheduler = make_scheduler(o.sampler, self.pipe.scheduler.config)
+        self.lora_metadata = load_lora(self.pipe, o.lora, self.base) if o.lora else {}
+        self.pipe.to(self.device)
+        #: The prompt of images without a caption: --prompt, else the LoRA's training prompt.
+        self.prompt = o.prompt or self.lora_metadata.get("inpaint_prompt") or DEFAULT_PROMPT
+        #: Network evaluations per image in the last call (for benchmarks).
+        self.last_nfe: int | None = None
+
+    def prompts(self, names: Sequence[str] | None, count: int) -> list[str]:
+        """The prompt of each image: its caption when a captions file was given, else the prompt."""
+        from inpaint.captions import caption_for
+
+        if self.captions is None:
+            return [self.prompt] * count
+        if names is None:
+            raise InputError("--captions: the images' names are needed to find their captions (pass names=)")
+        prompts = []
+        for name in names:
+            caption = caption_for(self.captions, name)
+            if caption is None:
+                log.warning(f"{name}: no caption in {self.options.captions}; using the prompt {self.prompt!r}")
+            prompts.append(caption if caption is not None else self.prompt)
+        return prompts
+
+    def fill(self, images: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator],
+             progress: Progress, names: Sequence[str] | None = None) -> torch.Tensor:
+        import torch
+
+        prompts = self.prompts(names, images.shape[0])
+        with torch.inference_mode():
+            out, self.last_nfe = run_pipeline(self.pipe, images, masks, prompts, generators, self.settings, progress)
+        return out
+
+
+def _settings(o: MethodOptions) -> Generation:
+    settings = Generation(
+        steps=o.steps if o.steps is not None else DEFAULT_STEPS,
+        guidance=o.guidance if o.guidance is not None else DEFAULT_GUIDANCE,
+        strength=o.strength if o.strength is not None else 1.0,
+        negative_prompt=o.negative_prompt,
+        mask_blur=o.mask_blur or 0,
+        crop_padding=o.crop_padding,
+    )
+    checks = [
+        ("--sampler", o.sampler, o.sampler is None or o.sampler in SAMPLERS, f"choose from {', '.join(SAMPLERS)}"),
+        ("--steps", settings.steps, settings.steps >= 1, "must be at least 1"),
+        ("--guidance", settings.guidance, math.isfinite(settings.guidance) and settings.guidance >= 0,
+         "must be 0 or more (1 or less: no classifier-free guidance)"),
+        ("--strength", settings.strength, 0 < settings.strength <= 1, "must be in (0, 1]"),
+        ("--mask-blur", settings.mask_blur, settings.mask_blur >= 0, "must be 0 (off) or more pixels"),
+        ("--crop-padding", settings.crop_padding, settings.crop_padding is None or settings.crop_padding >= 0,
+         "must be 0 or more pixels"),
+    ]
+    for option, value, ok, expected in checks:
+        if not ok:
+            raise InputError(f"{option} {value}: {expected}")
+    if math.floor(settings.steps * settings.strength) < 1:
+        raise InputError(f"--strength {settings.strength} with --steps {settings.steps} leaves no step to run")
+    return settings
+
+
+def _captions(path: str) -> dict[str, str]:
+    from inpaint.captions import caption_index
+    from inpaint.data import load_captions
+
+    return caption_index(load_captions(path))
+
+
+# ---- cheap availability check for the registry (no torch, no diffusers) ------------------------
+
+
+def sd_unavailable(options: MethodOptions) -> str | None:
+    """Registry check for ``sd``: the base must be an SD inpainting pipeline on disk, cached or
+    downloadable; ``lora`` and ``captions`` must exist."""
+    from inpaint.models.hub import cached_availability, looks_like_path
+    from inpaint.models.sd_weights import check_pipeline_folder
+
+    if options.captions is not None and not Path(options.captions).expanduser().is_file():
+        return f"--captions {options.captions}: no such file"
+    if options.lora is not None:
+        lora = Path(options.lora).expanduser()
+        if not lora.exists() and looks_like_path(options.lora):
+            return f"--lora {options.lora}: no such file or folder"
+        if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
+            return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
+    base = options.weights or DEFAULT_SD_BASE
+    fix = (f"download it on a connected machine with `hf download {base}` or pass a local Stable Diffusion "
+           "inpainting pipeline folder with --weights")
+    path = Path(base).expanduser()
+    if path.is_dir():
+        try:
+            check_pipeline_folder(path, base)
+        except InputError as e:
+            return str(e)
+        return None
+    if path.exists():
+        return f"{base}: is a file; expected a pipeline folder"
+    if looks_like_path(base):
+        return f"{base}: no such directory; {fix}"
+    return cached_availability(base, ("unet/config.json", "config.json"), _cached_pipeline_problem(base), fix,
+                               options.local_only)
+
+
+def _cached_pipeline_problem(repo_id: str):
+    """A check for :func:`~inpaint.models.hub.cached_availability`: a cached 9-channel pipeline UNet."""
+    import json
+
+    def check(filename: str, config: Path) -> str | None:
+        if filename == "config.json":
+            return f"{repo_id}: a single model, not a Stable Diffusion pipeline (no unet/)"
+        try:
+            channels = json.loads(config.read_text(encoding="utf-8")).get("in_channels")
+        except (OSError, ValueError, AttributeError):
+            channels = None
+        if channels != INPAINT_CHANNELS:
+            return f"{repo_id}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}: not an inpainting model"
+        return None
+
+    return check
