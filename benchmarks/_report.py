@@ -15,18 +15,22 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 TITLE = "# Benchmarks\n\nMeasurements of `inpaint` itself; each section says how to rerun it and on which machine.\n"
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine() -> str:
     """One line: CPU model, cores, GPU if any, Python and torch versions, date."""
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
             f"torch threads: {torch.get_num_threads()}; measured {datetime.date.today().isoformat()}")
@@ -39,7 +43,9 @@ def write_section(name: str, body: str, docs: Path = DOCS) -> None:
     block = f"{begin}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    docs.write_text(text)
+    from inpaint import atomic
+
+    atomic.write_text(docs, text)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:

@@ -32,18 +32,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import cpu_name, write_section  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from inpaint import atomic, io  # noqa: E402
+from inpaint import io  # noqa: E402
 from inpaint.masks import make_mask  # noqa: E402
 from inpaint.seeding import numpy_random_state  # noqa: E402
 
 SECTION = "bench-metrics"
-BEGIN, END = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-DOCS_TITLE = ("# Benchmarks\n\nMeasurements of `inpaint` itself; each section says how to rerun it and on which "
-              "machine.\n")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "immunohistochemistry", "retina")
 
 
@@ -225,15 +225,8 @@ def peak_memory(workdir: Path, count: int, size: int) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
-
+    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}"
 
 def versions() -> str:
     import importlib.metadata as metadata
@@ -305,18 +298,6 @@ def render(speed: dict, memory: list[dict], load: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between this benchmark's markers in ``path`` (append the section if absent)."""
-    text = path.read_text() if path.is_file() else DOCS_TITLE
-    block = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    atomic.write_text(path, text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 pairs, 100 and 300 images; no docs")
@@ -341,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     docs = args.docs or (None if args.quick else DOCS)
     if docs is not None:
-        write_section(docs, body)
+        write_section(SECTION, body, docs)
         log(f"wrote {docs}")
     return 0
 

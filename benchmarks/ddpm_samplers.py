@@ -36,6 +36,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import cpu_name, write_section  # noqa: E402
 import torch  # noqa: E402
 
 from inpaint import io  # noqa: E402
@@ -45,9 +48,7 @@ from inpaint.seeding import derive_seed, numpy_random_state  # noqa: E402
 
 RESOLUTION = 32
 SECTION = "ddpm-samplers"
-BEGIN, END = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-DOCS_TITLE = "# Benchmarks\n\nMeasurements of `inpaint` itself; each section says how to rerun it and on which machine.\n"
 #: A UNet between diffusers' test model and a real one: ~0.7 M parameters, attention at 8x8.
 UNET = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
             down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
@@ -356,15 +357,8 @@ def paired(rows: dict[str, Row], candidate: str, reference: str) -> tuple[float,
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores (torch threads: {torch.get_num_threads()}), no GPU; "
+    return (f"{cpu_name()}, {os.cpu_count()} cores (torch threads: {torch.get_num_threads()}), no GPU; "
             f"Python {platform.python_version()}, torch {torch.__version__}")
-
 
 def conditioning_verdict(check: dict[str, dict[str, float]]) -> str:
     """One sentence on whether the 7-channel model uses x_masked (judged at t = 500)."""
@@ -464,19 +458,6 @@ def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between this benchmark's markers in ``path`` (append the section if absent)."""
-    text = path.read_text() if path.is_file() else DOCS_TITLE
-    block = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 training steps, 4 images, no docs")
@@ -540,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(rows, settings, train_seconds, check)
     print(body)
     if docs is not None:
-        write_section(docs, body)
+        write_section(SECTION, body, docs)
         log(f"wrote {docs}")
     return 0
 

@@ -7,7 +7,6 @@ small PSNR/SSIM table (whole image and hole). Everything is deterministic for a 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
