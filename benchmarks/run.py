@@ -9,7 +9,14 @@ Sections (each replaces its own block of docs/benchmarks.md):
   bare diffusers DDIM loop on the same 7-channel UNet, steps and batch (target <= 1.03x);
 - ``train-overhead``: one ``train-ddpm`` step of the shared loop against a minimal hand-written
   step doing the same work — same data loader, forward, weighted loss, backward, clipping, AdamW
-  and EMA (target <= 1.05x).
+  and EMA (target <= 1.05x);
+- ``sd-overhead``: the ``sd`` method against a bare ``StableDiffusionInpaintPipeline.__call__`` on
+  the same tiny SD weights, steps, size and guidance (target <= 1.03x);
+- ``lora-overhead``: one ``train-lora`` step of the shared loop against a hand-written diffusers +
+  peft step on the same tiny SD (target <= 1.05x);
+- ``batched``: images per second of folder completion at batch size 1, 4 and 16 (ddpm, sd).
+
+GPU figures (real architectures, fp16, compile) come from ``benchmarks/gpu.py``, on a CUDA machine.
 
 Models are random (speed does not depend on the weights): a 0.7 M-parameter UNet, between
 diffusers' test model and the real 114 M-parameter ``google/ddpm-celebahq-256``, so that the
@@ -27,25 +34,15 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Writing model shards" bars on stderr
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fixtures import UNET, SCHEDULER, completion_model, log_step_seconds, ratio_line, train_images  # noqa: E402
 from _report import interleaved_medians, machine, write_section  # noqa: E402
-
-#: ~0.7 M parameters, attention at the lowest resolution (as in ddpm_samplers.py).
-UNET = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), out_channels=3)
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
-
-
-def _ratio_line(name: str, ours: float, bare: float, target: float) -> str:
-    ratio = ours / bare
-    verdict = "met" if ratio <= target else "**not met**"
-    return f"| {name} | {ours * 1000:.1f} ms | {bare * 1000:.1f} ms | {ratio:.3f}x | <= {target:.2f}x: {verdict} |"
-
+from _sd_sections import batched, lora_overhead, sd_overhead  # noqa: E402
 
 # ---- startup --------------------------------------------------------------------------------------
 
@@ -82,15 +79,6 @@ commands that use them, so help and version never load them (a test checks this)
 # ---- the ddpm sampler against a bare diffusers loop -------------------------------------------------
 
 
-def _completion_model(directory: Path, size: int) -> Path:
-    from diffusers import DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    UNet2DModel(**UNET, sample_size=size, in_channels=7).save_pretrained(directory)
-    DDPMScheduler(**SCHEDULER).save_pretrained(directory)
-    return directory
-
-
 def ddpm_overhead(size: int = 64, batch: int = 4, steps: int = 25) -> str:
     from diffusers import DDIMScheduler
 
@@ -98,7 +86,7 @@ def ddpm_overhead(size: int = 64, batch: int = 4, steps: int = 25) -> str:
     from inpaint.models.base import MethodOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        weights = _completion_model(Path(tmp) / "unet7", size)
+        weights = completion_model(Path(tmp) / "unet7", size)
         inpainter = load_inpainter("ddpm", MethodOptions(weights=str(weights), sampler="ddim", steps=steps,
                                                          device="cpu"))
     unet, config = inpainter.unet, inpainter.scheduler_config
@@ -136,29 +124,14 @@ generators, the known region re-imposed after every step, clamping and the bit-e
 
 | work | ours | bare | ratio | target |
 |---|---:|---:|---:|---|
-{_ratio_line(f"DDIM {steps} steps, batch {batch}", medians["ours"], medians["bare"], 1.03)}
+{ratio_line(f"DDIM {steps} steps, batch {batch}", medians["ours"], medians["bare"], 1.03)}
 """
 
 
 # ---- one training step against a hand-written one ---------------------------------------------------
 
 
-def _train_images(folder: Path, count: int, size: int) -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        y, x = np.mgrid[0:size, 0:size] / size
-        colours = rng.uniform(0, 255, (2, 3))
-        pixels = (x[..., None] * colours[0] + (1 - y[..., None]) * colours[1]) / 2
-        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
-    return folder
-
-
 def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
-    import json
-
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
@@ -172,7 +145,7 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = _train_images(tmp / "data", batch * steps, size)
+        data = train_images(tmp / "data", batch * steps, size)
         base = tmp / "base"
         from diffusers import UNet2DModel
 
@@ -185,10 +158,7 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
                              resolution=size, batch_size=batch, lr=1e-4, max_steps=steps, save_every=10**6,
                              val_images=0, ema_decay=0.999, device="cpu", masks=["lama-thick"])
         train(DDPMTask(str(base)), config)
-        records = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines()]
-        stamps = [r["seconds"] for r in records if "loss" in r]
-        # The last step also writes the final checkpoint; the first pays one-off warm-up.
-        ours = float(np.median(np.diff(stamps)[1:-1]))
+        ours = log_step_seconds(tmp / "run")
 
         # The same work by hand: same data pipeline, model, loss, clipping, AdamW and EMA.
         unet, scheduler_config = load_base(base)
@@ -229,11 +199,12 @@ the progress callback. *Hand-written* does the same tensor work with the same da
 
 | work | ours | hand-written | ratio | target |
 |---|---:|---:|---:|---|
-{_ratio_line(f"train step, batch {batch}, {size} px", ours, bare, 1.05)}
+{ratio_line(f"train step, batch {batch}, {size} px", ours, bare, 1.05)}
 """
 
 
-SECTIONS = {"startup": startup, "ddpm-overhead": ddpm_overhead, "train-overhead": train_overhead}
+SECTIONS = {"startup": startup, "ddpm-overhead": ddpm_overhead, "train-overhead": train_overhead,
+            "sd-overhead": sd_overhead, "lora-overhead": lora_overhead, "batched": batched}
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
             prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=directory
         )
     except OSError as e:
-        raise InputError(f"{destination}: cannot write here ({e.strerror or e})") from e
+        raise InputError(f"{destination}: cannot write here ({_why_not_writable(directory, e)})") from e
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -46,15 +46,42 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+def _why_not_writable(directory: Path, error: OSError) -> str:
+    """The reason a folder cannot be created: an ancestor that is a file, or the OS's words."""
+    for ancestor in [directory, *directory.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return f"{ancestor} is a file, not a folder"
+            break
+    return str(error.strerror or error)
+
+
+def ensure_folder(folder: str | os.PathLike[str], label: str | None = None) -> Path:
+    """Create ``folder`` (and its parents) or raise one :class:`InputError` line saying why not.
+
+    Commands call it before slow work starts, so an output path under a regular file, say, is
+    refused at once rather than after the first result is computed. ``label`` names the folder
+    in the message (default: the path).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{label or folder}: cannot create the folder ({_why_not_writable(folder, e)})") from None
+    return folder
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str], name: str | None = None) -> int:
     """Delete the temporary files :func:`atomic_path` left in ``directory`` when a run was killed.
 
-    Only names of our own pattern (``.<name>.<8 random characters>.tmp[.suffix]``) are touched.
-    Call it where one run owns the folder (a resumed folder run); returns how many were removed.
+    Only names of our own pattern (``.<name>.<8 random characters>.tmp[.suffix]``) are touched,
+    and with ``name`` only the temporaries of that one destination file. Call it where one run
+    owns the folder (a resumed folder run); returns how many were removed.
     """
     import re
 
-    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+    stem = re.escape(name) if name is not None else ".+"
+    pattern = re.compile(rf"^\.{stem}\.[A-Za-z0-9_]{{8}}\.tmp(\.[A-Za-z0-9]+)?$")
     removed = 0
     directory = Path(directory)
     if directory.is_dir():

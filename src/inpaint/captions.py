@@ -12,6 +12,7 @@ same captions.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,8 @@ from inpaint.progress import NullProgress, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
+
+log = logging.getLogger(__name__)
 
 #: The study's captioner.
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
@@ -63,11 +66,13 @@ class BlipCaptioner:
             raise InputError(f"{model}: no config.json; expected a BLIP captioning model folder")
         if not any(folder.glob("*.safetensors")):
             raise InputError(f"{model}: no safetensors weights (pickle weights are never loaded)")
+        from safetensors import SafetensorError
+
         with quiet_loading():
             try:
                 self.processor = BlipProcessor.from_pretrained(folder)
                 self.model = BlipForConditionalGeneration.from_pretrained(folder, use_safetensors=True)
-            except (OSError, ValueError, TypeError) as e:
+            except (OSError, ValueError, TypeError, SafetensorError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise InputError(f"{model}: cannot load a BLIP captioning model ({first})") from None
         self.model.to(self.device, self.dtype).eval()
@@ -125,14 +130,27 @@ def caption_folder(
     output = Path(output) if output is not None else folder / CAPTIONS_NAME
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    images, _ = io.list_images(folder)
+    images, others = io.list_images(folder)
     if not images:
         raise InputError(f"{folder}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+    for image in images:
+        if output.resolve() == image.resolve():
+            raise InputError(f"{output}: the captions file would overwrite the input image {image}")
+    strays = [p for p in others if p.suffix.lower() != ".json"]  # captions files are expected here
+    if strays:
+        log.warning(f"{folder}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
     captions = {} if overwrite else read_captions_for_resume(output)
     todo = [p for p in images if p.name not in captions]
     report = CaptionReport(output=output, total=len(images), already_done=len(images) - len(todo))
     progress = progress or NullProgress()
     if todo:
+        # Everything that can be checked cheaply is checked before the model loads: unreadable
+        # images, and whether the output's folder can be written to.
+        from inpaint.data import check_readable
+
+        check_readable(todo, purpose="captioning")
+        atomic.ensure_folder(output.parent, f"-o {output}")
+        atomic.remove_stale_temporaries(output.parent, name=output.name)  # left by a killed run
         captioner = captioner or BlipCaptioner(model, device)
         progress.start("Captioning", len(todo))
         for start in range(0, len(todo), batch_size):

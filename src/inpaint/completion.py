@@ -4,7 +4,9 @@ The library behind ``inpaint complete``. It reads and checks inputs (through :mo
 runs an :class:`~inpaint.models.base.Inpainter` with one seed per image derived from the user's
 seed and the image's stem, and writes results atomically. Folders resume: outputs that already
 exist are skipped unless ``overwrite``; an image that fails (a corrupt file, say) is reported and
-the rest go on.
+the rest go on. Folders are completed ``batch_size`` images at a time: consecutive images of one
+size go through the inpainter together, each with its own seed, so the results are those of one
+image at a time; at most one batch of images is held in memory.
 """
 
 from __future__ import annotations
@@ -56,11 +58,13 @@ class CompletionReport:
     failed: dict[str, str] = field(default_factory=dict)
     ignored_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    batch_size: int = 1
 
     def to_dict(self) -> dict[str, object]:
         return {
             "method": self.method,
             "seed": self.seed,
+            "batch_size": self.batch_size,
             "written": self.written,
             "skipped_existing": self.skipped_existing,
             "unchanged_empty_mask": self.unchanged_empty_mask,
@@ -101,15 +105,38 @@ def complete_arrays(
     The image's seed is ``derive_seed(seed, name)``. An empty mask returns the image unchanged.
     ``paste_back=False`` keeps the method's raw output outside the hole too (a VAE shifts it).
     """
-    if not mask.any():
-        return Completed(result=image.copy(), image=image, mask=mask, empty_mask=True)
-    images = io.to_tensor(image)
-    masks = io.mask_to_tensor(mask)
-    filled = inpainter(images, masks, [derive_seed(seed, name)], composite_known=paste_back, names=[name])
+    return complete_batch(inpainter, [image], [mask], seed=seed, names=[name], paste_back=paste_back)[0]
+
+
+def complete_batch(
+    inpainter: Inpainter,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    seed: int,
+    names: Sequence[str],
+    paste_back: bool = True,
+) -> list[Completed]:
+    """Complete same-size (H, W, 3) uint8 images and (H, W) bool masks in one inpainter call.
+
+    Image i draws its randomness from ``derive_seed(seed, names[i])`` alone, so each result is
+    the one :func:`complete_arrays` gives for it (up to float summation order in batched
+    convolutions, below 1e-4 in [0, 1]); empty masks come back unchanged (the inpainter skips them).
+    """
     # Known pixels are k/255 floats copied exactly by the composite, and round(k/255*255) == k
     # for every 8-bit k, so they come back bit-exact on disk.
-    result = io.to_uint8(filled)[0]
-    return Completed(result=result, image=image, mask=mask, empty_mask=False)
+    filled = inpainter(io.to_tensor(list(images)), io.mask_to_tensor(list(masks)),
+                       [derive_seed(seed, name) for name in names], composite_known=paste_back, names=list(names))
+    return [Completed(result=result, image=image, mask=mask, empty_mask=not mask.any())
+            for result, image, mask in zip(io.to_uint8(filled), images, masks)]
+
+
+def read_pair(image: io.ImageSource, mask: io.ImageSource, *, image_label: str, mask_label: str,
+              invert_mask: bool = False, resize_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check an image and its mask: (H, W, 3) uint8 and (H, W) bool; InputError if bad."""
+    pixels = io.read_image(image, name=image_label)
+    holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
+    return pixels, io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
 
 
 def complete_file(
@@ -134,9 +161,8 @@ def complete_file(
     mask_label = mask_label or str(mask if isinstance(mask, (str, os.PathLike)) else "<stream>")
     if name is None:
         name = Path(image).stem if isinstance(image, (str, os.PathLike)) else "stdin"
-    pixels = io.read_image(image, name=image_label)
-    holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
-    holes = io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
+    pixels, holes = read_pair(image, mask, image_label=image_label, mask_label=mask_label, invert_mask=invert_mask,
+                              resize_mask=resize_mask)
     completed = complete_arrays(inpainter, pixels, holes, seed=seed, name=name, paste_back=paste_back)
     if completed.empty_mask:
         log.warning(f"{mask_label}: empty mask, the image is returned unchanged")
@@ -198,6 +224,15 @@ def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: st
     return pairs, [p.name for p in others]
 
 
+@dataclass
+class _Read:
+    """A pair whose files were read and checked, waiting for its batch."""
+
+    pair: Pair
+    image: np.ndarray
+    mask: np.ndarray
+
+
 def complete_folder(
     inpainter: Inpainter,
     pairs: Sequence[Pair],
@@ -208,47 +243,83 @@ def complete_folder(
     invert_mask: bool = False,
     resize_mask: bool = False,
     paste_back: bool = True,
+    batch_size: int = 1,
     progress: Progress | None = None,
 ) -> CompletionReport:
     """Complete every pair, skipping outputs that exist unless ``overwrite``.
 
-    A pair that fails with an :class:`InputError` (unreadable image, wrong mask size) is recorded
-    in ``report.failed`` and the others go on. ``concat`` also writes ``<output>/concat/<name>.png``.
+    Pairs are read one by one as they are reached; up to ``batch_size`` consecutive pairs of one
+    image size are then completed in one call (:func:`complete_batch`), so the results do not
+    depend on ``batch_size`` and memory holds one batch. A pair that fails with an
+    :class:`InputError` (unreadable image, wrong mask size, a mask the method cannot fill) is
+    recorded in ``report.failed`` and the others go on. ``concat`` also writes
+    ``<output>/concat/<name>.png``.
     """
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
     progress = progress or NullProgress()
-    report = CompletionReport(method=inpainter.name, seed=seed)
+    report = CompletionReport(method=inpainter.name, seed=seed, batch_size=batch_size)
     for folder in {pair.output.parent for pair in pairs} | {pair.output.parent / "concat" for pair in pairs}:
         atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
+    pending: list[_Read] = []
+
+    def flush() -> None:
+        for item, outcome in zip(pending, _complete_isolated(inpainter, pending, seed, paste_back)):
+            _record(item.pair, outcome, report, concat, progress)
+        pending.clear()
+
     for pair in pairs:
         if pair.output.exists() and not overwrite:
             report.skipped_existing.append(pair.name)
             progress.advance(1)
             continue
-        try:
-            completed = complete_file(
-                inpainter,
-                pair.image,
-                pair.mask,
-                seed=seed,
-                name=pair.name,
-                invert_mask=invert_mask,
-                resize_mask=resize_mask,
-                paste_back=paste_back,
-            )
+        try:  # read before batching, so that a bad file fails alone
+            image, mask = read_pair(pair.image, pair.mask, image_label=str(pair.image), mask_label=str(pair.mask),
+                                    invert_mask=invert_mask, resize_mask=resize_mask)
         except InputError as e:
-            report.failed[pair.name] = str(e)
-            log.warning(str(e))
-            progress.advance(1)
+            _record(pair, e, report, concat, progress)
             continue
-        if concat:
-            io.save_image(completed.concat(), pair.output.parent / "concat" / f"{pair.name}.png")
-        io.save_image(completed.result, pair.output)
-        report.written.append(pair.name)
-        if completed.empty_mask:
-            report.unchanged_empty_mask.append(pair.name)
-        progress.advance(1, file=pair.name)
+        if pending and pending[0].image.shape != image.shape:
+            flush()
+        pending.append(_Read(pair, image, mask))
+        if len(pending) == batch_size:
+            flush()
+    flush()
     progress.finish()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _complete_isolated(inpainter: Inpainter, items: Sequence[_Read], seed: int,
+                       paste_back: bool) -> list[Completed | InputError]:
+    """Complete a batch; if the method refuses it, run its images one by one so only the bad one fails."""
+    if not items:
+        return []
+    try:
+        return list(complete_batch(inpainter, [i.image for i in items], [i.mask for i in items], seed=seed,
+                                   names=[i.pair.name for i in items], paste_back=paste_back))
+    except InputError as e:
+        if len(items) == 1:  # name the file: the method's message is about the mask, not the file
+            where = str(items[0].pair.image)
+            return [e if str(e).startswith(where) else InputError(f"{where}: {e}")]
+    return [outcome for item in items for outcome in _complete_isolated(inpainter, [item], seed, paste_back)]
+
+
+def _record(pair: Pair, outcome: Completed | InputError, report: CompletionReport, concat: bool,
+            progress: Progress) -> None:
+    """Write one result (or note its failure) and advance the progress."""
+    if isinstance(outcome, InputError):
+        report.failed[pair.name] = str(outcome)
+        log.warning(str(outcome))
+        progress.advance(1)
+        return
+    if concat:
+        io.save_image(outcome.concat(), pair.output.parent / "concat" / f"{pair.name}.png")
+    io.save_image(outcome.result, pair.output)
+    report.written.append(pair.name)
+    if outcome.empty_mask:
+        report.unchanged_empty_mask.append(pair.name)
+        log.warning(f"{pair.mask}: empty mask, the image is returned unchanged")
+    progress.advance(1, file=pair.name)

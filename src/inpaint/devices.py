@@ -1,10 +1,17 @@
-"""Choosing the torch device: ``auto`` picks CUDA, then Apple's MPS, then the CPU."""
+"""Choosing the torch device and dtype, and the generic speed levers applied to a model there.
+
+``auto`` picks CUDA, then Apple's MPS, then the CPU. The levers every diffusion method shares
+(docs/performance.md) are the channels-last memory format and ``torch.compile``; their checks
+and failures are one-line errors like every other option's.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from inpaint.errors import InputError
+from inpaint.errors import InpaintError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -55,3 +62,65 @@ def resolve_device(spec: str = "auto") -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"--device {spec}: unsupported device type {device.type!r}")
     return device
+
+
+# ---- levers: channels-last memory format and torch.compile -------------------------------------
+
+
+def check_compile(device: torch.device) -> None:
+    """Raise :class:`InputError` unless ``torch.compile`` can build kernels for ``device``.
+
+    Inductor (the default backend) compiles C++ on the CPU and Triton kernels on CUDA; without
+    them the failure would come only at the first call, deep in a traceback.
+    """
+    if device.type == "cpu":
+        from torch._inductor import cpp_builder
+
+        try:
+            cpp_builder.get_cpp_compiler()
+        except Exception:  # noqa: BLE001 - any failure here means no usable compiler
+            raise InputError("--compile: torch.compile needs a C++ compiler on the CPU and found none (install "
+                             "g++ or clang++, or run without --compile)") from None
+    elif device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise InputError("--compile: torch.compile needs Triton on CUDA (pip install triton), or run without "
+                             "--compile")
+
+
+def speed_up(module: torch.nn.Module, device: torch.device, *, channels_last: bool = False,
+             compile: bool = False) -> None:
+    """Apply the generic levers, in place, to a model already on ``device``.
+
+    ``channels_last`` stores 4-D weights NHWC (convolutions read activations in that layout too;
+    inputs need no change). ``compile`` wraps the module's call in ``torch.compile`` (default
+    mode: the first call, and each new input shape, pays the compilation); the module keeps its
+    type, config and hooks.
+    """
+    import torch
+
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    if compile:
+        check_compile(device)
+        module.compile()
+
+
+def is_compile_error(error: BaseException) -> bool:
+    """Whether ``error`` comes from torch.compile's machinery (dynamo, inductor), not the model."""
+    return type(error).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
+@contextlib.contextmanager
+def compile_errors(enabled: bool) -> Iterator[None]:
+    """Turn a torch.compile failure (at the first call, when it compiles) into one line (exit 1)."""
+    try:
+        yield
+    except Exception as e:
+        if not (enabled and is_compile_error(e)):
+            raise
+        cause = getattr(e, "inner_exception", None) or e  # dynamo wraps the backend's own error
+        lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+        why = f"{type(cause).__name__}: {lines[0][:200]}" if lines else type(cause).__name__
+        raise InpaintError(f"--compile: torch.compile failed ({why}); run without --compile") from None

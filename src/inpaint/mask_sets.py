@@ -40,6 +40,8 @@ class MaskSetSummary:
     manifest: Path
     skipped: int = 0
     presets: dict[str, int] = field(default_factory=dict)
+    #: Images left out because their header could not be read (``skip_unreadable``): name -> error.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (paths as strings), for ``--json`` output."""
@@ -74,12 +76,15 @@ def masks_for_images(
     max_ratio: float | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    skip_unreadable: bool = False,
 ) -> MaskSetSummary:
     """One mask per image in ``image_dir``, written to ``out_dir/<stem>.png`` at the image's size.
 
     Sizes come from the image headers with EXIF orientation applied (what :func:`io.read_image`
     returns). Non-image files are skipped and counted. Raises :class:`InputError` before writing
-    anything for an empty folder, two images with the same stem, or existing outputs.
+    anything for an empty folder, two images with the same stem, existing outputs, or an image
+    whose header cannot be read — unless ``skip_unreadable``: such images then get no mask and
+    are listed in ``summary.unreadable`` (``inpaint bench`` reports and skips them).
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
     resolve_presets(presets, min_ratio, max_ratio)
@@ -96,11 +101,22 @@ def masks_for_images(
             )
         seen[path.stem] = path
     # Every header is read before anything is written, so a broken image stops the run cleanly.
-    jobs = []
+    jobs, unreadable = [], {}
     for path in images:
-        width, height = io.image_size(path)
+        try:
+            width, height = io.image_size(path)
+        except InputError as e:
+            if not skip_unreadable:
+                raise
+            unreadable[path.name] = str(e)
+            continue
         jobs.append(_Job(path.stem, width, height, path.name))
-    return _write_set(jobs, out_dir, presets, seed, min_ratio, max_ratio, overwrite, progress, len(others))
+    if not jobs:
+        raise InputError(f"{image_dir}: none of its {len(images)} images can be read (first: "
+                         f"{next(iter(unreadable.values()))})")
+    summary = _write_set(jobs, out_dir, presets, seed, min_ratio, max_ratio, overwrite, progress, len(others))
+    summary.unreadable = unreadable
+    return summary
 
 
 def standalone_masks(
@@ -157,6 +173,7 @@ def _write_set(
     """Draw, write and hash every mask, then write the manifest; return the summary."""
     preset_list = [p.name for p in resolve_presets(presets, min_ratio, max_ratio)]
     _check_targets(out_dir, jobs, overwrite)
+    atomic.ensure_folder(out_dir)  # an output folder that cannot be made fails before any progress is shown
     progress = progress or NullProgress()
     progress.start("Making masks", len(jobs))
     entries: dict[str, dict[str, Any]] = {}

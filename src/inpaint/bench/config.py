@@ -12,6 +12,7 @@ Per-method settings arrive as strings (command line or TOML lists) and map onto 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,5 +176,26 @@ def parse_method_settings(
         key = key.strip().replace("-", "_")
         if key not in types:
             raise InputError(f"{label}: unknown key {key!r}; choose from {', '.join(sorted(types))}")
-        put(method.strip() if dot else None, key, _convert(key, value, types[key], label), label)
+        converted = _convert(key, value, types[key], label)
+        _check_range(key, converted, label)
+        put(method.strip() if dot else None, key, converted, label)
     return result
+
+
+#: Ranges every method agrees on, checked when the settings are parsed so that a typo fails
+#: before anything is written (method-specific checks, such as sampler names, run when the method
+#: loads).
+_RANGES = {
+    "steps": (lambda v: v >= 1, "must be at least 1"),
+    "jump_length": (lambda v: v >= 1, "must be at least 1"),
+    "jump_n_sample": (lambda v: v >= 1, "must be at least 1"),
+    "guidance": (lambda v: math.isfinite(v) and v >= 0, "must be a number, 0 or more"),
+    "strength": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "mask_blur": (lambda v: v >= 0, "must be 0 or more"),
+    "crop_padding": (lambda v: v >= 0, "must be 0 or more"),
+}
+
+
+def _check_range(key: str, value: Any, label: str) -> None:
+    if value is not None and key in _RANGES and not _RANGES[key][0](value):
+        raise InputError(f"{label}: {key} {value} {_RANGES[key][1]}")

@@ -46,6 +46,10 @@ class MaskSource:
     masks_sha256: str
     data_sha256: str
     ignored_files: list[str] = field(default_factory=list)
+    #: Images that have no pair because their mask could not be made (preset masks: the image's
+    #: header cannot be read), by name (stem) -> the error. Reported and skipped, like images
+    #: that fail later.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,28 +77,29 @@ def set_sha256(entries: list[tuple[str, str]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def preset_masks(data: Path, output: Path, preset: str, seed: int) -> Path:
+def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, str]:
     """Write ``preset`` masks for every image of ``data`` into ``output/masks`` unless they are there.
 
     Masks depend only on (preset, seed, stem, size), so existing files from the same preset and
-    seed are kept; anything else is regenerated. Returns the mask folder. Call on one process.
+    seed are kept; anything else is regenerated. An image whose header cannot be read gets no
+    mask; returns those images, by stem, with the error. Call on one process.
     """
-    from inpaint import mask_sets, masks
+    from inpaint import atomic, io, mask_sets, masks
 
     masks.get_preset(preset)
     folder = output / MASKS_SUBDIR
+    atomic.remove_stale_temporaries(folder)  # left by a killed run
     manifest = _read_manifest(folder)
     if manifest is not None and manifest.get("presets") == [preset] and manifest.get("seed") == seed:
-        from inpaint import io
-
         images, _ = io.list_images(data)
         entries = manifest.get("files", {})
         if all(entries.get(f"{p.stem}.png", {}).get("image") == p.name for p in images) and all(
             (folder / f"{p.stem}.png").is_file() for p in images
         ):
-            return folder
-    mask_sets.masks_for_images(data, folder, presets=[preset], seed=seed, overwrite=True)
-    return folder
+            return {}
+    summary = mask_sets.masks_for_images(data, folder, presets=[preset], seed=seed, overwrite=True,
+                                         skip_unreadable=True)
+    return {Path(name).stem: error for name, error in summary.unreadable.items()}
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -116,14 +121,33 @@ def is_preset(masks: str) -> bool:
 
 
 def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal["folder", "preset"],
-                  preset: str | None) -> tuple[list[BenchPair], MaskSource]:
+                  preset: str | None, unreadable: dict[str, str] | None = None) -> tuple[list[BenchPair], MaskSource]:
     """Match images to masks by stem, hash every file, and note each mask's preset.
 
-    Pairs are sorted by name, so every process sees the same list in the same order.
+    Pairs are sorted by name, so every process sees the same list in the same order. With preset
+    masks (``kind="preset"``, written by :func:`preset_masks`), an image without its mask is one
+    whose header could not be read: it is left out and listed in ``source.unreadable`` (with the
+    error from ``unreadable`` when known).
     """
-    from inpaint.completion import pair_folders
+    from inpaint.completion import Pair, pair_folders
 
-    pairs, ignored = pair_folders(data, mask_folder, output / OUTPUTS_SUBDIR)
+    missing: dict[str, str] = {}
+    if kind == "preset":
+        from inpaint import io
+
+        images, others = io.list_images(data)
+        pairs = []
+        for image in images:
+            mask = mask_folder / f"{image.stem}.png"
+            if mask.is_file():
+                pairs.append(Pair(image=image, mask=mask, output=output / OUTPUTS_SUBDIR / f"{image.stem}.png",
+                                  name=image.stem))
+            else:
+                missing[image.stem] = (unreadable or {}).get(image.stem, f"{image}: no mask could be made "
+                                                             "(its header cannot be read)")
+        ignored = [p.name for p in others]
+    else:
+        pairs, ignored = pair_folders(data, mask_folder, output / OUTPUTS_SUBDIR)
     manifest_path = mask_folder / "manifest.json"
     manifest = _read_manifest(mask_folder) or {}
     entries = manifest.get("files", {}) if isinstance(manifest.get("files"), dict) else {}
@@ -146,6 +170,7 @@ def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal[
         masks_sha256=set_sha256([(p.name, p.mask_sha256) for p in result]),
         data_sha256=set_sha256([(p.name, p.image_sha256) for p in result]),
         ignored_files=list(ignored),
+        unreadable=missing,
     )
     return result, source
 

@@ -74,12 +74,13 @@ def model_json(summary: ModelSummary, unavailable: dict[str, str]) -> dict[str, 
 
 def results_json(config: BenchConfig, summaries: Sequence[ModelSummary], *, n_images: int, empty_masks: list[str],
                  unavailable: dict[str, str], warnings: list[str], protocol: dict[str, Any],
-                 options: dict[str, Any]) -> dict[str, Any]:
+                 options: dict[str, Any], failed: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "tool": f"inpaint {protocol.get('inpaint')}",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "n_images": n_images,
         "skipped_empty_masks": empty_masks,
+        "failed_images": dict(failed or {}),
         "models": {s.model: {"options": options[s.model], **model_json(s, unavailable)} for s in summaries},
         "unavailable": unavailable,
         "warnings": warnings,
@@ -190,6 +191,8 @@ def report_markdown(config: BenchConfig, results: dict[str, Any], summaries: Seq
     notes += [f"- warning: {w}" for w in results["warnings"]]
     if results["skipped_empty_masks"]:
         notes.append(f"- {len(results['skipped_empty_masks'])} image(s) with an empty mask were not scored")
+    for name, error in results.get("failed_images", {}).items():
+        notes.append(f"- failed, not scored: {name}: {error}")
     if notes:
         lines += ["## Notes", "", *notes, ""]
     lines += ["## Pictures", ""]

@@ -40,6 +40,11 @@ class BenchResult:
     results: dict[str, Any]
     written: dict[str, int] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
+    #: Images that could not be used (unreadable file, mask of the wrong size): name -> the error.
+    #: They are left out of every number; the CLI exits with 1 when there are any.
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Images of the test set, failed and empty-mask ones included.
+    total_images: int = 0
 
 
 def _devices(config: BenchConfig) -> tuple[Dist, str]:
@@ -64,11 +69,12 @@ def _check_methods(config: BenchConfig) -> None:
 
 def _pairs(config: BenchConfig, dist: Dist) -> tuple[list[data.BenchPair], data.MaskSource]:
     if data.is_preset(config.masks):
+        unreadable = {}
         if dist.is_main:
-            data.preset_masks(config.data, config.output, config.masks, config.seed)
+            unreadable = data.preset_masks(config.data, config.output, config.masks, config.seed)
         dist.barrier()
         return data.collect_pairs(config.data, config.output / data.MASKS_SUBDIR, config.output, kind="preset",
-                                  preset=config.masks)
+                                  preset=config.masks, unreadable=unreadable)
     return data.collect_pairs(config.data, Path(config.masks), config.output, kind="folder", preset=None)
 
 
@@ -88,17 +94,23 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     stale = [m for m in config.models if runner.check_run_file(config, m)]
     dist.barrier()
     if dist.is_main:
+        # Temporary files a killed run left (this run owns the folder; other processes wait).
+        for folder in [config.output, config.output / "galleries",
+                       *(runner.output_dir(config, m) for m in config.models)]:
+            atomic.remove_stale_temporaries(folder)
         for model in stale:
             runner.write_run_file(config, model)
     dist.barrier()
 
     share = dist.share(pairs)
-    written, reused, memory_kinds = {}, {}, {}
+    written, reused, memory_kinds, refused = {}, {}, {}, {}
     for model in config.models:
-        written[model], reused[model], memory_kinds[model] = runner.generate(
+        written[model], reused[model], memory_kinds[model], failed = runner.generate(
             config, model, share, rank=dist.rank, device=dist.device, progress=progress)
+        refused.update({name: error for name, error in failed.items() if name not in refused})
     dist.barrier()
-    shard = scoring.score_pairs(config, share, suite, progress)
+    # An image a method refused is left out for every method: all are scored on the same pairs.
+    shard = scoring.score_pairs(config, share, suite, progress, skip=refused)
     shards = dist.gather(shard)
     counts = dist.gather((written, reused, memory_kinds))
     # The last collective: the main process reduces and writes alone (FID alone can take minutes,
@@ -115,6 +127,7 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
     from inpaint.bench.protocol import protocol_block
 
     merged = summary.merge(shards)
+    failed = dict(sorted({**source.unreadable, **merged.failed}.items()))
     unavailable = dict(suite.unavailable)
     warnings: list[str] = []
     if source.ignored_files:
@@ -152,7 +165,8 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
                for m in config.models}
     protocol = protocol_block(config, source, suite, device=device, processes=world)
     results = report.results_json(config, summaries, n_images=len(scored), empty_masks=merged.empty_masks,
-                                  unavailable=unavailable, warnings=warnings, protocol=protocol, options=options)
+                                  unavailable=unavailable, warnings=warnings, protocol=protocol, options=options,
+                                  failed=failed)
     files["results"] = out / "results.json"
     atomic.write_json(files["results"], results)
     files["report"] = out / "report.md"
@@ -162,4 +176,6 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
         files=files, results=results,
         written={m: sum(c[0][m] for c in counts) for m in config.models},
         reused={m: sum(c[1][m] for c in counts) for m in config.models},
+        failed=failed,
+        total_images=len(pairs) + len(source.unreadable),
     )

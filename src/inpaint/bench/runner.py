@@ -77,6 +77,8 @@ def check_run_file(config: BenchConfig, model: str) -> bool:
     except ValueError:
         return True
     wanted = run_settings(config, model)
+    if recorded != wanted and not any(path.parent.glob("*.png")):
+        return True  # a run that stopped before its first output (a bad option, say): nothing to protect
     if recorded != wanted:
         changed = sorted(k for k in set(recorded.get("options", {})) | set(wanted["options"])
                          if recorded.get("options", {}).get(k) != wanted["options"].get(k))
@@ -192,8 +194,11 @@ def generate(
 ) -> tuple[int, int, str]:
     """Write the raw outputs of ``model`` for ``pairs`` that are not done yet.
 
-    Returns (written, reused, memory kind). The method is loaded only if something is left to do.
-    ``device`` replaces the configured device (a launcher-assigned GPU).
+    Returns (written, reused, memory kind, refused). The method is loaded only if something is
+    left to do. ``device`` replaces the configured device (a launcher-assigned GPU). A pair that
+    cannot be read (a corrupt image, a mask of the wrong size) is skipped, and scoring reports it;
+    a pair the method refuses (a full mask for a classical method) is skipped and returned in
+    ``refused`` (name -> error).
     """
     from inpaint import models
     from inpaint.devices import resolve_device
@@ -206,26 +211,35 @@ def generate(
     progress.advance(len(pairs) - len(todo))
     if not todo:
         progress.finish()
-        return 0, len(pairs), ""
+        return 0, len(pairs), "", {}
     options = config.options_for(model)
     if device is not None and options.device in ("auto", "cuda"):
         options.device = device
     inpainter = models.get_method(model).load(options)
     memory = PeakMemory(str(getattr(inpainter, "device", None) or resolve_device(options.device)))
     log_path = folder / f"log-rank{rank}.jsonl"
-    folder.mkdir(parents=True, exist_ok=True)
+    atomic.ensure_folder(folder)
+    written, refused = 0, {}
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             for chunk in _chunks(todo, max(config.batch_size, 1) * 8):
-                inputs = {p.name: read_pair(p, config) for p in chunk}
-                for batch in _batches(chunk, {k: v[0] for k, v in inputs.items()}, config.batch_size):
-                    _run_batch(inpainter, batch, inputs, config.seed, folder, log, memory)
+                inputs = {}
+                for pair in chunk:
+                    try:
+                        inputs[pair.name] = read_pair(pair, config)
+                    except InputError:  # reported once, by scoring; the other images go on
+                        progress.advance(1, model=model)
+                readable = [p for p in chunk if p.name in inputs]
+                for batch in _batches(readable, {k: v[0] for k, v in inputs.items()}, config.batch_size):
+                    failed = _run_batch(inpainter, batch, inputs, config.seed, folder, log, memory)
+                    refused.update(failed)
+                    written += len(batch) - len(failed)
                     progress.advance(len(batch), model=model)
     finally:
         del inpainter
         _release_memory()
     progress.finish()
-    return len(todo), len(pairs) - len(todo), memory.kind
+    return written, len(pairs) - len(todo), memory.kind, refused
 
 
 def _chunks(items: Sequence[BenchPair], size: int) -> list[Sequence[BenchPair]]:
@@ -233,13 +247,27 @@ def _chunks(items: Sequence[BenchPair], size: int) -> list[Sequence[BenchPair]]:
 
 
 def _run_batch(inpainter, batch: list[BenchPair], inputs: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
-               folder: Path, log, memory: PeakMemory) -> None:
+               folder: Path, log, memory: PeakMemory) -> dict[str, str]:
+    """Complete, save and log one batch; returns the pairs the method refused (name -> error).
+
+    A method refuses an input with an :class:`InputError` (a classical method given a mask that
+    covers the whole image, say); the batch is then retried one image at a time so that only the
+    offending images are left out.
+    """
     images = io.to_tensor([inputs[p.name][0] for p in batch])
     masks = io.mask_to_tensor([inputs[p.name][1] for p in batch])
     seeds = [derive_seed(seed, p.name) for p in batch]
     started = time.perf_counter()
     names = [p.name for p in batch]  # methods that look things up per image (captions) need them
-    raw = io.to_uint8(inpainter(images, masks, seeds, composite_known=False, names=names))
+    try:
+        raw = io.to_uint8(inpainter(images, masks, seeds, composite_known=False, names=names))
+    except InputError as e:
+        if len(batch) == 1:
+            return {batch[0].name: f"{batch[0].image}: {e}"}
+        refused: dict[str, str] = {}
+        for pair in batch:
+            refused.update(_run_batch(inpainter, [pair], inputs, seed, folder, log, memory))
+        return refused
     seconds = (time.perf_counter() - started) / len(batch)
     nfe = getattr(inpainter, "last_nfe", 0)
     empty = [not inputs[p.name][1].any() for p in batch]
@@ -252,6 +280,7 @@ def _run_batch(inpainter, batch: list[BenchPair], inputs: dict[str, tuple[np.nda
         # One write per line: a crash can tear only the last line, which read_logs skips.
         log.write(json.dumps(asdict(entry)) + "\n")
         log.flush()
+    return {}
 
 
 def _release_memory() -> None:

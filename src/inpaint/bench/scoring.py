@@ -21,7 +21,7 @@ from inpaint import io
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.data import BenchPair
 from inpaint.bench.runner import output_dir, read_pair
-from inpaint.errors import InpaintError
+from inpaint.errors import InpaintError, InputError
 from inpaint.progress import NullProgress, Progress
 
 #: Per-image metrics, in report order.
@@ -102,6 +102,8 @@ class ScoreShard:
     feature_names: dict[str, list[str]] = field(default_factory=dict)
     features: dict[str, list[np.ndarray]] = field(default_factory=dict)
     empty_masks: list[str] = field(default_factory=list)
+    #: Images that could not be read (corrupt file, mask of the wrong size): name -> the error.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def add_features(self, key: str, names: Sequence[str], features) -> None:
         self.feature_names.setdefault(key, []).extend(names)
@@ -170,8 +172,13 @@ def score_pairs(
     pairs: Sequence[BenchPair],
     suite: MetricSuite,
     progress: Progress | None = None,
+    skip: dict[str, str] | None = None,
 ) -> ScoreShard:
-    """Score every method's outputs for ``pairs``, ``config.score_batch_size`` images at a time."""
+    """Score every method's outputs for ``pairs``, ``config.score_batch_size`` images at a time.
+
+    Pairs in ``skip`` (name -> error: a method refused them) and pairs that cannot be read are
+    recorded in ``shard.failed`` and not scored.
+    """
     from inpaint.masks import area_bin, hole_ratio
 
     progress = progress or NullProgress()
@@ -180,7 +187,14 @@ def score_pairs(
     for start in range(0, len(pairs), config.score_batch_size):
         batch, images, masks = [], [], []
         for pair in pairs[start : start + config.score_batch_size]:
-            image, mask = read_pair(pair, config)
+            if skip and pair.name in skip:
+                shard.failed[pair.name] = skip[pair.name]
+                continue
+            try:
+                image, mask = read_pair(pair, config)
+            except InputError as e:  # a bad file is reported and skipped; the others are scored
+                shard.failed[pair.name] = str(e)
+                continue
             if not mask.any():
                 shard.empty_masks.append(pair.name)
                 continue

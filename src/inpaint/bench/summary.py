@@ -45,6 +45,7 @@ def merge(shards: Sequence[ScoreShard]) -> ScoreShard:
     merged = ScoreShard()
     merged.records = sorted((r for s in shards for r in s.records), key=lambda r: r.name)
     merged.empty_masks = sorted(n for s in shards for n in s.empty_masks)
+    merged.failed = dict(sorted((n, e) for s in shards for n, e in s.failed.items()))
     keys = dict.fromkeys(k for s in shards for k in s.features)
     for key in keys:
         names = [n for s in shards for n in s.feature_names.get(key, [])]

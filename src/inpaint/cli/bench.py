@@ -145,12 +145,18 @@ def bench(
             console.warn(f"{metric.upper()} unavailable: {reason}")
     for warning in result.warnings:
         console.warn(warning)
+    for error in result.failed.values():
+        console.warn(error)
     if json_output:
         typer.echo(json.dumps(result.results))
-        return
-    _print_table(result)
-    done = ", ".join(f"{m} {result.written[m]} new / {result.reused[m]} reused" for m in names)
-    console.info(f"{result.n_images} images scored ({done}) -> {result.files['report']}")
+    else:
+        _print_table(result)
+        done = ", ".join(f"{m} {result.written[m]} new / {result.reused[m]} reused" for m in names)
+        console.info(f"{result.n_images} images scored ({done}) -> {result.files['report']}")
+    if result.failed:
+        console.error(f"{len(result.failed)} of {result.total_images} images failed and were not scored "
+                      "(see the warnings above, or failed_images in results.json)")
+        raise typer.Exit(1)
 
 
 def _print_table(result) -> None:

@@ -35,6 +35,7 @@ def demo(
     from inpaint.cli.progress import RichProgress
     from inpaint.demo import run_demo
 
+    _check_choices(photo, model)
     with RichProgress(disable=json_output) as progress:
         result = run_demo(output, size=size, photos=photo, methods=model, seed=seed, progress=progress)
     if json_output:
@@ -50,3 +51,19 @@ def demo(
     console.stdout.print(table)
     console.info(f"grid: {result.grid}")
     console.info(f"table: {result.table}  ({result.seconds:.1f} s)")
+
+
+def _check_choices(photos: list[str] | None, methods: list[str] | None) -> None:
+    """Refuse an unknown photo or method, or one that cannot run here, before anything is written."""
+    from inpaint import models
+    from inpaint.demo import DEMO_PHOTOS
+    from inpaint.errors import InputError
+    from inpaint.models.base import MethodOptions
+
+    for name in photos or []:
+        if name not in DEMO_PHOTOS:
+            raise InputError(f"--photo {name!r}: unknown demo photo; choose from {', '.join(DEMO_PHOTOS)}")
+    for name in methods or []:
+        reason = models.get_method(name).unavailable(MethodOptions())
+        if reason is not None:
+            raise InputError(f"--model {name}: {reason}")

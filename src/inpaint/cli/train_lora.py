@@ -79,7 +79,6 @@ def train_lora(
     inpaint train-lora faces/ -o runs/lora --base ./sd-inpainting --max-steps 5000
     ```
     """
-    from inpaint.config import TrainConfig
     from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     captions_data = _captions(data, captions)
@@ -88,13 +87,7 @@ def train_lora(
                                gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
                                val_steps=val_steps)
     task = LoRATask(base, lora_options, captions=captions_data, seed=seed)
-    config_ = TrainConfig(
-        method="lora", data=str(data), output=str(output), base=base, resolution=resolution, batch_size=batch_size,
-        lr=lr, epochs=epochs, max_steps=max_steps, grad_accum=grad_accum, lr_schedule=lr_schedule,
-        warmup_steps=warmup_steps, clip_grad_norm=clip_grad_norm, mixed_precision=mixed_precision,
-        ema_decay=ema_decay, save_every=save_every, keep_last=keep_last, validate_every=validate_every,
-        val_images=val_images, seed=seed, masks=list(masks or []), flip=flip, workers=workers, device=device,
-    )
+    config_ = t.build_config("lora", locals())
     t.run_training(task, config_, resume=resume, json_output=json_output)
 
 

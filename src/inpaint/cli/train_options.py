@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -42,6 +42,22 @@ ValImages = Annotated[int, typer.Option("--val-images", help="Fixed images (the 
                                         "at validation, with fixed masks and seeds (0: no validation).")]
 Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")]
 Workers = Annotated[int, typer.Option("--workers", help="Data-loading processes.")]
+
+
+def build_config(method: str, parameters: dict[str, Any]):
+    """The shared :class:`~inpaint.config.TrainConfig` from a train command's parameters (its ``locals()``).
+
+    Every field of the config is a parameter of the same name in both train commands; taking
+    them by name keeps the two commands from drifting apart.
+    """
+    import dataclasses
+
+    from inpaint.config import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "method_options"}
+    values = {name: parameters[name] for name in names if name in parameters}
+    values.update(data=str(values["data"]), output=str(values["output"]), masks=list(values["masks"] or []))
+    return TrainConfig(method=method, **values)
 
 
 def run_training(task, config, *, resume: bool, json_output: bool) -> None:

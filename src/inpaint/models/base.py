@@ -34,6 +34,13 @@ class MethodOptions:
     automatic choice of a method must never start a download). ``lora``, ``prompt``,
     ``negative_prompt``, ``guidance``, ``strength``, ``mask_blur``, ``crop_padding`` (diffusers'
     ``padding_mask_crop``) and ``captions`` (a captions JSON file) configure Stable Diffusion.
+
+    Speed and memory levers (docs/performance.md; none changes what is computed beyond float
+    rounding, except ``vae_tiling``): ``channels_last`` (the UNet's, and SD's VAE's, memory
+    format) and ``compile`` (``torch.compile`` of the UNet) for every diffusion method;
+    ``attention_slicing``, ``vae_slicing``, ``vae_tiling`` and ``cpu_offload`` (diffusers' model
+    CPU offload, CUDA only) for Stable Diffusion alone. Attention runs through PyTorch's SDPA
+    (``scaled_dot_product_attention``), diffusers' default, unless ``attention_slicing`` replaces it.
     """
 
     device: str = "auto"
@@ -53,6 +60,13 @@ class MethodOptions:
     mask_blur: int | None = None
     crop_padding: int | None = None
     captions: str | None = None
+    # Speed and memory levers:
+    channels_last: bool = False
+    compile: bool = False
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
 
 
 def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

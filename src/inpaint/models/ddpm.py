@@ -56,9 +56,10 @@ class _PixelDiffusion(Inpainter):
     default_steps: ClassVar[int | None] = None
 
     def __init__(self, options: MethodOptions | None = None) -> None:
-        from inpaint.devices import resolve_device, resolve_dtype
+        from inpaint.devices import check_compile, resolve_device, resolve_dtype, speed_up
 
         self.options = options or MethodOptions()
+        _refuse_sd_levers(self.name, self.options)
         self.sampler = self.options.sampler or self.default_sampler
         if self.sampler not in self.samplers:
             raise InputError(f"--sampler {self.sampler!r}: {self.name} supports {', '.join(self.samplers)}")
@@ -72,6 +73,8 @@ class _PixelDiffusion(Inpainter):
             raise InputError(f"--steps {self.steps}: must be a positive number of steps")
         self.device = resolve_device(self.options.device)
         self.dtype = resolve_dtype(self.options.dtype, self.device)
+        if self.options.compile:
+            check_compile(self.device)  # before the weights load: fail at once
         self.unet, self.scheduler_config = self._load()  # already in self.dtype
         train_steps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         if self.steps > train_steps:
@@ -79,6 +82,7 @@ class _PixelDiffusion(Inpainter):
                 f"--steps {self.steps}: the model was trained with {train_steps} timesteps; use at most that"
             )
         self.unet.to(self.device).eval()
+        speed_up(self.unet, self.device, channels_last=self.options.channels_last, compile=self.options.compile)
         #: Network evaluations per image in the last call (for benchmarks).
         self.last_nfe: int | None = None
 
@@ -101,6 +105,7 @@ class _PixelDiffusion(Inpainter):
         import torch
         import torch.nn.functional as F
 
+        from inpaint.devices import compile_errors
         from inpaint.io import from_model_range, to_model_range
 
         size = tuple(images.shape[2:])
@@ -110,13 +115,22 @@ class _PixelDiffusion(Inpainter):
             small = F.interpolate(images, size=native, mode="bicubic", antialias=True, align_corners=False)
             small_masks = F.interpolate(masks, size=native, mode="nearest-exact")
         x0 = to_model_range(small.clamp(0, 1)).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), compile_errors(self.options.compile):
             result = self._sample(x0, small_masks.to(self.device), generators, progress)
         out = from_model_range(result.images.float().cpu())
         if size != native:
             out = F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
         self.last_nfe = result.nfe
         return out
+
+
+def _refuse_sd_levers(name: str, options: MethodOptions) -> None:
+    """The memory levers of Stable Diffusion's pipeline mean nothing for a pixel UNet: say so."""
+    for flag, on in (("--attention-slicing", options.attention_slicing), ("--vae-slicing", options.vae_slicing),
+                     ("--vae-tiling", options.vae_tiling), ("--cpu-offload", options.cpu_offload)):
+        if on:
+            raise InputError(f"{flag}: only the sd method has it ({name} runs one pixel-space UNet; "
+                             "--channels-last and --compile apply)")
 
 
 class DDPMInpainter(_PixelDiffusion):

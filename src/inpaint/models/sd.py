@@ -166,7 +166,6 @@ def _native_size(pipe) -> int:
 def _run_cropped(pipe, image, mask, prompt, generator, settings: Generation, progress: Progress) -> torch.Tensor:
     """One image through diffusers' crop-to-mask path (PIL in and out, as that path requires)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from inpaint import io
@@ -198,7 +197,9 @@ def make_scheduler(sampler: str, config):
 class SDInpainter(Inpainter):
     """Stable Diffusion inpainting (+ LoRA). Options read: ``weights`` (the base), ``lora``,
     ``prompt``, ``negative_prompt``, ``captions``, ``steps``, ``guidance``, ``strength``,
-    ``sampler``, ``mask_blur``, ``crop_padding``, ``device``, ``dtype``."""
+    ``sampler``, ``mask_blur``, ``crop_padding``, ``device``, ``dtype`` and the levers
+    ``channels_last``, ``compile``, ``attention_slicing``, ``vae_slicing``, ``vae_tiling``,
+    ``cpu_offload``."""
 
     name: ClassVar[str] = "sd"
     needs_known_pixels: ClassVar[bool] = False  # a full mask is plain text-to-image generation
@@ -215,12 +216,13 @@ class SDInpainter(Inpainter):
         self.captions = _captions(o.captions) if o.captions is not None else None
         self.device = resolve_device(o.device)
         self.dtype = resolve_dtype(o.dtype, self.device)
+        _check_levers(o, self.device)
         self.base = o.weights or DEFAULT_SD_BASE
         self.pipe = load_pipeline(self.base, dtype=self.dtype)
         if o.sampler is not None:
             self.pipe.scheduler = make_scheduler(o.sampler, self.pipe.scheduler.config)
         self.lora_metadata = load_lora(self.pipe, o.lora, self.base) if o.lora else {}
-        self.pipe.to(self.device)
+        _apply_levers(self.pipe, o, self.device)
         #: The prompt of images without a caption: --prompt, else the LoRA's training prompt.
         self.prompt = o.prompt or self.lora_metadata.get("inpaint_prompt") or DEFAULT_PROMPT
         #: Network evaluations per image in the last call (for benchmarks).
@@ -246,10 +248,52 @@ class SDInpainter(Inpainter):
              progress: Progress, names: Sequence[str] | None = None) -> torch.Tensor:
         import torch
 
+        from inpaint.devices import compile_errors
+
         prompts = self.prompts(names, images.shape[0])
-        with torch.inference_mode():
+        with torch.inference_mode(), compile_errors(self.options.compile):
             out, self.last_nfe = run_pipeline(self.pipe, images, masks, prompts, generators, self.settings, progress)
         return out
+
+
+def _check_levers(o: MethodOptions, device: torch.device) -> None:
+    """Refuse lever combinations that cannot work here, before any weights load."""
+    import importlib.util
+
+    from inpaint.devices import check_compile
+
+    if o.cpu_offload:
+        if device.type != "cuda":
+            raise InputError(f"--cpu-offload: moves each model between the CPU and a CUDA GPU as it runs; the "
+                             f"device here is {device.type}, where it saves nothing (leave it off)")
+        if o.compile:
+            raise InputError("--cpu-offload and --compile: choose one (offloading suits small GPUs, compiling fast "
+                             "ones)")
+        if importlib.util.find_spec("accelerate") is None:
+            raise InputError("--cpu-offload: needs accelerate (pip install accelerate)")
+    if o.compile:
+        check_compile(device)
+
+
+def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device: torch.device) -> None:
+    """Put the pipeline on ``device`` (or under model CPU offload) with the asked-for levers on."""
+    import torch
+
+    from inpaint.devices import speed_up
+
+    if o.cpu_offload:  # accelerate hooks move each model to the GPU when it runs, then back
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if o.attention_slicing:  # replaces SDPA by a sliced processor: less memory, slower
+        pipe.enable_attention_slicing()
+    if o.vae_slicing:  # encode and decode one image of the batch at a time
+        pipe.vae.enable_slicing()
+    if o.vae_tiling:  # overlapping tiles, blended: large images in little memory, not bit-identical
+        pipe.vae.enable_tiling()
+    if o.channels_last:
+        pipe.vae.to(memory_format=torch.channels_last)
+    speed_up(pipe.unet, device, channels_last=o.channels_last, compile=o.compile)
 
 
 def _settings(o: MethodOptions) -> Generation:

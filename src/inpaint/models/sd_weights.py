@@ -88,6 +88,7 @@ def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *,
                   dtype: torch.dtype | None = None) -> StableDiffusionInpaintPipeline:
     """Load a ``StableDiffusionInpaintPipeline`` (no safety checker, progress bars off; CPU)."""
     from diffusers import StableDiffusionInpaintPipeline
+    from safetensors import SafetensorError
 
     root = sd_model_dir(id_or_dir)
     with quiet_loading(), warnings.catch_warnings():
@@ -98,7 +99,7 @@ def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *,
                 root, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
                 use_safetensors=True, torch_dtype=dtype,
             )
-        except (OSError, ValueError, RuntimeError, TypeError) as e:
+        except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
             raise InputError(f"{os.fspath(id_or_dir)}: cannot load the pipeline ({_first_line(e)})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

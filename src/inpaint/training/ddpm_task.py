@@ -31,6 +31,8 @@ class DDPMOptions:
     hole_weight: float = HOLE_WEIGHT
     known_weight: float = KNOWN_WEIGHT
     val_steps: int = 25
+    #: Recompute the UNet blocks' activations in the backward pass: less memory, one more forward.
+    gradient_checkpointing: bool = False
 
 
 class DDPMTask(TrainingTask):
@@ -50,13 +52,20 @@ class DDPMTask(TrainingTask):
         self._noise_scheduler = None
 
     def options(self) -> dict[str, Any]:
-        return asdict(self.opts)
+        # Gradient checkpointing changes memory and time, not the gradients (a test checks it): it
+        # is left out of the settings a resume must keep, so a run that ran out of memory can
+        # continue with it on.
+        settings = asdict(self.opts)
+        settings.pop("gradient_checkpointing")
+        return settings
 
     def build(self, device: torch.device, mixed_precision: str = "no") -> torch.nn.Module:
         from diffusers import DDPMScheduler
 
         unet, self.scheduler_config = _load_trainable_unet(self.base)
         self._noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
+        if self.opts.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         unet.train()
         return unet.to(device)
 

@@ -120,6 +120,9 @@ def train(
     progress = progress or NullProgress()
     config.validate()
     output = Path(config.output)
+    if output.resolve() == Path(config.data).resolve():
+        raise InputError(f"-o {output}: is the data folder; choose another run folder (checkpoints, samples and "
+                         "loss.png would be written among the training images)")
     config.method_options = task.options()
 
     accelerator = _accelerator(config)
@@ -139,6 +142,8 @@ def train(
         _check_resume(config, TrainConfig.from_dict(state.config["train"]), state.config.get("data"),
                       dataset.fingerprint(), state.config.get("processes", world), world, resume_from)
 
+    if accelerator.is_main_process:
+        _prepare_output(output)  # before the (slow) model build: an unwritable -o fails at once
     module = task.build(accelerator.device, accelerator.mixed_precision)
     params = task.trainable_parameters(module)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -238,6 +243,27 @@ def train(
     accelerator.wait_for_everyone()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _prepare_output(output: Path) -> None:
+    """Create the run folder, and delete the temporary files and folders a killed run left there.
+
+    Checkpoint temporaries are pruned by :mod:`~inpaint.training.checkpoint`; these are the
+    others: atomic writes of logs, pictures and LoRA files (``.<name>.XXXXXXXX.tmp[.suffix]``),
+    and the folders an interrupted export assembles (``.ema.XXXXXXXX.tmp`` inside the run,
+    ``.<run>.XXXXXXXX.tmp`` beside it).
+    """
+    import re
+    import shutil
+
+    atomic.ensure_folder(output, f"-o {output}")
+    for folder in (output, output / "samples", output / "ema"):
+        atomic.remove_stale_temporaries(folder)
+    for folder, name in ((output, "ema"), (output.parent, output.name)):
+        pattern = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
+        for stale in folder.glob(f".{name}.*.tmp"):
+            if stale.is_dir() and pattern.match(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def _mask_source(config: TrainConfig):

@@ -107,6 +107,10 @@ class LoRATask(TrainingTask):
 
     def options(self) -> dict[str, Any]:
         settings = asdict(self.opts)
+        # Memory/time levers that leave the loss and gradients unchanged (tests check both) are not
+        # part of what a resume must keep: a run that ran out of memory can continue with them on.
+        settings.pop("gradient_checkpointing")
+        settings.pop("cache_latents")
         settings["captions_sha256"] = _captions_hash(self._captions) if self._captions is not None else None
         if self._captions is not None:
             settings.pop("prompt")  # unused with captions
