@@ -55,6 +55,7 @@ def test_method_settings_map_onto_method_options():
         ([], ["ddpm.steps=many"], "steps expects int"),
         ([], ["ddpm.local_only=true"], "unknown key"),
         ([], ["=3"], "expected NAME.KEY=VALUE"),
+        ([], ["ddpm.strength=0.5"], "strength 0.5 must be 1 in a benchmark"),
     ],
 )
 def test_bad_method_settings_are_one_line_input_errors(weights, options, needle):

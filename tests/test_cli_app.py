@@ -41,6 +41,10 @@ def test_python_dash_m_runs_the_same_cli():
         (["complete", "a.png", "b.png", "-o", "c.png", "--bogus"], "No such option: --bogus"),
         (["no-such-command"], "No such command"),
         (["complete", "a.png", "b.png", "-o", "c.png", "--seed", "x"], "--seed"),
+        (["complete", "a.png", "b.png", "-o", "c.png", "-m", "telea", "--device", "gpu"], "not a device name"),
+        (["bench", "--models", "telea", "--data", "d", "--masks", "m", "-o", "o", "--device", "cuda:x"],
+         "not a device name"),
+        (["train-ddpm", "d", "-o", "o", "--device", "tpu"], "not a device name"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(cli, args, needle):

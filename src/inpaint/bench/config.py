@@ -190,7 +190,9 @@ _RANGES = {
     "jump_length": (lambda v: v >= 1, "must be at least 1"),
     "jump_n_sample": (lambda v: v >= 1, "must be at least 1"),
     "guidance": (lambda v: math.isfinite(v) and v >= 0, "must be a number, 0 or more"),
-    "strength": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    # Below 1, Stable Diffusion starts the hole from the pixels under it: the ground truth here.
+    "strength": (lambda v: v == 1, "must be 1 in a benchmark (below 1 the hole starts from the ground truth "
+                 "under it)"),
     "mask_blur": (lambda v: v >= 0, "must be 0 or more"),
     "crop_padding": (lambda v: v >= 0, "must be 0 or more"),
 }

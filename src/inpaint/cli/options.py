@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,9 +18,17 @@ Seed = Annotated[
         "so results do not depend on order or batch size.",
     ),
 ]
+def _check_device(value: str) -> str:
+    """Refuse a malformed --device at once, for every method (classical ones never build a torch device)."""
+    if value is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower()):
+        raise typer.BadParameter(f"{value!r} is not a device name (use auto, cpu, cuda, cuda:N or mps)")
+    return value
+
+
 Device = Annotated[
     str,
-    typer.Option("--device", help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    typer.Option("--device", callback=_check_device,
+                 help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
 ]
 Overwrite = Annotated[
     bool,

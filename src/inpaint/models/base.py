@@ -80,6 +80,18 @@ def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -
     return torch.where(masks > 0.5, filled.to(images.dtype), images)
 
 
+def blank_holes(images: torch.Tensor, masks: torch.Tensor, value: float = 0.5) -> torch.Tensor:
+    """``images`` with every hole pixel set to ``value`` (mid-gray by default), memory format kept.
+
+    images: (N, 3, H, W) in [0, 1]; masks: (N, 1, H, W), 1 = fill. Methods call it before any
+    resampling that mixes neighbouring pixels, so nothing under the hole (in a benchmark, the
+    ground truth) can reach the result; ``tests/test_hole_independence.py`` checks every method.
+    """
+    blanked = images.clone()
+    blanked.masked_fill_((masks > 0.5).expand_as(images), value)
+    return blanked
+
+
 class Inpainter(ABC):
     """A completion method. Subclasses implement :meth:`fill`; call the instance to use it."""
 

@@ -10,9 +10,10 @@
   length 5, 5 resamplings, 230 evaluations).
 
 Both run the model at its native resolution (``unet.config.sample_size``): other sizes are
-resized to it (bicubic with antialiasing for images, nearest for masks, which stay binary),
-sampled and resized back, and the base class pastes the known pixels back at full resolution.
-A thin hole can vanish in the downsized mask; its pixels then get the resized-back image.
+resized to it and back. Downsizing blanks the hole first (so nothing under it reaches the
+model: a benchmark's ground truth cannot leak into the result), resizes images bicubic with
+antialiasing and masks by max-pooling (a native pixel is a hole if any pixel of its cell is, so
+thin holes survive); the base class pastes the known pixels back at full resolution.
 
 This module imports nothing heavy at import time, so the registry can call the cheap
 ``*_unavailable`` checks without loading torch or diffusers.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from inpaint.errors import InputError
-from inpaint.models.base import Inpainter, MethodOptions
+from inpaint.models.base import Inpainter, MethodOptions, blank_holes
 from inpaint.models.pixel_unet import DEFAULT_BASE
 from inpaint.progress import Progress
 from inpaint.repaint import FAST_STEPS, REPAINT_STEPS
@@ -112,8 +113,12 @@ class _PixelDiffusion(Inpainter):
         native = _native_size(self.unet)
         small, small_masks = images, masks
         if size != native:
-            small = F.interpolate(images, size=native, mode="bicubic", antialias=True, align_corners=False)
-            small_masks = F.interpolate(masks, size=native, mode="nearest-exact")
+            # The hole is blanked before resizing, or the resampling kernel would carry what lies
+            # under it (a benchmark's ground truth) into the known pixels around it. A native pixel
+            # is a hole if any pixel of its cell is (max-pooling), so thin holes survive the resize.
+            small = F.interpolate(blank_holes(images, masks), size=native, mode="bicubic", antialias=True,
+                                  align_corners=False)
+            small_masks = F.adaptive_max_pool2d(masks, native)
         x0 = to_model_range(small.clamp(0, 1)).to(self.device)
         with torch.inference_mode(), compile_errors(self.options.compile):
             result = self._sample(x0, small_masks.to(self.device), generators, progress)

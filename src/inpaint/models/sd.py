@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from inpaint.errors import InputError
-from inpaint.models.base import Inpainter, MethodOptions
+from inpaint.models.base import Inpainter, MethodOptions, blank_holes
 from inpaint.models.sd_weights import DEFAULT_SD_BASE, INPAINT_CHANNELS, LORA_WEIGHT_NAME
 from inpaint.progress import NullProgress, Progress
 
@@ -67,6 +67,16 @@ class Generation:
     negative_prompt: str | None = None
     mask_blur: int = 0
     crop_padding: int | None = None
+
+    @property
+    def starts_from_input(self) -> bool:
+        """Below strength 1 the hole starts from the noised input (SDEdit): its pixels are used."""
+        return self.strength < 1
+
+    def visible(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """What the pipeline may see: at strength 1 the hole is blanked before any resampling, so
+        nothing under it (a benchmark's ground truth) reaches the result; below 1 it is the start."""
+        return images if self.starts_from_input else blank_holes(images, masks)
 
 
 def round_up_to_8(n: int) -> int:
@@ -122,8 +132,12 @@ def _common(prompts: Sequence[str], settings: Generation, progress: Progress) ->
                 callback_on_step_end=_step_callback(progress))
 
 
-def _blurred(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
-    """masks (N, 1, H, W) -> Gaussian-blurred soft masks in [0, 1], through diffusers' blur."""
+def _feathered(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """masks (N, 1, H, W) -> soft masks in [0, 1]: 1 in the hole, a Gaussian falloff outside it.
+
+    The blur (diffusers' ``mask_processor.blur``) only spreads the mask outwards: inside the hole
+    the mask stays 1, so every hole pixel is generated and none is blended with what lay under it.
+    """
     import numpy as np
     import torch
     from PIL import Image
@@ -132,7 +146,7 @@ def _blurred(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
     for mask in masks[:, 0]:
         picture = Image.fromarray((mask.numpy() * 255).astype(np.uint8))
         soft.append(torch.from_numpy(np.asarray(pipe.mask_processor.blur(picture, radius), dtype=np.float32) / 255))
-    return torch.stack(soft)[:, None]
+    return torch.maximum(torch.stack(soft)[:, None], masks)
 
 
 def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, progress: Progress) -> torch.Tensor:
@@ -140,12 +154,12 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
 
     height, width = images.shape[2:]
     work = (round_up_to_8(height), round_up_to_8(width))
-    x, m = images, masks
+    x, m = settings.visible(images, masks), masks
     if work != (height, width):
-        x = F.interpolate(images, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        x = F.interpolate(x, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
         # Every processed pixel that touches the hole belongs to it, so no hole pixel is lost.
         m = (F.interpolate(masks, size=work, mode="bilinear", align_corners=False) > 0).float()
-    soft = _blurred(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
+    soft = _feathered(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
     progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
     result = pipe(image=x, mask_image=soft, height=work[0], width=work[1], generator=list(generators),
                   output_type="pt", **_common(prompts, settings, progress)).images
@@ -173,10 +187,10 @@ def _run_cropped(pipe, image, mask, prompt, generator, settings: Generation, pro
     height, width = image.shape[2:]
     scale = _native_size(pipe) / max(height, width)
     work = (round_up_to_8(round(height * scale)), round_up_to_8(round(width * scale)))
-    picture = Image.fromarray(io.to_uint8(image)[0])
-    hole = Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8))
+    picture = Image.fromarray(io.to_uint8(settings.visible(image, mask))[0])
     if settings.mask_blur > 0:
-        hole = pipe.mask_processor.blur(hole, settings.mask_blur)
+        mask = _feathered(pipe, mask, settings.mask_blur)
+    hole = Image.fromarray(np.round(mask[0, 0].numpy() * 255).astype(np.uint8))
     progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
     result = pipe(image=picture, mask_image=hole, height=work[0], width=work[1], generator=[generator],
                   padding_mask_crop=settings.crop_padding, output_type="pil",

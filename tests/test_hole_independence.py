@@ -1,0 +1,70 @@
+"""No method sees the pixels under the hole: a benchmark must not leak its ground truth.
+
+``bench`` hands every method the ground-truth image with a mask; the study's numbers are only
+fair if what lies under the hole cannot change the result. Each method is run twice, once on
+the photo and once with the hole filled with noise, and the two results must be identical,
+including for a one-pixel-wide hole on an image the method resizes to its native size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inpaint import io, models
+from inpaint.models.base import MethodOptions
+
+
+@pytest.fixture(scope="module")
+def holes() -> torch.Tensor:
+    """(2, 1, 64, 64): a square, and thin lines (1 px diagonal, 1 px row and column)."""
+    masks = np.zeros((2, 64, 64), dtype=bool)
+    masks[0, 20:40, 24:44] = True
+    masks[1, np.arange(5, 60), np.arange(5, 60)] = True
+    masks[1, 33, 8:56] = True
+    masks[1, 10:50, 47] = True
+    return io.mask_to_tensor(masks)
+
+
+def _options(name, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir) -> MethodOptions:
+    weights = {"ddpm": tiny_unet7_dir, "repaint": tiny_ddpm_dir, "sd": tiny_sd_inpaint_dir}.get(name)
+    steps = {"ddpm": 3, "repaint": 3, "sd": 2}.get(name)
+    extra = {"jump_length": 1, "jump_n_sample": 1} if name == "repaint" else {}
+    return MethodOptions(device="cpu", weights=str(weights) if weights else None, steps=steps, **extra)
+
+
+def _assert_blind(method, photo: np.ndarray, holes: torch.Tensor, label: str) -> None:
+    size = holes.shape[-1]
+    images = io.to_tensor(np.stack([photo[:size, :size], photo[::-1][:size, :size]]))
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(1))
+    tampered = images.clone()  # keeps the memory format: conv kernels differ by 1e-6 across formats
+    under = holes.bool().expand_as(images)
+    tampered[under] = noise[under]
+    assert not torch.equal(tampered, images)
+    for paste_back in (True, False):
+        out = method(images, holes, seeds=[0, 1], composite_known=paste_back)
+        again = method(tampered, holes, seeds=[0, 1], composite_known=paste_back)
+        assert torch.equal(out, again), f"{label} (paste_back={paste_back}) read the pixels under the hole"
+
+
+# 64 px: the diffusion models' tiny native size is 32 (resized); 60 px is not a multiple of 8 (sd resizes).
+@pytest.mark.parametrize("size", [64, 60])
+@pytest.mark.parametrize("name", models.method_names())
+def test_result_does_not_depend_on_the_pixels_under_the_hole(name, size, photo, holes, tiny_unet7_dir, tiny_ddpm_dir,
+                                                                 tiny_sd_inpaint_dir):
+    method = models.load_inpainter(name, _options(name, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir))
+    _assert_blind(method, photo, holes[..., :size, :size].contiguous(), f"{name} at {size} px")
+
+
+@pytest.mark.parametrize("extra", [{"mask_blur": 4}, {"crop_padding": 4}, {"crop_padding": 4, "mask_blur": 4}])
+def test_sd_feathering_and_cropping_stay_blind_to_the_hole(extra, photo, holes, tiny_sd_inpaint_dir):
+    options = MethodOptions(device="cpu", weights=str(tiny_sd_inpaint_dir), steps=2, **extra)
+    _assert_blind(models.load_inpainter("sd", options), photo, holes, f"sd {extra}")
+
+
+def test_sd_below_strength_1_starts_from_the_input(photo, holes, tiny_sd_inpaint_dir):
+    """SDEdit is the point of --strength < 1, so the hole's pixels must matter there (and bench refuses it)."""
+    options = MethodOptions(device="cpu", weights=str(tiny_sd_inpaint_dir), steps=4, strength=0.5)
+    with pytest.raises(AssertionError, match="read the pixels under the hole"):
+        _assert_blind(models.load_inpainter("sd", options), photo, holes, "sd strength 0.5")
