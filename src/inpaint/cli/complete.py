@@ -79,7 +79,8 @@ def complete(
     dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
                                        "bf16.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Folders: complete up to N images of one size "
-                                            "together (same results; faster on a GPU, N times the memory).")] = 1,
+                                            "together (same results up to float rounding; faster on a GPU, N "
+                                            "times the memory).")] = 1,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Diffusion methods: NHWC memory format for "
                                                 "the UNet (and SD's VAE); often faster on recent GPUs.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="Diffusion methods: torch.compile the UNet; the first "
