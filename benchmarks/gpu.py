@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py                  # every part; writes docs/benchmarks.md
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py --only sd --print
     python benchmarks/gpu.py --check                           # no GPU needed: build on the meta device, count parameters
+    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --smoke          # no GPU needed: every part on tiny models, on the CPU
 
 Real weights cannot be downloaded on the benchmark machines, and speed does not depend on the weights'
 values, so the models are built from their published configurations (written out below) with random
@@ -27,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 #: google/ddpm-celebahq-256, config.json (UNet2DModel; 113.7 M parameters).
@@ -69,6 +72,9 @@ SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_
                       skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
 PUBLISHED_MILLIONS = {"ddpm unet": 113.7, "sd unet": 859.5, "sd vae": 83.7, "sd text encoder": 123.1}
 PROMPT = "a photo, high quality, realistic, sharp focus"
+#: Issue 7's references for one 50-step guided 512 px SD-1.5 inpainting image: diffusers on an A100
+#: in fp16 (about 22 it/s), compiled, and the compute floor on an H100.
+A100_SECONDS, A100_SECONDS_COMPILED, H100_FLOOR_SECONDS = 2.2, 1.0, 0.085
 
 
 def _architectures():
@@ -128,23 +134,70 @@ def build_ddpm(directory: Path) -> Path:
 # ---- timing ----------------------------------------------------------------------------------------
 
 
-def timed(fn, repeats: int) -> tuple[float, float, float]:
-    """(first-call seconds, median seconds of ``repeats`` more calls, peak GPU GiB)."""
+@dataclass(frozen=True)
+class Setup:
+    """Where and how big: the real figures (CUDA, fp16, the published sizes) or a CPU smoke run."""
+
+    device: str = "cuda"
+    sd_size: int = 512
+    ddpm_size: int = 256
+    sd_steps: int = 50
+    ddpm_steps: int = 25
+    batches: tuple[int, ...] = (1, 8)
+    compile: tuple[bool, ...] = (False, True)
+    lora_steps: int = 12
+    dtype: str = "fp16"
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+
+#: ``--smoke``: every part on the CPU with the test suite's tiny models, to check the script itself
+#: before a GPU session spends its few minutes on it (no compile: it would take minutes on a CPU).
+SMOKE = Setup(device="cpu", sd_size=64, ddpm_size=32, sd_steps=2, ddpm_steps=2, batches=(1, 2), compile=(False,),
+              lora_steps=4, dtype="fp32")
+
+
+def _synchronize(setup: Setup) -> None:
     import torch
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if setup.cuda:
+        torch.cuda.synchronize()
+
+
+def _peak_gib(setup: Setup) -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if setup.cuda else float("nan")
+
+
+def _reset_peak(setup: Setup) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if setup.cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def timed(fn, repeats: int, setup: Setup) -> tuple[float, float, float]:
+    """(first-call seconds, median seconds of ``repeats`` more calls, peak GPU GiB; NaN on the CPU)."""
+    _synchronize(setup)
+    _reset_peak(setup)
     started = time.perf_counter()
     fn()
-    torch.cuda.synchronize()
+    _synchronize(setup)
     first = time.perf_counter() - started
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        _synchronize(setup)
         times.append(time.perf_counter() - started)
-    return first, statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+    return first, statistics.median(times), _peak_gib(setup)
 
 
 def _inputs(n: int, size: int):
@@ -156,104 +209,127 @@ def _inputs(n: int, size: int):
     return images, masks
 
 
-def _load(method: str, weights: Path, **options):
-    import gc
-
-    import torch
-
+def _load(method: str, weights: Path, setup: Setup, **options):
     from inpaint.models import load_inpainter
     from inpaint.models.base import MethodOptions
 
-    gc.collect()
-    torch.cuda.empty_cache()
-    return load_inpainter(method, MethodOptions(weights=str(weights), device="cuda", **options))
+    _reset_peak(setup)
+    return load_inpainter(method, MethodOptions(weights=str(weights), device=setup.device, dtype=setup.dtype,
+                                                **options))
 
 
 def _row(label: str, n: int, first: float, median: float, peak: float, extra: str = "") -> str:
-    return f"| {label} | {n} | {median:.3f} s | {median / n:.3f} s | {first:.1f} s | {peak:.1f} GiB |{extra}"
+    memory = "-" if math.isnan(peak) else f"{peak:.1f} GiB"
+    return f"| {label} | {n} | {median:.3f} s | {median / n:.3f} s | {first:.1f} s | {memory} |{extra}"
 
 
-def sd_part(weights: Path, repeats: int, size: int = 512) -> str:
+def sd_part(weights: Path, repeats: int, setup: Setup) -> tuple[str, dict[tuple[int, bool], float]]:
+    """The table, and seconds per image by (batch, compiled)."""
     import torch
 
-    rows = []
-    for compile_ in (False, True):
-        inpainter = _load("sd", weights, prompt=PROMPT, compile=compile_)
-        for n in (1, 8):
+    size, steps = setup.sd_size, setup.sd_steps
+    rows, per_image = [], {}
+    for compile_ in setup.compile:
+        inpainter = _load("sd", weights, setup, prompt=PROMPT, steps=steps, compile=compile_)
+        for n in setup.batches:
             images, masks = _inputs(n, size)
-            first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats)
-            ratio = ""
+            first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
+            per_image[n, compile_] = median / n
+            ratio = " - |"
             if not compile_:
                 pipe = inpainter.pipe
 
                 def bare():
                     with torch.inference_mode():
                         pipe(prompt=[PROMPT] * n, image=images, mask_image=masks, height=size, width=size,
-                             num_inference_steps=50, guidance_scale=7.5, output_type="pt",
+                             num_inference_steps=steps, guidance_scale=7.5, output_type="pt",
                              generator=[torch.Generator().manual_seed(i) for i in range(n)])
 
-                _, bare_median, _ = timed(bare, repeats)
+                _, bare_median, _ = timed(bare, repeats, setup)
                 ratio = f" {median / bare_median:.3f}x ({bare_median:.3f} s) |"
-            else:
-                ratio = " - |"
-            rows.append(_row(f"sd {size} px, 50 steps, fp16{', compiled' if compile_ else ''}", n, first, median, peak,
-                             ratio))
+            rows.append(_row(f"sd {size} px, {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}", n,
+                             first, median, peak, ratio))
         inpainter = None  # free the GPU memory before the next configuration loads
-    return ("| work | batch | s / call | s / image | first call | peak memory | ours / bare diffusers |\n"
-            "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows))
+    table = ("| work | batch | s / call | s / image | first call | peak memory | ours / bare diffusers |\n"
+             "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows))
+    return table, per_image
 
 
-def ddpm_part(weights: Path, repeats: int, size: int = 256) -> str:
+def compare_with_references(per_image: dict[tuple[int, bool], float]) -> str:
+    """Our SD seconds per image beside issue 7's references (A100 fp16, and the H100 compute floor)."""
+    lines = []
+    for (n, compiled), seconds in sorted(per_image.items()):
+        reference = A100_SECONDS_COMPILED if compiled else A100_SECONDS
+        lines.append(f"batch {n}{', compiled' if compiled else ''}: {seconds:.3f} s per image, "
+                     f"{seconds / reference:.2f}x diffusers' {reference} s on an A100, "
+                     f"{seconds / H100_FLOOR_SECONDS:.1f}x the H100 compute floor ({H100_FLOOR_SECONDS} s)")
+    return "**Against the references** (50-step guided 512 px images): " + "; ".join(lines) + "."
+
+
+def ddpm_part(weights: Path, repeats: int, setup: Setup) -> str:
+    size, steps = setup.ddpm_size, setup.ddpm_steps
     rows = []
-    for compile_ in (False, True):
-        inpainter = _load("ddpm", weights, compile=compile_)
-        for n in (1, 8):
+    for compile_ in setup.compile:
+        inpainter = _load("ddpm", weights, setup, steps=steps, compile=compile_)
+        for n in setup.batches:
             images, masks = _inputs(n, size)
-            first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats)
-            rows.append(_row(f"ddpm {size} px, DDPM 25 steps, fp16{', compiled' if compile_ else ''}", n, first,
-                             median, peak))
+            first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
+            rows.append(_row(f"ddpm {size} px, DDPM {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}",
+                             n, first, median, peak))
         inpainter = None  # free the GPU memory before the next configuration loads
     return ("| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
             + "\n".join(rows))
 
 
-def levers_part(weights: Path, repeats: int, size: int = 512) -> str:
+def levers_part(weights: Path, repeats: int, setup: Setup) -> str:
+    n = max(setup.batches)
+    levers = [("default", {}), ("--channels-last", {"channels_last": True}), ("--vae-slicing", {"vae_slicing": True}),
+              ("--attention-slicing", {"attention_slicing": True})]
+    if setup.cuda:  # offloading moves models between the CPU and a GPU: nothing to measure without one
+        levers.append(("--cpu-offload", {"cpu_offload": True}))
     rows = []
-    for label, options in (("default", {}), ("--channels-last", {"channels_last": True}),
-                           ("--vae-slicing", {"vae_slicing": True}), ("--attention-slicing", {"attention_slicing": True}),
-                           ("--cpu-offload", {"cpu_offload": True})):
-        inpainter = _load("sd", weights, prompt=PROMPT, **options)
-        images, masks = _inputs(8, size)
-        first, median, peak = timed(lambda: inpainter(images, masks, list(range(8))), repeats)
-        rows.append(_row(f"sd batch 8, {label}", 8, first, median, peak))
+    for label, options in levers:
+        inpainter = _load("sd", weights, setup, prompt=PROMPT, steps=setup.sd_steps, **options)
+        images, masks = _inputs(n, setup.sd_size)
+        first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
+        rows.append(_row(f"sd batch {n}, {label}", n, first, median, peak))
         inpainter = None  # free the GPU memory before the next configuration loads
     return ("| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
             + "\n".join(rows))
 
 
-def lora_part(weights: Path, tmp: Path, steps: int = 12, size: int = 512) -> str:
-    import torch
+def lora_part(weights: Path, tmp: Path, setup: Setup) -> str:
     from _fixtures import log_step_seconds, train_images
 
     from inpaint.config import TrainConfig
     from inpaint.training.lora_task import LoRAOptions, LoRATask
     from inpaint.training.loop import train
 
+    size, steps = setup.sd_size, setup.lora_steps
     data = train_images(tmp / "lora-data", 2 * steps, size)
+    precision = "fp16" if setup.cuda else "no"
     rows = []
     for checkpointing in (False, True):
-        torch.cuda.reset_peak_memory_stats()
+        _reset_peak(setup)
         output = tmp / f"lora-run-{checkpointing}"
         config = TrainConfig(method="lora", data=str(data), output=str(output), base=str(weights), resolution=size,
                              batch_size=2, lr=1e-4, max_steps=steps, save_every=10**6, val_images=0, ema_decay=0.0,
-                             device="cuda", masks=["lama-thick"])
+                             device=setup.device, mixed_precision=precision, masks=["lama-thick"])
         train(LoRATask(str(weights), LoRAOptions(gradient_checkpointing=checkpointing)), config)
         step = log_step_seconds(output)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        label = f"train-lora step, batch 2, {size} px, fp16 mixed precision" + (
+        peak = _peak_gib(setup)
+        label = f"train-lora step, batch 2, {size} px, {precision} mixed precision" + (
             ", --gradient-checkpointing" if checkpointing else "")
-        rows.append(f"| {label} | {step:.3f} s | {peak:.1f} GiB |")
+        rows.append(f"| {label} | {step:.3f} s | {'-' if math.isnan(peak) else f'{peak:.1f} GiB'} |")
     return "| work | median step | peak memory |\n|---|---:|---:|\n" + "\n".join(rows)
+
+
+def build_smoke_models(directory: Path) -> tuple[Path, Path]:
+    """The test suite's tiny SD inpainting pipeline and 7-channel pixel DDPM."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from tiny_models import save_tiny_ddpm, save_tiny_sd_inpaint
+
+    return save_tiny_sd_inpaint(directory / "sd"), save_tiny_ddpm(directory / "ddpm", in_channels=7)
 
 
 def main() -> None:
@@ -262,38 +338,47 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per row, after one warm-up call")
     parser.add_argument("--print", action="store_true", help="print instead of writing docs/benchmarks.md")
     parser.add_argument("--check", action="store_true", help="build on the meta device and count parameters only")
+    parser.add_argument("--smoke", action="store_true", help="every part on the CPU with tiny models (implies "
+                        "--print): checks this script, measures nothing")
     args = parser.parse_args()
     if args.check:
         check()
         return
     import torch
 
-    if not torch.cuda.is_available():
+    setup = SMOKE if args.smoke else Setup()
+    if setup.cuda and not torch.cuda.is_available():
         print("error: benchmarks/gpu.py needs a CUDA GPU and this machine has none; run it on a GPU machine "
-              "(python benchmarks/gpu.py --check works anywhere)", file=sys.stderr)
+              "(--check and --smoke work anywhere)", file=sys.stderr)
         raise SystemExit(2)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _report import machine, write_section
 
     parts = args.only or ["sd", "ddpm", "lora", "levers"]
-    body = [f"**Machine.** {machine()}; {torch.cuda.get_device_name(0)}.",
+    gpu = f"; {torch.cuda.get_device_name(0)}" if setup.cuda else " (smoke run: tiny models, nothing measured)"
+    body = [f"**Machine.** {machine()}{gpu}.",
             "**Rerun.** `python benchmarks/gpu.py` (see its docstring). Random weights, real architectures; "
             f"{args.repeats} timed calls after a warm-up call (\"first call\", which includes any compilation)."]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sd = build_sd(tmp) if {"sd", "lora", "levers"} & set(parts) else None
+        if args.smoke:
+            sd, ddpm = build_smoke_models(tmp)
+        else:
+            sd = build_sd(tmp) if {"sd", "lora", "levers"} & set(parts) else None
+            ddpm = build_ddpm(tmp) if "ddpm" in parts else None
         for part in parts:
             print(f"running {part} …", file=sys.stderr, flush=True)
             if part == "sd":
-                body.append(sd_part(sd, args.repeats))
+                table, per_image = sd_part(sd, args.repeats, setup)
+                body += [table, compare_with_references(per_image)]
             elif part == "ddpm":
-                body.append(ddpm_part(build_ddpm(tmp), args.repeats))
+                body.append(ddpm_part(ddpm, args.repeats, setup))
             elif part == "lora":
-                body.append(lora_part(sd, tmp))
+                body.append(lora_part(sd, tmp, setup))
             else:
-                body.append(levers_part(sd, args.repeats))
+                body.append(levers_part(sd, args.repeats, setup))
     text = "## GPU figures\n\n" + "\n\n".join(body) + "\n\nParts run: " + json.dumps(parts) + "\n"
-    if args.print:
+    if args.print or args.smoke:
         print(text)
     else:
         write_section("gpu", text)
