@@ -191,7 +191,7 @@ def generate(
     rank: int = 0,
     device: str | None = None,
     progress: Progress | None = None,
-) -> tuple[int, int, str]:
+) -> tuple[int, int, str, dict[str, str]]:
     """Write the raw outputs of ``model`` for ``pairs`` that are not done yet.
 
     Returns (written, reused, memory kind, refused). The method is loaded only if something is
