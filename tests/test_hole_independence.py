@@ -68,3 +68,25 @@ def test_sd_below_strength_1_starts_from_the_input(photo, holes, tiny_sd_inpaint
     options = MethodOptions(device="cpu", weights=str(tiny_sd_inpaint_dir), steps=4, strength=0.5)
     with pytest.raises(AssertionError, match="read the pixels under the hole"):
         _assert_blind(models.load_inpainter("sd", options), photo, holes, "sd strength 0.5")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (96, 80)])
+def test_resize_known_reads_only_known_pixels(size):
+    """A flat known colour stays exactly that colour right up to the hole: neither the hole's own
+    pixels nor a placeholder bleed into it, shrinking or enlarging; one-pixel holes survive."""
+    from inpaint.models.base import resize_known
+
+    colour = torch.tensor([0.2, 0.6, 0.9]).view(1, 3, 1, 1)
+    images = colour.expand(1, 3, 64, 64).clone()
+    masks = torch.zeros(1, 1, 64, 64)
+    masks[..., 20:40, 24:44] = 1
+    masks[..., 50, 5:60] = 1  # a one-pixel scratch
+    images[masks.bool().expand_as(images)] = 1.0  # bright content under the hole
+    small, small_masks = resize_known(images, masks, size)
+    assert small.shape == (1, 3, *size) and small_masks.shape == (1, 1, *size)
+    assert set(small_masks.unique().tolist()) <= {0.0, 1.0}
+    known = ~small_masks.bool().expand_as(small)
+    assert torch.allclose(small[known], colour.expand_as(small)[known], atol=1e-5)
+    assert torch.all(small[~known] == 0.5)
+    scratch_row = round(50.5 * size[0] / 64 - 0.5)
+    assert small_masks[0, 0, scratch_row - 1 : scratch_row + 2].any(dim=0).sum() >= size[1] * 0.8

@@ -92,6 +92,33 @@ def blank_holes(images: torch.Tensor, masks: torch.Tensor, value: float = 0.5) -
     return blanked
 
 
+def resize_known(images: torch.Tensor, masks: torch.Tensor,
+                 size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize images and masks for a model that works at ``size``, from the known pixels alone.
+
+    images: (N, 3, H, W) in [0, 1]; masks: (N, 1, H, W), 1 = fill. Returns images (N, 3, h, w) in
+    [0, 1] and masks (N, 1, h, w) in {0, 1}. A resized pixel is a hole if any pixel of its cell is
+    (max-pooling: one-pixel holes survive a downsize). Known pixels are a normalised convolution,
+    ``resize(image * known) / resize(known)`` (bicubic, antialiased when shrinking): the filter's
+    weights over known pixels alone, so neither what lies under the hole (a benchmark's ground
+    truth) nor a placeholder colour bleeds into the known pixels around it. Holes are mid-gray.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    def resize(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+    known = 1.0 - masks.to(images.dtype)
+    weight = resize(known)
+    small_masks = F.adaptive_max_pool2d(masks.to(images.dtype), size)
+    # Every pixel left known has its own cell known, so its weight is near 1 (bicubic's negative
+    # lobes take a little); the floor only guards the division for pixels that are holes anyway.
+    small = resize(images * known) / weight.clamp_min(1e-3)
+    small = torch.where(small_masks > 0.5, 0.5, small).clamp(0, 1)
+    return small, small_masks
+
+
 class Inpainter(ABC):
     """A completion method. Subclasses implement :meth:`fill`; call the instance to use it."""
 

@@ -10,10 +10,10 @@
   length 5, 5 resamplings, 230 evaluations).
 
 Both run the model at its native resolution (``unet.config.sample_size``): other sizes are
-resized to it and back. Downsizing blanks the hole first (so nothing under it reaches the
-model: a benchmark's ground truth cannot leak into the result), resizes images bicubic with
-antialiasing and masks by max-pooling (a native pixel is a hole if any pixel of its cell is, so
-thin holes survive); the base class pastes the known pixels back at full resolution.
+resized to it and back. The resize reads the known pixels alone
+(:func:`~inpaint.models.base.resize_known`: a normalised bicubic convolution, masks by
+max-pooling so thin holes survive), so nothing under the hole reaches the model; the base
+class pastes the known pixels back at full resolution.
 
 This module imports nothing heavy at import time, so the registry can call the cheap
 ``*_unavailable`` checks without loading torch or diffusers.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from inpaint.errors import InputError
-from inpaint.models.base import Inpainter, MethodOptions, blank_holes
+from inpaint.models.base import Inpainter, MethodOptions, resize_known
 from inpaint.models.pixel_unet import DEFAULT_BASE
 from inpaint.progress import Progress
 from inpaint.repaint import FAST_STEPS, REPAINT_STEPS
@@ -112,13 +112,8 @@ class _PixelDiffusion(Inpainter):
         size = tuple(images.shape[2:])
         native = _native_size(self.unet)
         small, small_masks = images, masks
-        if size != native:
-            # The hole is blanked before resizing, or the resampling kernel would carry what lies
-            # under it (a benchmark's ground truth) into the known pixels around it. A native pixel
-            # is a hole if any pixel of its cell is (max-pooling), so thin holes survive the resize.
-            small = F.interpolate(blank_holes(images, masks), size=native, mode="bicubic", antialias=True,
-                                  align_corners=False)
-            small_masks = F.adaptive_max_pool2d(masks, native)
+        if size != native:  # from the known pixels alone: nothing under the hole reaches the model
+            small, small_masks = resize_known(images, masks, native)
         x0 = to_model_range(small.clamp(0, 1)).to(self.device)
         with torch.inference_mode(), compile_errors(self.options.compile):
             result = self._sample(x0, small_masks.to(self.device), generators, progress)

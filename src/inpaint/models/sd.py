@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from inpaint.errors import InputError
-from inpaint.models.base import Inpainter, MethodOptions, blank_holes
+from inpaint.models.base import Inpainter, MethodOptions, blank_holes, resize_known
 from inpaint.models.sd_weights import DEFAULT_SD_BASE, INPAINT_CHANNELS, LORA_WEIGHT_NAME
 from inpaint.progress import NullProgress, Progress
 
@@ -156,9 +156,10 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
     work = (round_up_to_8(height), round_up_to_8(width))
     x, m = settings.visible(images, masks), masks
     if work != (height, width):
-        x = F.interpolate(x, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-        # Every processed pixel that touches the hole belongs to it, so no hole pixel is lost.
-        m = (F.interpolate(masks, size=work, mode="bilinear", align_corners=False) > 0).float()
+        # From the known pixels alone; every processed pixel that touches the hole belongs to it.
+        x, m = resize_known(images, masks, work)
+        if settings.starts_from_input:  # SDEdit starts from the whole input, hole included
+            x = F.interpolate(images, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     soft = _feathered(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
     progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
     result = pipe(image=x, mask_image=soft, height=work[0], width=work[1], generator=list(generators),
