@@ -154,8 +154,9 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
 
     height, width = images.shape[2:]
     work = (round_up_to_8(height), round_up_to_8(width))
-    x, m = settings.visible(images, masks), masks
-    if work != (height, width):
+    if work == (height, width):
+        x, m = settings.visible(images, masks), masks
+    else:
         # From the known pixels alone; every processed pixel that touches the hole belongs to it.
         x, m = resize_known(images, masks, work)
         if settings.starts_from_input:  # SDEdit starts from the whole input, hole included
