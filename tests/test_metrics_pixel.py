@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from inpaint import io
-from inpaint.metrics import pixel, psnr, seam_band, seam_psnr, ssim, ssim_map
+from inpaint.metrics import pixel, psnr, psnr_regions, seam_band, seam_psnr, ssim, ssim_map, ssim_regions
 
 WANG = dict(channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
 
@@ -117,6 +117,40 @@ def test_ssim_hole_is_mean_of_full_map_over_hole(photo, center_mask):
         assert ours[i].item() == pytest.approx(ref, abs=1e-9)
 
 
+@pytest.mark.parametrize("chunk_pixels", [1, 1 << 16])
+def test_ssim_regions_equal_skimage_whole_value_and_map_means(photo, center_mask, monkeypatch, chunk_pixels):
+    # Chunks of one plane (the path of images of 256 px and more) and of several images at once.
+    monkeypatch.setattr(pixel, "_CHUNK_PIXELS", chunk_pixels)
+    fakes = np.stack([degraded(photo, seed=s) for s in range(3)])
+    holes = np.stack([center_mask, np.roll(center_mask, 17, axis=1), np.zeros_like(center_mask)])
+    bands = seam_band(masks_tensor(holes), 4).numpy()[:, 0].astype(bool)
+    hole, whole, band = ssim_regions(io.to_uint8_tensor(fakes), io.to_uint8_tensor(np.stack([photo] * 3)),
+                                     [masks_tensor(holes), None, masks_tensor(bands)])
+    for i in range(3):
+        value, full = sk_ssim(photo, fakes[i], full=True)
+        assert whole[i].item() == pytest.approx(value, abs=1e-9)
+        for ours, region in ((hole, holes[i]), (band, bands[i])):
+            if region.any():
+                ref = np.mean([full[..., c][region].mean() for c in range(3)])
+                assert ours[i].item() == pytest.approx(ref, abs=1e-9)
+            else:
+                assert math.isnan(ours[i].item())  # an empty region has nothing to score
+    assert not holes[2].any() and bands[0].any()
+
+
+def test_psnr_regions_equal_psnr_by_hand_per_region(photo, center_mask):
+    fakes = np.stack([degraded(photo, seed=s) for s in range(3)])
+    holes = masks_tensor(np.stack([center_mask, np.roll(center_mask, 9, axis=0), np.zeros_like(center_mask)]))
+    regions = [None, holes, seam_band(holes, 3)]
+    error = (fakes.astype(float) - photo.astype(float)) ** 2  # (N, H, W, 3)
+    for pred, target in ((io.to_uint8_tensor(fakes), io.to_uint8_tensor(np.stack([photo] * 3))),
+                         (io.to_tensor(fakes), io.to_tensor(np.stack([photo] * 3)).contiguous())):
+        for ours, region in zip(psnr_regions(pred, target, regions), regions):
+            masks = np.ones((3, 64, 64), bool) if region is None else region.numpy()[:, 0].astype(bool)
+            ref = [10 * np.log10(255.0**2 / e[m].mean()) if m.any() else np.nan for e, m in zip(error, masks)]
+            np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-9)  # NaN where the region is empty
+
+
 def test_batch_equals_per_image_across_chunks_and_threads(monkeypatch):
     a, b = random_pairs(5, 32, 48, seed=3)
     pred, target = io.to_tensor(a), io.to_tensor(b)
@@ -143,6 +177,12 @@ def test_inputs_are_validated():
         ssim(x, torch.rand(1, 3, 32, 31))
     with pytest.raises(ValueError, match="0 \\(keep\\) or 1 \\(hole\\)"):
         psnr(x, x, torch.full((1, 1, 32, 32), 0.5))
+    for bad in (float("nan"), -1.0, 2.0, 1e-30):
+        mask = torch.zeros(1, 1, 32, 32)
+        mask[0, 0, 5, 5] = bad
+        with pytest.raises(ValueError, match="binarise"):
+            ssim(x, x, mask)
+    assert ssim(x, x, torch.ones(1, 1, 32, 32, dtype=torch.bool)).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="expected shape \\(1, 1, 32, 32\\)"):
         ssim(x, x, torch.ones(1, 3, 32, 32))
     with pytest.raises(ValueError, match="at least 11x11"):

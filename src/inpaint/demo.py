@@ -140,13 +140,15 @@ def run_demo(
         target = io.to_tensor([originals[n] for n in photos])
         pred = io.to_tensor([outputs[method][n] for n in photos])
         hole = io.mask_to_tensor([holes[n] for n in photos])
+        psnr, psnr_hole = metrics.psnr_regions(pred, target, [None, hole])
+        ssim, ssim_hole = metrics.ssim_regions(pred, target, [None, hole])
         result.scores.append(
             MethodScores(
                 method=method,
-                psnr=float(metrics.psnr(pred, target).mean()),
-                psnr_hole=float(metrics.psnr(pred, target, hole).mean()),
-                ssim=float(metrics.ssim(pred, target).mean()),
-                ssim_hole=float(metrics.ssim(pred, target, hole).mean()),
+                psnr=float(psnr.mean()),
+                psnr_hole=float(psnr_hole.mean()),
+                ssim=float(ssim.mean()),
+                ssim_hole=float(ssim_hole.mean()),
                 seconds_per_image=per_image,
             )
         )

@@ -147,23 +147,14 @@ def pixel_scores(pred, target, hole, seam=None) -> dict:
     (skimage's 5 px border crop, then the mean over channels), the hole value as the map's mean over
     hole pixels and channels (NaN for an empty hole).
     """
-    import torch
-
     from inpaint import metrics
-    from inpaint.metrics.pixel import SSIM_RADIUS as r
 
-    full = metrics.ssim_map(pred, target)  # (N, 3, H, W) float64
-    weights = hole.to(full.dtype).flatten(2).transpose(1, 2)  # (N, H*W, 1)
-    # Sum over hole pixels as a batched product: no (N, 3, H, W) temporary to allocate and fill.
-    hole_sums = torch.bmm(full.flatten(2), weights).squeeze(2)  # (N, 3)
-    scores = {
-        "psnr": metrics.psnr(pred, target),
-        "ssim": full[:, :, r:-r, r:-r].mean(dim=(2, 3)).mean(dim=1),
-        "psnr_hole": metrics.psnr(pred, target, hole),
-        "ssim_hole": (hole_sums / weights.sum(dim=(1, 2))[:, None]).mean(dim=1),  # 0 / 0 = NaN: empty hole
-    }
+    regions = [None, hole] if seam is None else [None, hole, seam]
+    psnrs = metrics.psnr_regions(pred, target, regions)
+    ssim, ssim_hole = metrics.ssim_regions(pred, target, [None, hole])
+    scores = {"psnr": psnrs[0], "ssim": ssim, "psnr_hole": psnrs[1], "ssim_hole": ssim_hole}
     if seam is not None:
-        scores["psnr_seam"] = metrics.psnr(pred, target, seam)
+        scores["psnr_seam"] = psnrs[2]
     return scores
 
 

@@ -8,6 +8,8 @@ variants for a band around the hole boundary.
 ========================  ==================================================================
 :func:`psnr`              dB, data range 255; ``inf`` for identical images, NaN for an empty hole
 :func:`ssim`              Wang et al. 2004 settings, equal to skimage's (see :mod:`.pixel`)
+:func:`psnr_regions`      PSNR over several masks (image, hole, seam) in one pass
+:func:`ssim_regions`      SSIM over several masks from one SSIM map per image
 :func:`lpips`             lpips v0.1, AlexNet (or VGG); backbone file found locally
 :func:`fid`, :func:`kid`  pytorch-fid InceptionV3 features, via :class:`FeatureAccumulator`
 :func:`bootstrap_ci`      percentile bootstrap of the mean over images
@@ -29,7 +31,7 @@ from inpaint.metrics.features import (
     polynomial_mmd2,
 )
 from inpaint.metrics.perceptual import LPIPSMetric, build_lpips, lpips, seam_lpips
-from inpaint.metrics.pixel import psnr, seam_band, seam_psnr, ssim, ssim_map
+from inpaint.metrics.pixel import psnr, psnr_regions, seam_band, seam_psnr, ssim, ssim_map, ssim_regions
 from inpaint.metrics.stats import MetricValue, bootstrap_ci, summarise
 from inpaint.metrics.weights import (
     FID_INCEPTION,
@@ -59,11 +61,13 @@ __all__ = [
     "lpips",
     "polynomial_mmd2",
     "psnr",
+    "psnr_regions",
     "resolve_weights",
     "seam_band",
     "seam_lpips",
     "seam_psnr",
     "ssim",
     "ssim_map",
+    "ssim_regions",
     "summarise",
 ]

@@ -123,7 +123,7 @@ class LPIPSMetric:
                 values.append(distance.flatten())
             else:
                 m = hole[start:stop]
-                values.append((distance * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)))
+                values.append((distance * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3), dtype=torch.float64))
         return torch.cat(values) if values else torch.empty(0, dtype=torch.float64)
 
 
