@@ -270,6 +270,8 @@ def render(speed: dict, memory: list[dict], load: str) -> str:
     # threads are shown beside it, not counted.
     one = speed["runs"].get(1, next(iter(speed["runs"].values())))["seconds"]
     best = max(ref / run["seconds"] for run in speed["runs"].values())
+    every_round = [speed["reference_all"]] + [run["all"] for run in speed["runs"].values()]
+    spread = max(max(times) / min(times) - 1 for times in every_round)
     ssim_ours, ssim_ref = one - part["ours"], ref - part["reference"]
     lines += [
         "",
@@ -277,7 +279,8 @@ def render(speed: dict, memory: list[dict], load: str) -> str:
         f"({ref / one:.1f}x; {best:.1f}x with every thread). Where the time goes "
         f"(one thread, best rounds): the two PSNRs take {part['ours']:.1f} s in `inpaint.metrics.psnr_regions` against "
         f"{part['reference']:.1f} s in numpy/scikit-image; the SSIM part (the rest) {ssim_ours:.1f} s against "
-        f"{ssim_ref:.1f} s ({ssim_ref / ssim_ours:.1f}x). Timings on this shared machine vary by 2-3x between rounds. "
+        f"{ssim_ref:.1f} s ({ssim_ref / ssim_ours:.1f}x). On this shared machine the rounds of one implementation "
+        f"differed by up to {100 * spread:.0f} %. "
         "The SSIM maps are float64, as scikit-image's, so the numbers agree to 1e-14; float32 would roughly halve "
         "the SSIM time but move values by about 1e-5, and a benchmark tool should not trade its numbers for speed.",
         "",

@@ -14,8 +14,8 @@ choices of symmetric ("reflect") padding and of averaging only pixels at least 5
 SSIM is computed in float64 on the CPU, one (H, W) plane per chunk, with the Gaussian filter as
 banded matrix products and chunks spread over threads. :func:`psnr_regions` and
 :func:`ssim_regions` score several masks (image, hole, seam) from one pass: the bench's PSNR and
-SSIM over image and hole run 2.9x faster than a per-image skimage loop on one core (500 images
-of 256 px), 3.7x on two (docs/benchmarks.md).
+SSIM over image and hole run 2.9-3.0x faster than a per-image skimage loop on one core (500
+images of 256 px), 3.7x on two (docs/benchmarks.md).
 """
 
 from __future__ import annotations
