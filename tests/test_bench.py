@@ -286,6 +286,86 @@ def test_preset_masks_are_generated_once_and_recorded(cli, tmp_path, bench_data,
     assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()} == before
 
 
+def test_an_exact_fill_scores_the_psnr_cap_not_infinity(cli, tmp_path, bench_data, no_metric_weights):
+    from inpaint.bench.scoring import PSNR_CAP_DB
+
+    source, masks = bench_data
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in source.iterdir():
+        (images / path.name).write_bytes(path.read_bytes())
+    io.save_image(np.full((48, 48, 3), 90, np.uint8), images / "cat.png")  # flat: biharmonic fills it exactly
+    out = tmp_path / "out"
+    assert cli("bench", "-m", "biharmonic", "--data", images, "--masks", masks, "-o", out, "--eval-size", "32",
+               "--no-lpips", "--no-fid").code == 0
+    results, rows = load(out)
+    flat = [r for r in rows if r["image"] == "cat"]
+    assert flat and all(float(r["psnr_hole"]) == PSNR_CAP_DB == float(r["psnr"]) for r in flat)
+    others = [float(r["psnr_hole"]) for r in rows if r["image"] != "cat"]
+    metric = results["models"]["biharmonic"]["metrics"]["psnr_hole"]
+    assert metric["value"] == pytest.approx((sum(others) + PSNR_CAP_DB * len(flat)) / len(rows))
+    assert None not in metric["ci95"] and metric["value"] < PSNR_CAP_DB
+    assert "capped at 100 dB" in results["protocol"]["psnr"]
+
+
+def test_a_replaced_image_of_another_size_gets_a_new_preset_mask(cli, tmp_path, bench_data, no_metric_weights):
+    from inpaint.masks import make_mask
+
+    source, _ = bench_data
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in source.iterdir():
+        (images / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "preset"
+    args = ["bench", "-m", "telea", "--data", images, "--masks", "lama-thin", "-o", out, "--eval-size", "32",
+            "--no-lpips", "--no-fid"]
+    assert cli(*args).code == 0
+    kept = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png") if p.name != "cat.png"}
+    io.save_image(io.read_image(images / "chelsea.png")[:40, :44], images / "cat.png")  # now 44x40
+    again = cli(*args)
+    assert again.code == 0, again.err
+    expected, _ = make_mask("lama-thin", seed=0, name="cat", height=40, width=44)
+    assert np.array_equal(io.read_mask(out / "masks" / "cat.png"), expected)
+    assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png") if p.name != "cat.png"} == kept
+    assert "telea 1 new / 5 reused" in again.err
+    assert not load(out)[0]["failed_images"]
+
+
+def test_a_plain_rerun_after_an_interrupted_overwrite_reuses_nothing_the_old_settings_made(
+        tmp_path, bench_data, toy_methods, monkeypatch):
+    from inpaint.bench import BenchConfig, run_bench, runner
+
+    images, masks = bench_data
+
+    def config(output: Path, **kw) -> BenchConfig:
+        return BenchConfig(models=["test-shift-a"], data=images, masks=str(masks), output=output, eval_size=32,
+                           lpips=False, fid=False, grid_images=0, worst_k=0, n_boot=10, **kw)
+
+    def outputs(output: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in (output / "outputs" / "test-shift-a").glob("*.png")}
+
+    out = tmp_path / "out"
+    run_bench(config(out, seed=0))
+    old = outputs(out)
+    run_batch, calls = runner._run_batch, []
+
+    def killed_after_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt  # as a Ctrl-C would
+        return run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_batch", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config(out, seed=1, overwrite=True))
+    monkeypatch.setattr(runner, "_run_batch", run_batch)
+    resumed = run_bench(config(out, seed=1))
+    assert resumed.reused == {"test-shift-a": 2} and resumed.written == {"test-shift-a": 4}
+    run_bench(config(tmp_path / "clean", seed=1))
+    clean = outputs(tmp_path / "clean")
+    assert outputs(out) == clean and all(old[name] != clean[name] for name in clean)
+
+
 def test_resume_after_lost_outputs_gives_the_same_numbers(cli, tmp_path, bench_data, no_metric_weights, toy_methods):
     images, masks = bench_data
     out = tmp_path / "resume"

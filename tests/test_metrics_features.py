@@ -162,8 +162,10 @@ def test_kid_equals_the_unbiased_estimator_written_out():
     expected = xx + yy - 2 * xy
 
     result = kid(x, y, subsets=3, subset_size=1000, seed=0)
-    assert result.subset_size == 12
-    assert result.mean == pytest.approx(expected, abs=1e-9) and result.std == pytest.approx(0.0, abs=1e-9)
+    assert result.subset_size == 12 and result.subsets == 1
+    # One subset, the whole set: no spread to report (a std of 0 would read as certainty).
+    assert result.mean == pytest.approx(expected, abs=1e-9) and math.isnan(result.std)
+    assert kid(x, y, subsets=3, subset_size=11, seed=0).std > 0
     assert polynomial_mmd2(torch.from_numpy(x), torch.from_numpy(y)).item() == pytest.approx(expected, abs=1e-9)
     assert kid(x, y, subsets=5, subset_size=6, seed=0) == kid(x, y, subsets=5, subset_size=6, seed=0)
 

@@ -81,8 +81,10 @@ def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, 
     """Write ``preset`` masks for every image of ``data`` into ``output/masks`` unless they are there.
 
     Masks depend only on (preset, seed, stem, size), so existing files from the same preset and
-    seed are kept; anything else is regenerated. An image whose header cannot be read gets no
-    mask; returns those images, by stem, with the error. Call on one process.
+    seed, made for images of the sizes found now, are kept; anything else is regenerated (an image
+    replaced by one of another size gets a new mask, not a refusal or a stretched old one). An
+    image whose header cannot be read gets no mask; returns those images, by stem, with the error.
+    Call on one process.
     """
     from inpaint import atomic, io, mask_sets, masks
 
@@ -93,13 +95,24 @@ def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, 
     if manifest is not None and manifest.get("presets") == [preset] and manifest.get("seed") == seed:
         images, _ = io.list_images(data)
         entries = manifest.get("files", {})
-        if all(entries.get(f"{p.stem}.png", {}).get("image") == p.name for p in images) and all(
-            (folder / f"{p.stem}.png").is_file() for p in images
-        ):
+        if all(_mask_fits(entries.get(f"{p.stem}.png", {}), p) and (folder / f"{p.stem}.png").is_file()
+               for p in images):
             return {}
     summary = mask_sets.masks_for_images(data, folder, presets=[preset], seed=seed, overwrite=True,
                                          skip_unreadable=True)
     return {Path(name).stem: error for name, error in summary.unreadable.items()}
+
+
+def _mask_fits(entry: dict[str, Any], image: Path) -> bool:
+    """A manifest entry was made for this image file at its current size (header only)."""
+    from inpaint import io
+
+    if entry.get("image") != image.name:
+        return False
+    try:
+        return (entry.get("width"), entry.get("height")) == io.image_size(image)
+    except InputError:  # unreadable now: regenerate, which reports it
+        return False
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

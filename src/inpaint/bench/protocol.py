@@ -14,7 +14,7 @@ from typing import Any
 
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.data import MaskSource
-from inpaint.bench.scoring import IMAGE_FILTER, MASK_FILTER, MetricSuite
+from inpaint.bench.scoring import IMAGE_FILTER, MASK_FILTER, PSNR_CAP_DB, MetricSuite
 
 PROTOCOL_PACKAGES = ("torch", "torchvision", "numpy", "pillow", "scikit-image", "scipy", "lpips", "pytorch-fid",
                      "diffusers", "accelerate")
@@ -68,7 +68,8 @@ def protocol_block(config: BenchConfig, source: MaskSource, suite: MetricSuite, 
                        "note": "methods run at their native size on the original image; outputs are saved "
                                "at the image's size and resized for scoring; non-square images are "
                                "resized, not cropped"},
-        "psnr": "per image on 8-bit images, data range 255, then the mean over images; hole: MSE over "
+        "psnr": "per image on 8-bit images, data range 255, capped at "
+                f"{PSNR_CAP_DB:g} dB (an exact fill is +inf), then the mean over images; hole: MSE over "
                 "hole pixels (all channels)",
         "ssim": {"implementation": "inpaint.metrics.ssim, equal to skimage structural_similarity",
                  "window": "gaussian", "sigma": pixel.SSIM_SIGMA, "truncate": pixel.SSIM_TRUNCATE,

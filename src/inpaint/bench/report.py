@@ -55,8 +55,10 @@ def model_json(summary: ModelSummary, unavailable: dict[str, str]) -> dict[str, 
     metrics: dict[str, Any] = {m: metric_json(v) for m, v in summary.metrics.items()}
     if summary.kid is not None:
         kid = summary.kid
+        note = "" if not math.isnan(kid.std) else (
+            f"all {kid.n_fake} images fit in one subset, so every subset is the whole set: no spread to report")
         metrics["kid"] = {"value": number(kid.mean), "std": number(kid.std), "ci95": None, "n": kid.n_fake,
-                          "subsets": kid.subsets, "subset_size": kid.subset_size, "note": ""}
+                          "subsets": kid.subsets, "subset_size": kid.subset_size, "note": note}
     for metric, reason in unavailable.items():
         metrics[metric] = {"status": "unavailable", "reason": reason}
     return {
@@ -112,7 +114,8 @@ def format_cell(summary: ModelSummary, metric: str, unavailable: dict[str, str],
         kid = summary.kid
         if kid is None:
             return "n/a"
-        return f"{kid.mean * 1000:.2f} ± {kid.std * 1000:.2f}" if interval else f"{kid.mean * 1000:.2f}"
+        spread = interval and not math.isnan(kid.std)  # NaN: one subset, the whole set (no spread)
+        return f"{kid.mean * 1000:.2f} ± {kid.std * 1000:.2f}" if spread else f"{kid.mean * 1000:.2f}"
     value = summary.metrics.get(metric)
     if value is None:
         return "n/a"

@@ -99,6 +99,10 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
                        *(runner.output_dir(config, m) for m in config.models)]:
             atomic.remove_stale_temporaries(folder)
         for model in stale:
+            if config.overwrite:
+                # Forget what the old settings made before recording the new ones: were this run
+                # killed, a plain rerun must not take those outputs for its own.
+                runner.clear_logs(config, model)
             runner.write_run_file(config, model)
     dist.barrier()
 

@@ -94,6 +94,12 @@ def write_run_file(config: BenchConfig, model: str) -> None:
     atomic.write_json(output_dir(config, model) / RUN_FILE, run_settings(config, model))
 
 
+def clear_logs(config: BenchConfig, model: str) -> None:
+    """Delete the method's log files: no output on disk counts as done any more (``--overwrite``)."""
+    for path in output_dir(config, model).glob(_LOG_GLOB):
+        path.unlink()
+
+
 def read_logs(folder: Path) -> dict[str, ImageLog]:
     """The latest log line per image from every ``log-rank*.jsonl`` (torn lines are skipped)."""
     latest: dict[str, ImageLog] = {}

@@ -205,7 +205,11 @@ def fid(real: Features, fake: Features) -> MetricValue:
 
 @dataclass(frozen=True)
 class KIDValue:
-    """Kernel Inception distance: mean and (population) standard deviation over subsets."""
+    """Kernel Inception distance: mean and (population) standard deviation over subsets.
+
+    ``std`` is NaN when every subset is both whole sets (N at most the subset size): the subsets
+    are then the same set in another order, and a spread of 0 would only look like certainty.
+    """
 
     mean: float
     std: float
@@ -221,6 +225,7 @@ def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int 
     Each of ``subsets`` rounds draws ``m = min(subset_size, n_real, n_fake)`` real and m fake
     features without replacement (``torch.randperm`` of a generator seeded with ``seed``, real then
     fake: torchmetrics' scheme, so ``torch.manual_seed(seed)`` + torchmetrics gives the same numbers).
+    When m covers both sets whole, one subset is all there is: it is computed once, std is NaN.
     """
     x_all = torch.from_numpy(_accumulator(real).features)
     y_all = torch.from_numpy(_accumulator(fake).features)
@@ -229,6 +234,9 @@ def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int 
         raise ValueError(f"KID needs at least 2 images per set, have {x_all.shape[0]} and {y_all.shape[0]}")
     if subsets < 1:
         raise ValueError(f"subsets must be positive, got {subsets}")
+    if m == x_all.shape[0] == y_all.shape[0]:
+        return KIDValue(mean=float(polynomial_mmd2(x_all, y_all)), std=math.nan, subsets=1, subset_size=m,
+                        n_real=m, n_fake=m)
     generator = torch.Generator().manual_seed(seed)
     scores = torch.empty(subsets, dtype=torch.float64)
     for i in range(subsets):
