@@ -144,7 +144,7 @@ def _hand_written_lora(base: Path, data: Path, size: int, batch: int, steps: int
         with torch.no_grad():
             z0 = vae.encode(x0).latent_dist.sample() * scale
             z_masked = vae.encode(x0 * (masks < 0.5)).latent_dist.sample() * scale
-            mask_latent = F.interpolate(masks, size=z0.shape[2:])
+            mask_latent = F.adaptive_max_pool2d(masks, z0.shape[2:])  # as train-lora does
             ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                             return_tensors="pt").input_ids
             text = text_encoder(ids)[0]

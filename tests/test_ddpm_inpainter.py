@@ -91,12 +91,25 @@ def test_defaults(tiny_unet7_dir, tiny_ddpm_dir):
         (dict(sampler="euler"), "--sampler"),
         (dict(steps=0), "--steps"),
         (dict(steps=1001), "--steps"),
+        (dict(sampler="ddim", steps=600), "--steps 600: DDIM on 600 steps would start at t = 599 of 1000"),
+        (dict(sampler="ddim", steps=400), "use 333 steps"),
         (dict(dtype="fp16"), "--dtype"),
     ],
 )
 def test_bad_options_name_the_flag(tiny_unet7_dir, options, flag):
     with pytest.raises(InputError, match=flag):
         ddpm(tiny_unet7_dir, **options)
+
+
+def test_ddim_step_counts_whose_stride_covers_the_schedule_are_accepted():
+    from inpaint.samplers import steps_problem
+
+    for steps in (1, 2, 3, 7, 10, 25, 30, 50, 100, 250, 300, 333, 500, 1000):
+        assert steps_problem("ddim", steps, 1000) is None, steps
+        assert (1000 // steps) * steps >= 900
+    for steps in (334, 400, 501, 600, 899):
+        assert "use " in steps_problem("ddim", steps, 1000)
+    assert steps_problem("ddpm", 600, 1000) is None and steps_problem("dpmpp", 600, 1000) is None
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io as stdio
 import logging
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +307,23 @@ def test_stale_temporaries_of_a_killed_write_are_recognised(tmp_path, photo):
     io.save_image(photo, tmp_path / "done.png")
     assert atomic.remove_stale_temporaries(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [".keep.me", "done.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_and_folders_get_the_users_usual_modes(tmp_path, photo, umask):
+    """Atomic writes go through tempfile, whose files (0600) and folders (0700) are private."""
+    from inpaint import atomic
+
+    previous = os.umask(umask)
+    try:
+        image = io.save_image(photo, tmp_path / "out.png")
+        folder = atomic.temporary_folder(".checkpoint.", tmp_path)
+        plain_file, plain_folder = tmp_path / "plain", tmp_path / "plain-dir"
+        plain_file.write_bytes(b"")
+        plain_folder.mkdir()
+    finally:
+        os.umask(previous)
+    assert atomic.process_umask() == previous
+    assert stat.S_IMODE(image.stat().st_mode) == stat.S_IMODE(plain_file.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(plain_folder.stat().st_mode) == 0o777 & ~umask

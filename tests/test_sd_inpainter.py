@@ -68,6 +68,25 @@ def test_any_size_comes_back_at_the_input_size(sd):
     assert sd.last_nfe == 2 * STEPS  # classifier-free guidance: two evaluations per step
 
 
+def test_a_hole_thinner_than_a_latent_cell_reaches_the_unets_mask_channel(sd):
+    """Every latent cell holding a hole pixel is hole: one pixel per cell, diffusers' sampling,
+    would miss these strokes and tell the UNet to keep the blanked (grey) pixels."""
+    factor = sd.pipe.vae_scale_factor
+    images, _ = _batch(n=1)
+    masks = torch.zeros(1, 1, 32, 32)
+    masks[:, :, 5, :] = 1  # a one-pixel row off the sampled grid
+    masks[:, :, 16:, 2 * factor + 1] = 1  # a one-pixel column off it
+    seen = []
+    hook = sd.pipe.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0][:1, 4:5].clone()))
+    try:
+        sd(images, masks, [0])
+    finally:
+        hook.remove()
+    expected = torch.nn.functional.max_pool2d(masks, factor)
+    assert expected.sum() > 0 and torch.nn.functional.interpolate(masks, scale_factor=1 / factor).sum() == 0
+    assert all(torch.equal(m.float(), expected) for m in seen) and seen
+
+
 def test_batch_equals_singles_and_seeds_decide(sd):
     images, masks = _batch()
     batch = sd(images, masks, [1, 2])

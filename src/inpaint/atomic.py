@@ -35,8 +35,14 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         )
     except OSError as e:
         raise InputError(f"{destination}: cannot write here ({_why_not_writable(directory, e)})") from e
-    os.close(fd)
     tmp = Path(tmp_name)
+    try:
+        # mkstemp makes the file private (0600); what we write is a result, readable as any file
+        # the user creates (0666 less the umask), like `cp` or Pillow writing it directly.
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's file is not private anyway
+            os.fchmod(fd, 0o666 & ~process_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, destination)
@@ -44,6 +50,36 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux), else set and reset.
+
+    Files and folders made through :mod:`tempfile` are private; callers give them the mode a
+    plain ``open`` or ``mkdir`` would have: 0o666 (files) or 0o777 (folders) less this mask.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # Elsewhere the only way to read it is to set it; the value is restored at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_folder(prefix: str, directory: str | os.PathLike[str]) -> Path:
+    """``tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=directory)`` with a plain folder's mode.
+
+    For folders written whole and renamed into place (checkpoints, saved models): mkdtemp makes
+    them 0700, and once renamed they would stay unreadable to anyone else.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=directory))
+    os.chmod(tmp, 0o777 & ~process_umask())
+    return tmp
 
 
 def _why_not_writable(directory: Path, error: OSError) -> str:

@@ -171,7 +171,8 @@ def make_scheduler(sampler: SchedulerSampler, scheduler_config: Mapping[str, Any
     schedules and sample steps are flawed", Table 2). DDIM keeps "leading" spacing: its step
     assumes the constant stride T // steps, which trailing timesteps break whenever ``steps``
     does not divide T (it would land between timesteps and finish at t = 0, not at the clean
-    image); leading starts a little below T-1 (980 for 50 of 1000 steps). DDIM runs with
+    image); leading starts a little below T-1 (980 for 50 of 1000 steps; counts whose stride
+    covers under 90 % of T are refused by :func:`steps_problem`). DDIM runs with
     eta = 0. DPM-Solver++ is the 2nd-order multistep solver of the diffusion *SDE*
     (``sde-dpmsolver++``, Lu et al. 2022; "DPM++ 2M SDE"), which draws fresh noise at every step:
     with known-region re-imposition its deterministic ODE form scored ~3.7 dB lower hole PSNR on
@@ -198,6 +199,27 @@ def make_scheduler(sampler: SchedulerSampler, scheduler_config: Mapping[str, Any
             sample_max_value=float(config.get("clip_sample_range", 1.0)),
         )
     raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_STEPS)}")
+
+
+def steps_problem(sampler: str, steps: int, train_steps: int) -> str | None:
+    """Why ``steps`` would sample badly with ``sampler`` on a model of ``train_steps`` timesteps, or None.
+
+    DDIM's leading timesteps (see :func:`make_scheduler`) step by ``train_steps // steps``, so the
+    steps cover only ``stride * steps`` of the schedule and the chain starts at
+    ``(steps - 1) * stride``: 980 of 1000 at 50 steps, but 599 at 600 steps, far from the pure
+    noise it is drawn as. Step counts covering less than 90 % of the timesteps are refused (few
+    steps are fine: 2 steps start at 500, as in the DDIM paper).
+    """
+    if sampler != "ddim" or steps > train_steps or _covers(steps, train_steps):
+        return None
+    fine = max(n for n in range(1, steps) if _covers(n, train_steps))
+    return (f"DDIM on {steps} steps would start at t = {(steps - 1) * (train_steps // steps)} of {train_steps}: "
+            f"its stride {train_steps} // {steps} = {train_steps // steps} covers only "
+            f"{train_steps // steps * steps} of the timesteps; use {fine} steps, or the ddpm sampler")
+
+
+def _covers(steps: int, train_steps: int) -> bool:
+    return train_steps // steps * steps >= 0.9 * train_steps
 
 
 def _alpha_bar_after(scheduler: Any, timesteps: torch.Tensor, i: int) -> float:

@@ -30,7 +30,7 @@ from inpaint.models.base import Inpainter, MethodOptions, resize_known
 from inpaint.models.pixel_unet import DEFAULT_BASE
 from inpaint.progress import Progress
 from inpaint.repaint import FAST_STEPS, REPAINT_STEPS
-from inpaint.samplers import DEFAULT_STEPS
+from inpaint.samplers import DEFAULT_STEPS, steps_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -82,6 +82,9 @@ class _PixelDiffusion(Inpainter):
             raise InputError(
                 f"--steps {self.steps}: the model was trained with {train_steps} timesteps; use at most that"
             )
+        problem = steps_problem(self.sampler, self.steps, train_steps)
+        if problem is not None:
+            raise InputError(f"--steps {self.steps}: {problem}")
         self.unet.to(self.device).eval()
         speed_up(self.unet, self.device, channels_last=self.options.channels_last, compile=self.options.compile)
         #: Network evaluations per image in the last call (for benchmarks).

@@ -29,10 +29,10 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inpaint import atomic
 from inpaint.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -289,10 +289,7 @@ def save_completion_unet(
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the saved model should not be
+    tmp = atomic.temporary_folder(f".{out.name}.", out.parent)  # not private, unlike mkdtemp's
     try:
         unet.save_pretrained(tmp, safe_serialization=True)
         (tmp / _SCHEDULER_CONFIG).write_text(json.dumps(scheduler_config, indent=2, sort_keys=True) + "\n")

@@ -10,9 +10,11 @@ given), the pipeline's own scheduler unless ``sampler`` names another.
 - ``crop_padding`` (diffusers' ``padding_mask_crop``): only the hole's bounding box, padded and
   widened to the image's aspect ratio, is generated, at the model's native size (512 px long side
   for SD 1.5) — small holes in large images get full detail.
-- ``mask_blur``: the mask is Gaussian-blurred (diffusers' ``mask_processor.blur``) and the output
-  blended with the input through it, feathering the seam. Off by default: the blend mixes the
-  input's own hole pixels into the hole's rim, so never use it when scoring against ground truth.
+- ``mask_blur``: the mask is Gaussian-blurred outwards only (diffusers' ``mask_processor.blur``,
+  then the maximum with the hard mask) and the output blended with the input through it,
+  feathering the seam into the known pixels; the hole stays fully generated.
+- The mask reaches the UNet max-pooled to the latent grid (:func:`latent_mask`), not sampled
+  one pixel per 8x8 cell as diffusers does: strokes thinner than a cell are never lost.
 - Randomness: one CPU generator per image (initial noise, VAE sampling, ancestral steps), so a
   batch gives the images' single-run results (up to float summation order) on any device.
 - The known pixels are pasted back bit-exactly by :class:`~inpaint.models.base.Inpainter`
@@ -101,6 +103,7 @@ def run_pipeline(
     import torch
 
     progress = progress or NullProgress()
+    _max_pooled_mask_latents(pipe)
     calls = [0]
     hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
     n = images.shape[0]
@@ -172,6 +175,38 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
     if work != (height, width):
         result = F.interpolate(result, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
     return result
+
+
+def latent_mask(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks (N, 1, H, W) in [0, 1] on the latent grid ``size`` (H/8, W/8): a cell is hole if any pixel is.
+
+    diffusers (``prepare_mask_latents``, and its training example) samples one pixel per 8x8 cell
+    instead; a stroke that misses the sampled pixels then vanishes from the UNet's mask channel
+    while its pixels are blanked in the masked image, and the UNet is told to keep that grey. A
+    hole can grow by up to 7 px this way, never shrink; paste-back keeps the known pixels exact.
+    Used at inference and in ``train-lora`` alike.
+    """
+    import torch.nn.functional as F
+
+    return F.adaptive_max_pool2d(masks, size)
+
+
+def _max_pooled_mask_latents(pipe) -> None:
+    """Make ``pipe`` shrink its mask with :func:`latent_mask` (its own resize then changes nothing).
+
+    Idempotent: every pipeline :func:`run_pipeline` is given (ours, or train-lora's validation
+    pipeline) gets it once.
+    """
+    if getattr(pipe, "_inpaint_max_pooled_mask", False):
+        return
+    shrink = pipe.prepare_mask_latents
+
+    def prepare_mask_latents(mask, masked_image, batch_size, height, width, *args, **kwargs):
+        mask = latent_mask(mask, (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor))
+        return shrink(mask, masked_image, batch_size, height, width, *args, **kwargs)
+
+    pipe.prepare_mask_latents = prepare_mask_latents
+    pipe._inpaint_max_pooled_mask = True
 
 
 def _native_size(pipe) -> int:

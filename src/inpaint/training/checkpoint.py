@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +107,7 @@ def save_checkpoint(run_dir: Path, state: TrainingState, keep_last: int) -> Path
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(state.step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    tmp = atomic.temporary_folder(f".{final.name}.", root)
     try:
         optimizer_tensors, optimizer_meta = _split_optimizer(state.optimizer)
         files = {"model.safetensors": {k: v.detach().cpu().contiguous() for k, v in state.model.items()},

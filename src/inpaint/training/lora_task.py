@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inpaint.errors import InputError
-from inpaint.models.sd import DEFAULT_PROMPT
+from inpaint.models.sd import DEFAULT_PROMPT, latent_mask
 from inpaint.models.sd_weights import DEFAULT_SD_BASE
 from inpaint.training.task import TrainingTask
 
@@ -220,7 +220,7 @@ class LoRATask(TrainingTask):
             masked_mean, masked_std = self._posterior(x0 * (masks < 0.5))
             z_masked = masked_mean + masked_std * _per_image_randn(mean.shape[1:], generators).to(device, mean.dtype)
             z_masked = z_masked * scale
-            mask_latent = F.interpolate(masks, size=z0.shape[2:])
+            mask_latent = latent_mask(masks, z0.shape[2:])  # max-pooled, as at inference
             text = self.encode_text(prompts)
         scheduler = self._parts["noise"]
         t = torch.stack([torch.randint(0, scheduler.config.num_train_timesteps, (), generator=g)
