@@ -413,3 +413,63 @@ def test_diffusion_method_with_weights_and_options_from_the_config_file(cli, tmp
     assert json.loads((out / "outputs" / "ddpm" / "run.json").read_text())["options"] == {
         "weights": str(tiny_unet7_dir), "sampler": "ddim", "steps": 2}
     assert "warning: LPIPS" not in result.err  # switched off on purpose: nothing to warn about
+
+
+def test_weights_retrained_into_the_same_folder_are_not_taken_for_the_old_ones(tmp_path, bench_data, toy_methods):
+    import shutil
+
+    from inpaint.bench import BenchConfig, run_bench
+    from inpaint.errors import InputError
+
+    images, masks = bench_data
+    weights = tmp_path / "runs" / "toy"
+    (weights / "unet").mkdir(parents=True)
+    (weights / "unet" / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    (weights / "unet" / "config.json").write_text('{"layers": 2}')
+
+    def config(output: Path, **kw) -> BenchConfig:
+        return BenchConfig(models=["test-shift-a", "telea"], data=images, masks=str(masks), output=output,
+                           eval_size=32, lpips=False, fid=False, grid_images=0, worst_k=0, n_boot=10,
+                           method_options={"test-shift-a": {"weights": str(weights)}}, **kw)
+
+    out = tmp_path / "out"
+    run_bench(config(out))
+    recorded = json.loads((out / "outputs" / "test-shift-a" / "run.json").read_text())
+    assert recorded["options"] == {"weights": str(weights)} and set(recorded["fingerprints"]) == {"weights"}
+    # A method whose options name no local path records what it always did (old run.json files stay valid).
+    assert json.loads((out / "outputs" / "telea" / "run.json").read_text()) == {
+        "model": "telea", "seed": 0, "invert_mask": False, "resize_mask": False, "options": {}}
+    # A copy of the same files (new modification times) is the same model: everything is reused.
+    shutil.copytree(weights, tmp_path / "copy")
+    shutil.rmtree(weights)
+    shutil.copytree(tmp_path / "copy", weights)
+    assert run_bench(config(out)).reused == {"test-shift-a": 6, "telea": 6}
+    # Retrained into the same folder (same size, other bytes): refused, naming the option.
+    (weights / "unet" / "model.safetensors").write_bytes(bytes(reversed(range(256))) * 64)
+    with pytest.raises(InputError, match=r"made with other settings \(weights \(files changed\)\); pass --overwrite"):
+        run_bench(config(out))
+    result = run_bench(config(out, overwrite=True))
+    assert result.written == {"test-shift-a": 6, "telea": 6}
+    assert run_bench(config(out)).reused == {"test-shift-a": 6, "telea": 6}
+    # A run.json from before fingerprints were recorded cannot vouch for its weights.
+    path = out / "outputs" / "test-shift-a" / "run.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "fingerprints"}))
+    with pytest.raises(InputError, match=r"\(weights \(no fingerprint recorded\)\)"):
+        run_bench(config(out))
+
+
+def test_python_api_refuses_a_strength_below_one_as_the_command_line_does(tmp_path, bench_data):
+    from inpaint.bench import BenchConfig, run_bench
+    from inpaint.errors import InputError
+
+    images, masks = bench_data
+    needle = r"strength 0.5 must be 1 in a benchmark \(below 1 the hole starts from the ground truth"
+    with pytest.raises(InputError, match=rf"^method_options\['sd'\]: {needle}"):
+        BenchConfig(models=["sd"], data=images, masks=str(masks), output=tmp_path / "o",
+                    method_options={"sd": {"strength": 0.5}})
+    # Changed after construction: run_bench checks again, before anything is written.
+    config = BenchConfig(models=["sd"], data=images, masks=str(masks), output=tmp_path / "o")
+    config.method_options["sd"] = {"strength": 0.5}
+    with pytest.raises(InputError, match=needle):
+        run_bench(config)
+    assert not (tmp_path / "o").exists()

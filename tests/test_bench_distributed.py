@@ -94,3 +94,53 @@ def test_two_processes_equal_one_process(tmp_path, seven_images, random_lpips_al
         for name, value in metrics_one.items():
             assert metrics_two[name]["n"] == value["n"] == 7
             assert metrics_two[name]["value"] == pytest.approx(value["value"], rel=1e-6, abs=1e-9), name
+
+
+# A caller that goes on after an error (a notebook, a sweep over settings) rather than exiting: a
+# process left waiting for the others shows up as a missing error file or a hang, not as a kill by
+# the launcher.
+FAILING_ENTRY = textwrap.dedent("""
+    import os
+    import sys
+    from pathlib import Path
+
+    from inpaint.bench import BenchConfig, run_bench
+    from inpaint.errors import InputError
+
+    data, output = Path(sys.argv[1]), Path(sys.argv[2])
+    config = BenchConfig(models=["telea"], data=data, masks="lama-thin", output=output, lpips=False, fid=False,
+                         device="cpu")
+    try:
+        run_bench(config)
+    except InputError as e:
+        (output.parent / f"error-rank{os.environ['RANK']}.txt").write_text(str(e))
+""")
+
+
+def test_a_preset_mask_failure_on_the_main_process_fails_every_process(tmp_path):
+    import signal
+
+    from inpaint import io
+
+    data = tmp_path / "test"
+    data.mkdir()
+    for name in ("a.png", "a.jpg", "b.png"):  # two images of one stem: the main process cannot draw masks
+        io.save_image(np.zeros((16, 16, 3), np.uint8), data / name)
+    entry = tmp_path / "failing_entry.py"
+    entry.write_text(FAILING_ENTRY)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launched = subprocess.Popen([torchrun, "--standalone", "--nproc_per_node", "2", str(entry), str(data),
+                                 str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)
+    try:
+        _, stderr = launched.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(launched.pid, signal.SIGKILL)  # the launcher and every process it started
+        launched.communicate()
+        raise AssertionError("a process is still waiting for the others") from None
+    assert launched.returncode == 0, stderr[-3000:]
+    expected = "a.jpg and a.png would both get the mask a.png; rename one"
+    for rank in (0, 1):
+        assert (tmp_path / f"error-rank{rank}.txt").read_text() == expected
+    assert not (tmp_path / "out" / "outputs").exists()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from inpaint.bench import BenchConfig, parse_method_settings
+from inpaint.bench.distributed import Dist
 from inpaint.bench.scoring import Record, ScoreShard
 from inpaint.bench.summary import grid_names, merge
 from inpaint.cli.bench import expand_models
@@ -94,3 +95,106 @@ def test_grid_sample_is_fixed_and_independent_of_order():
     assert len(sample) == 8 and sample == sorted(sample)
     assert grid_names(list(reversed(names)), 8, seed=0) == sample
     assert grid_names(names, 8, seed=1) != sample
+
+
+def test_path_fingerprint_follows_the_weight_files_not_their_times_or_other_files(tmp_path):
+    import os
+    import shutil
+
+    from inpaint.bench.runner import path_fingerprint
+
+    model = tmp_path / "model"
+    (model / "unet").mkdir(parents=True)
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB: only its ends are read
+    (model / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(big)
+    (model / "unet" / "config.json").write_text("{}")
+    first = path_fingerprint(model)
+    shutil.copytree(model, tmp_path / "copy")
+    os.utime(tmp_path / "copy" / "unet" / "config.json", (0, 0))
+    assert path_fingerprint(tmp_path / "copy") == first  # copied, other times: the same model
+    (model / "README.md").write_text("notes")
+    (model / ".cache").mkdir()
+    (model / ".cache" / "x.bin").write_bytes(b"cache")
+    (model / "unet" / ".tmp.safetensors").write_bytes(b"partial")
+    assert path_fingerprint(model) == first  # neither a weight-ish file nor a visible one
+    (model / "unet" / "config.json").write_text('{"a": 1}')
+    assert path_fingerprint(model) != first
+    (model / "unet" / "config.json").write_text("{}")
+    last = bytearray(big)
+    last[-1] ^= 1  # the last MiB of a retrained checkpoint differs
+    (model / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(bytes(last))
+    assert path_fingerprint(model) != first
+    (model / "unet" / "diffusion_pytorch_model.safetensors").rename(model / "unet" / "other.safetensors")
+    assert path_fingerprint(model) != path_fingerprint(tmp_path / "copy")
+    # A file is fingerprinted whatever its suffix (a captions file, a LoRA file).
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a cat")
+    before = path_fingerprint(captions)
+    captions.write_text("a dog")
+    assert path_fingerprint(captions) != before
+
+
+def test_run_settings_fingerprint_local_paths_only(tmp_path):
+    from inpaint.bench.runner import path_fingerprint, run_settings
+
+    lora = tmp_path / "lora.safetensors"
+    lora.write_bytes(b"lora")
+    config = BenchConfig(models=["sd", "telea"], data="d", masks="m", output="o", method_options={
+        "sd": {"weights": "someone/sd-inpainting", "lora": str(lora), "captions": str(tmp_path / "missing.json")}})
+    assert run_settings(config, "sd")["fingerprints"] == {"lora": path_fingerprint(lora)}  # hub ids as they are
+    assert "fingerprints" not in run_settings(config, "telea")
+
+
+def test_strength_below_one_is_refused_from_python_too():
+    with pytest.raises(InputError, match=r"^method_options\['sd'\]: strength 0.5 must be 1 in a benchmark"):
+        BenchConfig(models=["sd"], data="d", masks="m", output="o", method_options={"sd": {"strength": 0.5}})
+    with pytest.raises(InputError, match=r"steps expects a number, got '50'"):
+        BenchConfig(models=["ddpm"], data="d", masks="m", output="o", method_options={"ddpm": {"steps": "50"}})
+    assert BenchConfig(models=["sd"], data="d", masks="m", output="o",
+                       method_options={"sd": {"strength": 1.0}}).options_for("sd").strength == 1.0
+
+
+class FakeDist(Dist):
+    """Rank ``rank`` of two processes; ``gather`` returns what the other rank is said to send."""
+
+    def __init__(self, rank: int, other: object = None) -> None:
+        super().__init__(rank=rank, world=2)
+        self.other, self.sent = other, []
+
+    def barrier(self) -> None:  # every exchange must go through gather, the one that carries a status
+        raise AssertionError("a bare barrier: a process whose partner failed would wait in it forever")
+
+    def gather(self, obj):
+        self.sent.append(obj)
+        return [obj, self.other] if self.rank == 0 else [self.other, obj]
+
+
+@pytest.fixture
+def duplicate_stems(tmp_path):
+    """A test folder with two images of one stem: drawing preset masks for it fails."""
+    from inpaint import io
+
+    data = tmp_path / "test"
+    data.mkdir()
+    for name in ("a.png", "a.jpg", "b.png"):
+        io.save_image(np.zeros((16, 16, 3), np.uint8), data / name)
+    return BenchConfig(models=["telea"], data=data, masks="lama-thin", output=tmp_path / "out")
+
+
+def test_preset_mask_failure_on_the_main_process_is_sent_to_the_others(duplicate_stems):
+    from inpaint.bench.run import _pairs
+
+    main = FakeDist(rank=0)
+    with pytest.raises(InputError) as raised:
+        _pairs(duplicate_stems, main)
+    assert "a.jpg" in str(raised.value) and main.sent == [str(raised.value)]
+
+
+def test_other_processes_raise_the_main_process_error_instead_of_waiting(duplicate_stems):
+    from inpaint.bench.run import _pairs
+
+    other = FakeDist(rank=1, other="a.jpg and a.png would both get the mask a.png; rename one")
+    with pytest.raises(InputError, match=r"^a.jpg and a.png would both get the mask a.png; rename one$"):
+        _pairs(duplicate_stems, other)
+    assert other.sent == [None]
+    assert not (duplicate_stems.output / "masks").exists()  # it drew nothing itself

@@ -87,6 +87,18 @@ class BenchConfig:
         if unknown:
             raise InputError(f"settings given for {', '.join(unknown)}, which is not among --models "
                              f"({', '.join(self.models)})")
+        self.check_method_options()
+
+    def check_method_options(self) -> None:
+        """InputError for a per-method value out of range (Stable Diffusion's ``strength`` below 1).
+
+        The command line checks these as it parses them; settings given from Python are checked
+        here (on construction, and again by ``run_bench`` in case they were changed since), so
+        that no path lets a method start from the ground truth under the hole.
+        """
+        for model, settings in self.method_options.items():
+            for key, value in settings.items():
+                _check_range(key, value, f"method_options[{model!r}]")
 
     @property
     def scoring(self) -> Literal["composite", "raw"]:
@@ -199,5 +211,12 @@ _RANGES = {
 
 
 def _check_range(key: str, value: Any, label: str) -> None:
-    if value is not None and key in _RANGES and not _RANGES[key][0](value):
+    """InputError if ``value`` is outside the range every method agrees on for ``key``."""
+    if value is None or key not in _RANGES:
+        return
+    try:
+        ok = _RANGES[key][0](value)
+    except TypeError:  # a string from Python, say: the command line converts before checking
+        raise InputError(f"{label}: {key} expects a number, got {value!r}") from None
+    if not ok:
         raise InputError(f"{label}: {key} {value} {_RANGES[key][1]}")

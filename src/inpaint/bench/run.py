@@ -68,24 +68,49 @@ def _check_methods(config: BenchConfig) -> None:
 
 
 def _pairs(config: BenchConfig, dist: Dist) -> tuple[list[data.BenchPair], data.MaskSource]:
+    """The pairs and their source; with a preset, the main process draws the masks first.
+
+    Drawing them can fail (no images, two images with one stem, a folder that cannot be
+    written). The main process then tells the others, which wait for the masks, instead of
+    leaving them in a barrier forever: every process raises the same one-line InputError.
+    """
     if data.is_preset(config.masks):
-        unreadable = {}
+        unreadable, error = {}, None
         if dist.is_main:
-            unreadable = data.preset_masks(config.data, config.output, config.masks, config.seed)
-        dist.barrier()
+            try:
+                unreadable = data.preset_masks(config.data, config.output, config.masks, config.seed)
+            except Exception as e:  # noqa: BLE001 - re-raised below, on every process
+                if dist.world == 1:
+                    raise
+                error = e
+        # A collective, so also the barrier at which the other processes wait for the masks.
+        statuses = dist.gather(None if error is None else _one_line(error))
+        message = next((m for m in statuses if m is not None), None)
+        if message is not None:
+            dist.close()  # every process knows: leave the group (one left behind can abort the exit)
+            if isinstance(error, InputError):
+                raise error
+            raise InputError(message) from error
         return data.collect_pairs(config.data, config.output / data.MASKS_SUBDIR, config.output, kind="preset",
                                   preset=config.masks, unreadable=unreadable)
     return data.collect_pairs(config.data, Path(config.masks), config.output, kind="folder", preset=None)
 
 
+def _one_line(error: Exception) -> str:
+    """An error as the CLI would print it: an InputError's message, else its type and message."""
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult | None:
     """Run the benchmark described by ``config``; returns the result on the main process, None elsewhere.
 
-    Raises :class:`InputError` for bad inputs, unavailable methods, settings that differ from the
-    outputs already in ``config.output`` (unless ``overwrite``), and, with ``strict``, missing
-    metric weights.
+    Raises :class:`InputError` for bad inputs, per-method values out of range (Stable Diffusion's
+    ``strength`` below 1), unavailable methods, settings or weight files that differ from those
+    the outputs already in ``config.output`` were made with (unless ``overwrite``), and, with
+    ``strict``, missing metric weights.
     """
     progress = progress or NullProgress()
+    config.check_method_options()
     data.check_inputs(config.data, config.masks, config.output)
     _check_methods(config)
     dist, device = _devices(config)
@@ -165,7 +190,7 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
     files["per_image"] = out / "per_image.csv"
     report.write_per_image_csv(files["per_image"], merged.records, logs, unavailable)
 
-    options = {m: {**runner.run_settings(config, m)["options"], "device": config.options_for(m).device}
+    options = {m: {**runner.recorded_options(config, m), "device": config.options_for(m).device}
                for m in config.models}
     protocol = protocol_block(config, source, suite, device=device, processes=world)
     results = report.results_json(config, summaries, n_images=len(scored), empty_masks=merged.empty_masks,

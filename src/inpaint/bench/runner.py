@@ -3,8 +3,10 @@
 Each method writes its **raw** output (no known pixels pasted back; scoring decides) at the
 image's own size to ``<output>/outputs/<method>/<stem>.png``, atomically. Beside them:
 
-- ``run.json``: the method's settings and the seed. A rerun with other settings is refused
-  (``--overwrite`` regenerates everything), because mixing outputs of two settings would be wrong;
+- ``run.json``: the method's settings and the seed, and a fingerprint of the files that options
+  naming a local path point to (weights, LoRA, captions). A rerun with other settings, or with
+  those files changed (a model retrained into the same folder), is refused (``--overwrite``
+  regenerates everything), because mixing outputs of two settings would be wrong;
 - ``log-rank<k>.jsonl``: one line per image written (input hashes, seconds, network evaluations,
   peak memory). An output is reused on resume only when a log line says it was made from the
   same image and mask bytes; a crash between writing an image and its line just redoes it.
@@ -16,7 +18,9 @@ process, so all methods see the same pairs and seeds.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -35,6 +39,13 @@ from inpaint.seeding import derive_seed
 
 RUN_FILE = "run.json"
 _LOG_GLOB = "log-rank*.jsonl"
+#: Options that may name a local file or folder whose contents the outputs depend on.
+PATH_OPTIONS = ("weights", "lora", "captions")
+#: Files of a folder that the fingerprint covers: weights and the configs beside them.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json")
+#: Bytes read from each end of a file for its fingerprint (weights are GBs; hashing them whole
+#: would cost minutes on every run).
+_FINGERPRINT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,17 +65,97 @@ def output_dir(config: BenchConfig, model: str) -> Path:
     return config.output / OUTPUTS_SUBDIR / model
 
 
-def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
-    """What the outputs of ``model`` depend on besides the input files (device excluded)."""
+def recorded_options(config: BenchConfig, model: str) -> dict[str, Any]:
+    """The options of ``model`` that differ from MethodOptions' defaults (device excluded).
+
+    Only those: a field added to MethodOptions later does not make earlier outputs look stale.
+    """
     from inpaint.models.base import MethodOptions
 
     defaults = asdict(MethodOptions())
-    # Only settings that differ from the defaults: a field added to MethodOptions later does not
-    # make earlier outputs look stale.
-    options = {k: v for k, v in asdict(config.options_for(model)).items()
-               if k not in ("device", "local_only") and v != defaults[k]}
-    return {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
-            "resize_mask": config.resize_mask, "options": options}
+    return {k: v for k, v in asdict(config.options_for(model)).items()
+            if k not in ("device", "local_only") and v != defaults[k]}
+
+
+def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
+    """What the outputs of ``model`` depend on besides the input files (device excluded).
+
+    ``fingerprints`` (option -> :func:`path_fingerprint`) is there only when an option of
+    :data:`PATH_OPTIONS` names an existing local path, so that the run.json of a method with no
+    such option (a classical one) stays what it was before fingerprints were recorded.
+    """
+    options = recorded_options(config, model)
+    settings = {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
+                "resize_mask": config.resize_mask, "options": options}
+    fingerprints = {}
+    for key in PATH_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, str) and Path(value).expanduser().exists():
+            fingerprints[key] = path_fingerprint(Path(value).expanduser())
+    if fingerprints:
+        settings["fingerprints"] = fingerprints
+    return settings
+
+
+def path_fingerprint(path: Path) -> str:
+    """A cheap SHA-256 that changes when the weights at ``path`` (a file or a folder) change.
+
+    For a folder, every file with a weight or config suffix (:data:`_WEIGHT_SUFFIXES`), searched
+    recursively, skipping names that start with ``.`` (caches, VCS folders); for a file, the file
+    whatever its suffix. Each file contributes its relative path, its size and a SHA-256 of its
+    first and last MiB: retrained weights differ there, and a multi-GB checkpoint is not read
+    whole. Modification times are not used, so a copied model folder is the same model.
+    """
+    if path.is_file():
+        files = [(path, "")]
+    else:
+        files = []
+        seen: set[str] = set()
+        for root, dirs, names in os.walk(path, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # a symlink loop
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in names:
+                if not name.startswith(".") and name.lower().endswith(_WEIGHT_SUFFIXES):
+                    file = Path(root) / name
+                    files.append((file, file.relative_to(path).as_posix()))
+    digest = hashlib.sha256()
+    for file, name in sorted(files, key=lambda item: item[1]):
+        digest.update(f"{name}\t{_file_fingerprint(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_fingerprint(path: Path) -> str:
+    """``size:sha256(first MiB + last MiB)``, or a marker for a file that cannot be read.
+
+    A ``.safetensors`` file is taken by content: its JSON header (which the library writes in a
+    different key order each time the same tensors are saved) with its keys sorted, then the
+    tensor bytes' first and last MiB. A re-export of the same weights is then the same file.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start, digest = 0, hashlib.sha256()
+            if path.suffix == ".safetensors" and size >= 8:
+                length = int.from_bytes(f.read(8), "little")
+                if 0 < length <= min(size - 8, 100 << 20):
+                    try:
+                        header = json.loads(f.read(length))
+                        digest.update(json.dumps(header, sort_keys=True).encode())
+                        start = 8 + length
+                    except ValueError:  # not a safetensors header after all: take the bytes
+                        pass
+            f.seek(start)
+            digest.update(f.read(_FINGERPRINT_BYTES))
+            if size - start > _FINGERPRINT_BYTES:
+                f.seek(max(size - _FINGERPRINT_BYTES, start + _FINGERPRINT_BYTES))
+                digest.update(f.read(_FINGERPRINT_BYTES))
+    except OSError as e:  # loading reports it; here it only has to be stable
+        return f"unreadable ({type(e).__name__})"
+    return f"{size}:{digest.hexdigest()}"
 
 
 def check_run_file(config: BenchConfig, model: str) -> bool:
@@ -82,6 +173,12 @@ def check_run_file(config: BenchConfig, model: str) -> bool:
     if recorded != wanted:
         changed = sorted(k for k in set(recorded.get("options", {})) | set(wanted["options"])
                          if recorded.get("options", {}).get(k) != wanted["options"].get(k))
+        before, now = recorded.get("fingerprints") or {}, wanted.get("fingerprints", {})
+        for key in PATH_OPTIONS:
+            if key not in changed and before.get(key) != now.get(key):
+                # Same path, other contents (a model retrained into the same folder); or a run.json
+                # written before fingerprints were recorded, which cannot vouch for its files.
+                changed.append(f"{key} ({'files changed' if key in before else 'no fingerprint recorded'})")
         changed += [k for k in ("seed", "invert_mask", "resize_mask") if recorded.get(k) != wanted[k]]
         raise InputError(
             f"{path}: these outputs were made with other settings ({', '.join(changed) or 'model'}); "
