@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -164,3 +165,57 @@ def test_no_paste_back_keeps_the_raw_output(cli, tmp_path, pair, photo, center_m
     assert np.array_equal(pasted[~center_mask], photo[~center_mask])
     assert not np.array_equal(raw[~center_mask], photo[~center_mask])
     assert np.array_equal(raw[center_mask], pasted[center_mask])
+
+
+def test_the_concat_file_obeys_the_output_rules(cli, tmp_path, pair):
+    image, mask = pair
+    out = tmp_path / "out.png"
+    side = tmp_path / "out_concat.png"
+    side.write_bytes(b"keep me")
+    result = cli("complete", image, mask, "-o", out, "-m", "telea", "--concat")
+    assert result.code == 2 and f"{side}: already exists (use --overwrite" in result.err
+    assert side.read_bytes() == b"keep me" and not out.exists()
+    assert cli("complete", image, mask, "-o", out, "-m", "telea", "--concat", "--overwrite").code == 0
+    assert io.read_image(side).shape == (64, 3 * 64 + 4, 3)
+    # -o in/photo.png puts the side-by-side image on in/photo_concat.png: when that is the IMAGE,
+    # it must survive, even with --overwrite.
+    victim = image.parent / "photo_concat.png"
+    victim.write_bytes(image.read_bytes())
+    before = image.read_bytes()
+    result = cli("complete", victim, mask, "-o", image, "-m", "telea", "--concat", "--overwrite")
+    assert result.code == 2 and f"{victim}: the output would overwrite the input" in result.err
+    assert victim.read_bytes() == before and image.read_bytes() == before
+
+
+def test_folder_concat_never_writes_into_an_input_folder(cli, tmp_path, photo, center_mask):
+    out = tmp_path / "out"
+    out.mkdir()
+    images, masks = _folder(tmp_path, photo, center_mask)
+    images = images.rename(out / "concat")  # where --concat writes out/concat/img0.png, ...
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    result = cli("complete", images, masks, "-o", out, "-m", "telea", "--concat")
+    assert result.code == 2 and "holds input files" in result.err
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+    assert not list(out.glob("*.png"))
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_unwritable_output_is_refused_before_the_model_loads(cli, tmp_path, pair, photo, center_mask,
+                                                               monkeypatch, where):
+    from inpaint import models
+
+    if where == "proc" and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc here")
+    loaded = []
+    monkeypatch.setattr(models.MethodInfo, "load", lambda info, options: loaded.append(info.name))
+    image, mask = pair
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file")
+    out = blocker / "o.png" if where == "under-a-file" else "/proc/inpaint-test-output.png"
+    result = cli("complete", image, mask, "-o", out, "-m", "telea", "--concat")
+    assert result.code == 2 and "cannot write here" in result.err and loaded == [], result
+    images, masks = _folder(tmp_path, photo, center_mask)
+    out_dir = blocker / "out" if where == "under-a-file" else "/proc/inpaint-test-output"
+    result = cli("complete", images, masks, "-o", out_dir, "-m", "telea")
+    assert result.code == 2 and "cannot write here" in result.err and loaded == [], result
+    assert blocker.read_text() == "a regular file"

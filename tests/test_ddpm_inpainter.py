@@ -179,6 +179,26 @@ def test_repaint_fast(tiny_ddpm_dir, batch):
     assert method.last_nfe == 10 + 4 * 4 * 2
 
 
+@pytest.mark.parametrize("method", ["ddpm", "repaint"])
+def test_results_are_antialiased_when_shrunk_back_to_a_smaller_input(request, monkeypatch, method):
+    """The native-size sample goes back to a smaller input through a low-pass (no moire); to a
+    larger one through plain bicubic, as before."""
+    from inpaint.samplers import SampleResult
+
+    weights = request.getfixturevalue("tiny_unet7_dir" if method == "ddpm" else "tiny_ddpm_dir")
+    inpainter = (ddpm if method == "ddpm" else repaint)(weights, steps=2)
+    # A sampler whose result is a one-pixel checkerboard at the native 32x32, in [-1, 1].
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1
+    sample = checker.expand(1, 3, 32, 32)
+    monkeypatch.setattr(inpainter, "_sample", lambda x0, masks, generators, progress: SampleResult(sample, 2))
+    small = inpainter(torch.zeros(1, 3, 20, 20), torch.ones(1, 1, 20, 20), seeds=[0])
+    # Aliased (plain bicubic), 32 -> 20 turns the checkerboard into a beat of std 0.23.
+    assert small.shape == (1, 3, 20, 20) and float(small.std()) < 0.02
+    large = inpainter(torch.zeros(1, 3, 48, 48), torch.ones(1, 1, 48, 48), seeds=[0])
+    plain = torch.nn.functional.interpolate((sample + 1) / 2, size=(48, 48), mode="bicubic", align_corners=False)
+    assert torch.equal(large, plain.clamp(0, 1))
+
+
 def test_full_mask_is_plain_generation(tiny_unet7_dir, batch):
     images = batch[0][:1]
     out = ddpm(tiny_unet7_dir, sampler="ddim", steps=2)(images, torch.ones(1, 1, 64, 64), seeds=[0])

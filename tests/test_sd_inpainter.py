@@ -125,6 +125,21 @@ def test_lora_changes_the_output_and_sets_the_default_prompt(tiny_sd_inpaint_dir
     assert torch.equal(again(images, masks, [0]), with_lora(images, masks, [0]))  # deterministic: no dropout
 
 
+def test_an_empty_prompt_is_used_as_given(tiny_sd_inpaint_dir, lora_dir, sd):
+    """``--prompt ""`` asks for unconditional generation: neither the LoRA's prompt nor the default replaces it."""
+    with_lora = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, lora=str(lora_dir), prompt=""))
+    assert with_lora.prompt == "" and with_lora.prompts(None, 2) == ["", ""]
+    guided = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, prompt=""))  # guidance 7.5
+    unguided = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, prompt="", guidance=1.0))
+    assert guided.prompt == unguided.prompt == ""
+    images, masks = _batch(n=1)
+    # "" reaches the pipeline: guidance has nothing to amplify (the conditional half is the
+    # unconditional one), and the result is not the default prompt's.
+    result = guided(images, masks, [0])
+    assert torch.allclose(result, unguided(images, masks, [0]), atol=1e-5)
+    assert not torch.allclose(result, sd(images, masks, [0]), atol=1e-4)
+
+
 def test_wrong_or_damaged_lora_files_are_refused(tiny_sd_inpaint_dir, lora_dir, tmp_path):
     weights = load_file(lora_dir / "pytorch_lora_weights.safetensors")
     cases = {

@@ -11,6 +11,8 @@ image at a time; at most one batch of images is held in memory.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import re
@@ -181,6 +183,46 @@ def check_distinct(output: Path, *inputs: Path) -> None:
             raise InputError(f"{output}: the output would overwrite the input {source}")
 
 
+class _Probed(Exception):
+    """Raised inside :func:`atomic.atomic_path` so that it discards its temporary file."""
+
+
+def check_writable(output: Path) -> None:
+    """Refuse an output file that cannot be written, before any slow work (one InputError line).
+
+    Creates the output's folder and a temporary file in it exactly as the final write will
+    (:func:`atomic.atomic_path`), then discards the temporary file and the folders it had to
+    create: an existing ``output`` is left untouched, and a run refused later (a bad option, an
+    unreadable image) leaves nothing behind. Catches a path under a regular file, a read-only
+    folder, a virtual one (``/proc``).
+    """
+    output = Path(output)
+    created = [folder for folder in [output.parent, *output.parent.parents] if not folder.exists()]
+    try:
+        with atomic.atomic_path(output):
+            raise _Probed
+    except _Probed:
+        pass
+    finally:
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def concat_folder(output_dir: Path) -> Path:
+    """Where ``--concat`` writes for an output folder: ``out/`` -> ``out/concat/``."""
+    return Path(output_dir) / "concat"
+
+
+def check_concat_folders(pairs: Sequence[Pair]) -> None:
+    """Refuse a ``--concat`` folder that holds inputs: its ``<name>.png`` files would replace them."""
+    inputs = {path.parent.resolve() for pair in pairs for path in (pair.image, pair.mask)}
+    for folder in {concat_folder(pair.output.parent) for pair in pairs}:
+        if folder.resolve() in inputs:
+            raise InputError(f"{folder}: --concat writes its images here, but it holds input files; "
+                             "choose another output folder")
+
+
 def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: str = ".png") -> tuple[list[Pair], list[str]]:
     """Match images to masks by file stem; returns the pairs and the non-image files ignored.
 
@@ -253,13 +295,17 @@ def complete_folder(
     depend on ``batch_size`` and memory holds one batch. A pair that fails with an
     :class:`InputError` (unreadable image, wrong mask size, a mask the method cannot fill) is
     recorded in ``report.failed`` and the others go on. ``concat`` also writes
-    ``<output>/concat/<name>.png``.
+    ``<output>/concat/<name>.png``, with its pair: the result file marks a pair done, so a pair
+    redone (its result missing, or ``overwrite``) replaces its concat file too; a concat folder
+    that holds inputs is refused (:func:`check_concat_folders`).
     """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if concat:
+        check_concat_folders(pairs)
     progress = progress or NullProgress()
     report = CompletionReport(method=inpainter.name, seed=seed, batch_size=batch_size)
-    for folder in {pair.output.parent for pair in pairs} | {pair.output.parent / "concat" for pair in pairs}:
+    for folder in {pair.output.parent for pair in pairs} | {concat_folder(pair.output.parent) for pair in pairs}:
         atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
@@ -316,7 +362,7 @@ def _record(pair: Pair, outcome: Completed | InputError, report: CompletionRepor
         progress.advance(1)
         return
     if concat:
-        io.save_image(outcome.concat(), pair.output.parent / "concat" / f"{pair.name}.png")
+        io.save_image(outcome.concat(), concat_folder(pair.output.parent) / f"{pair.name}.png")
     io.save_image(outcome.result, pair.output)
     report.written.append(pair.name)
     if outcome.empty_mask:

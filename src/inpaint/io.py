@@ -126,7 +126,12 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def _to_8bit(image: Image.Image, label: str) -> Image.Image:
-    """Return an 8-bit image (mode L, RGB, RGBA…); 16-bit and float data are scaled, not clipped."""
+    """Return an 8-bit image (mode L, LA, RGB, RGBA…); 16-bit and float data are scaled, not clipped.
+
+    A 16-bit gray PNG's transparent value (its tRNS chunk) becomes an explicit alpha channel
+    (mode LA): only pixels of exactly that 16-bit value are transparent, not the 257 values that
+    share its 8-bit level.
+    """
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
@@ -134,7 +139,12 @@ def _to_8bit(image: Image.Image, label: str) -> Image.Image:
                 f"{label}: 32-bit integer pixels outside 0..65535 ({values.min()}..{values.max()})"
             )
         # Scale 0..65535 onto 0..255 with rounding (65535 / 255 = 257 exactly).
-        return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
+        gray = ((values + 128) // 257).astype(np.uint8)
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):
+            alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+            return Image.fromarray(np.stack([gray, alpha], axis=-1), mode="LA")
+        return Image.fromarray(gray, mode="L")
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 1)):

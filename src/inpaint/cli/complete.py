@@ -192,9 +192,21 @@ def _complete_one(info, method_options, image: str, mask: str, output: str, *, s
         io.format_for(out_path)  # fail on an unknown suffix before any work
         if out_path.is_dir():
             raise InputError(f"{output}: is a folder; give an output file name for a single image")
-        completion.check_distinct(out_path, *(Path(p) for p in (image, mask) if p != STDIO))
-        if out_path.exists() and not overwrite:
-            raise InputError(f"{output}: already exists (use --overwrite to replace it)")
+        # The --concat file is an output like the result: the same rules, checked as early.
+        targets = [(output, out_path)]
+        if concat:
+            side_by_side = completion.concat_path(out_path)
+            if side_by_side.is_dir():
+                raise InputError(f"{side_by_side}: is a folder, but --concat writes its image there")
+            targets.append((str(side_by_side), side_by_side))
+        inputs = [Path(p) for p in (image, mask) if p != STDIO]
+        for label, target in targets:
+            completion.check_distinct(target, *inputs)
+            if target.exists() and not overwrite:
+                raise InputError(f"{label}: already exists (use --overwrite to replace it)")
+        # Before the model loads (minutes for sd on a CPU): an unwritable -o fails at once. The
+        # concat file goes to the same folder, so one probe answers for both.
+        completion.check_writable(out_path)
     image_source, image_label = _source(image)
     mask_source, mask_label = _source(mask)
     started = time.perf_counter()
@@ -239,6 +251,12 @@ def _complete_folder(info, method_options, images_dir: Path, masks: str, output:
     pairs, ignored = completion.pair_folders(images_dir, Path(masks), out_dir)
     if ignored:
         console.warn(f"{images_dir}: skipped {len(ignored)} non-image file(s), e.g. {ignored[0]}")
+    if concat:
+        completion.check_concat_folders(pairs)
+    # Before the model loads: an unwritable -o fails at once, not at the first result.
+    completion.check_writable(pairs[0].output)
+    if concat:
+        completion.check_writable(completion.concat_folder(out_dir) / f"{pairs[0].name}.png")
     inpainter = info.load(method_options)
     with RichProgress(disable=json_output) as progress:
         report = completion.complete_folder(

@@ -12,7 +12,8 @@
 Both run the model at its native resolution (``unet.config.sample_size``): other sizes are
 resized to it and back. The resize reads the known pixels alone
 (:func:`~inpaint.models.base.resize_known`: a normalised bicubic convolution, masks by
-max-pooling so thin holes survive), so nothing under the hole reaches the model; the base
+max-pooling so thin holes survive), so nothing under the hole reaches the model. The result is
+resized back with bicubic, antialiased when the input is smaller than the model's size; the base
 class pastes the known pixels back at full resolution.
 
 This module imports nothing heavy at import time, so the registry can call the cheap
@@ -122,7 +123,10 @@ class _PixelDiffusion(Inpainter):
             result = self._sample(x0, small_masks.to(self.device), generators, progress)
         out = from_model_range(result.images.float().cpu())
         if size != native:
-            out = F.interpolate(out, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+            # Shrinking needs a low-pass first, or detail finer than the input's pixels aliases
+            # into moire; enlarging keeps plain bicubic (the antialiased kernel differs there too).
+            shrinks = size[0] < native[0] or size[1] < native[1]
+            out = F.interpolate(out, size=size, mode="bicubic", antialias=shrinks, align_corners=False).clamp(0, 1)
         self.last_nfe = result.nfe
         return out
 

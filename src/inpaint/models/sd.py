@@ -173,7 +173,9 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
     if settings.mask_blur > 0:
         result = soft * result + (1 - soft) * x
     if work != (height, width):
-        result = F.interpolate(result, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+        # Always a shrink (the work size is rounded up): low-pass first, as ddpm does.
+        result = F.interpolate(result, size=(height, width), mode="bicubic", antialias=True,
+                               align_corners=False).clamp(0, 1)
     return result
 
 
@@ -274,8 +276,12 @@ class SDInpainter(Inpainter):
             self.pipe.scheduler = make_scheduler(o.sampler, self.pipe.scheduler.config)
         self.lora_metadata = load_lora(self.pipe, o.lora, self.base) if o.lora else {}
         _apply_levers(self.pipe, o, self.device)
-        #: The prompt of images without a caption: --prompt, else the LoRA's training prompt.
-        self.prompt = o.prompt or self.lora_metadata.get("inpaint_prompt") or DEFAULT_PROMPT
+        #: The prompt of images without a caption: --prompt, else the LoRA's training prompt. An
+        #: empty --prompt is a choice (unconditional generation), not a missing one: it is kept.
+        if o.prompt is not None:
+            self.prompt = o.prompt
+        else:
+            self.prompt = self.lora_metadata.get("inpaint_prompt") or DEFAULT_PROMPT
         #: Network evaluations per image in the last call (for benchmarks).
         self.last_nfe: int | None = None
 
