@@ -72,7 +72,7 @@ def test_train_lora_without_captions_resumes_and_refuses_gaps(cli, tmp_path, dat
     raw, ema = (load_file(run / sub / "pytorch_lora_weights.safetensors") for sub in (".", "ema"))
     assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)  # EMA lags
     result = cli(*args, "--max-steps", "3", "--prompt", "another prompt")
-    assert result.code == 2 and "cannot resume with different method_options" in result.err
+    assert result.code == 2 and "cannot resume with different prompt" in result.err
 
     (data / "captions.json").write_text(json.dumps({"cat.png": "a cat"}))
     result = cli("train-lora", data, "-o", tmp_path / "r2", "--base", tiny_sd_inpaint_dir, "--max-steps", "1", *TINY)

@@ -92,6 +92,21 @@ def test_palette_transparency_is_composited_on_white(tmp_path):
     assert io.read_image(tmp_path / "p.png").tolist() == [[[255, 255, 255], [200, 100, 50]]]
 
 
+def test_16_bit_gray_transparency_is_kept_for_images_and_masks(tmp_path):
+    # A 16-bit gray PNG marks one exact value transparent (tRNS): 1280 here, while 1279 and 1281,
+    # the same 8-bit level, stay opaque.
+    values = np.array([[1280, 1279, 1281, 65535, 0]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png", transparency=1280)
+    opened = Image.open(tmp_path / "deep.png")
+    assert opened.mode == "I;16" and opened.info["transparency"] == 1280
+    assert io.read_image(tmp_path / "deep.png")[0, :, 0].tolist() == [255, 5, 5, 255, 0]  # on white
+    assert io.read_mask(tmp_path / "deep.png").tolist() == [[False, False, False, True, False]]  # on black
+    # A white stroke on a transparent white background: the background is "keep", not "fill".
+    strokes = np.array([[65535, 65534]], dtype=np.uint16)
+    Image.fromarray(strokes).save(tmp_path / "strokes.png", transparency=65534)
+    assert io.read_mask(tmp_path / "strokes.png").tolist() == [[True, False]]
+
+
 def test_alpha_is_composited_on_white_with_one_warning(tmp_path, caplog):
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 200
@@ -313,12 +328,19 @@ def test_stale_temporaries_of_a_killed_write_are_recognised(tmp_path, photo):
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_and_folders_get_the_users_usual_modes(tmp_path, photo, umask):
     """Atomic writes go through tempfile, whose files (0600) and folders (0700) are private."""
+    import torch
+    from safetensors.torch import save_file
+
     from inpaint import atomic
 
     previous = os.umask(umask)
     try:
         image = io.save_image(photo, tmp_path / "out.png")
+        with atomic.atomic_path(tmp_path / "w.safetensors") as tmp:  # safetensors replaces the file: 0600
+            save_file({"w": torch.zeros(2)}, tmp)
         folder = atomic.temporary_folder(".checkpoint.", tmp_path)
+        save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+        atomic.give_usual_modes(folder)
         plain_file, plain_folder = tmp_path / "plain", tmp_path / "plain-dir"
         plain_file.write_bytes(b"")
         plain_folder.mkdir()
@@ -326,4 +348,6 @@ def test_written_files_and_folders_get_the_users_usual_modes(tmp_path, photo, um
         os.umask(previous)
     assert atomic.process_umask() == previous
     assert stat.S_IMODE(image.stat().st_mode) == stat.S_IMODE(plain_file.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((folder / "model.safetensors").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(plain_folder.stat().st_mode) == 0o777 & ~umask

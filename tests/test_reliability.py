@@ -300,19 +300,29 @@ def test_every_pixel_mode_and_exif_rotation_through_every_command(cli, tmp_path,
 
 
 def test_training_masks_of_another_size_are_fitted_like_their_images(tmp_path, train_images):
-    """train --masks DIR: a mask of another size (or shape) is resized and centre-cropped with its
-    image's geometry (nearest neighbour), so it stays binary; nothing is refused."""
+    """train --masks DIR: a mask scaled from its image's size (same shape) is resized and
+    centre-cropped like its image (nearest neighbour), so it stays binary and the hole stays put;
+    a mask of another shape would be cropped differently from its image, and is refused."""
     from inpaint.data import CompletionDataset, MaskSource
 
     masks = tmp_path / "masks"
-    for i, image in enumerate(sorted(train_images.iterdir())):
-        hole = np.zeros((20 + 7 * i, 30), bool)
-        hole[5:15, 10:20] = True
+    for i, image in enumerate(sorted(train_images.iterdir())):  # the images are 40 x 40
+        side = 20 + 7 * i
+        hole = np.zeros((side, side), bool)
+        hole[side // 4 : side // 2, side // 2 :] = True  # top right
         io.save_mask(hole, masks / image.name)
     dataset = CompletionDataset(train_images, resolution=32, mask_source=MaskSource(presets=(), folder=masks))
     for i in range(len(dataset)):
         item = dataset[(0, i)]
         assert item["masks"].shape == (1, 32, 32) and set(item["masks"].unique().tolist()) == {0.0, 1.0}
+        rows, cols = np.nonzero(item["masks"][0].numpy())
+        assert 7 <= rows.min() and rows.max() <= 16  # the rows where it was drawn
+        assert cols.min() >= 15 or cols.max() <= 16  # the right half, or the left when flipped
+    io.save_mask(np.zeros((20, 30), bool), masks / sorted(train_images.iterdir())[0].name)
+    from inpaint.errors import InputError
+
+    with pytest.raises(InputError, match="is 30x20 but astronaut.png is 40x40; a training mask needs its image's shape"):
+        CompletionDataset(train_images, resolution=32, mask_source=MaskSource(presets=(), folder=masks))
 
 
 # ---- option values out of range ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,6 +71,16 @@ def test_export_loads_with_stock_diffusers(tmp_path, train_images, tiny_ddpm_dir
     # Only the newest `keep_last` checkpoints remain, and the temp folders are gone.
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["latest", "step-00000001", "step-00000002"] or names == ["latest", "step-00000002"]
+    # Weights, checkpoints and logs have the modes of files the user makes (safetensors and
+    # tempfile would leave them private).
+    import stat
+
+    from inpaint.atomic import process_umask
+
+    modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*")}
+    umask = process_umask()
+    assert {k: m for k, m in modes.items() if m != (0o777 if (run / k).is_dir() else 0o666) & ~umask} == {}
+    assert "diffusion_pytorch_model.safetensors" in modes and "checkpoints/step-00000002/model.safetensors" in modes
 
 
 def test_a_few_steps_lower_the_loss(tmp_path, train_images, tiny_ddpm_dir):
@@ -106,6 +117,63 @@ def test_resume_refuses_changed_settings_and_no_resume(tmp_path, train_images, t
         train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2), resume=False)
     # Extending the run is allowed.
     assert train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2)).resumed_from == 1
+
+
+def test_resume_checks_the_run_length_and_names_changed_method_options(tmp_path, train_images, tiny_ddpm_dir):
+    run = tmp_path / "run"
+    train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=2))
+    with pytest.raises(InputError, match="--max-steps 1: .* is already at step 2"):
+        train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=1))
+    with pytest.raises(InputError, match="cannot resume with different hole_weight;"):
+        train(DDPMTask(str(tiny_ddpm_dir), DDPMOptions(val_steps=2, hole_weight=2.0)),
+              _config(train_images, tiny_ddpm_dir, run, max_steps=3))
+    # Validation settings do not shape the trajectory: they may change.
+    assert train(DDPMTask(str(tiny_ddpm_dir), DDPMOptions(val_steps=5)),
+                 _config(train_images, tiny_ddpm_dir, run, max_steps=3)).resumed_from == 2
+    # A decaying schedule is tied to the run's length: extending it would bend the curve.
+    cosine = tmp_path / "cosine"
+    train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, cosine, max_steps=2, lr_schedule="cosine"))
+    with pytest.raises(InputError, match="cosine schedule decays over 2 steps"):
+        train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, cosine, max_steps=4, lr_schedule="cosine"))
+
+
+def test_warmup_applies_to_the_constant_schedule_and_the_log_shows_each_steps_rate(tmp_path, train_images,
+                                                                                  tiny_ddpm_dir):
+    run = tmp_path / "run"
+    train(_task(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, max_steps=4, warmup_steps=2, lr=1e-3,
+                                        save_every=10))
+    rates = [json.loads(line)["lr"] for line in (run / "log.jsonl").read_text().splitlines()
+             if "lr" in json.loads(line)]
+    assert rates == pytest.approx([0.0, 5e-4, 1e-3, 1e-3])  # the rate each step ran at, warming up
+
+
+def test_a_stop_seen_by_one_process_stops_every_process(tmp_path, train_images, tiny_ddpm_dir):
+    """Ctrl-C reaches the processes of a launch at different steps: they must agree, not deadlock."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "stop.py"
+    script.write_text(f"""
+import json, os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_training import _config, _task
+from inpaint.training.loop import train
+rank = int(os.environ["RANK"])
+result = train(_task({str(tiny_ddpm_dir)!r}), _config({str(train_images)!r}, {str(tiny_ddpm_dir)!r},
+               {str(tmp_path / "run")!r}, batch_size=1, max_steps=6, save_every=100, ema_decay=0.0),
+               stop_requested=lambda: rank == 0)  # only rank 0 saw the Ctrl-C
+print(json.dumps({{"rank": rank, "step": result.step, "stopped": result.stopped_early}}), flush=True)
+""")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script)], capture_output=True,
+                          text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
+                     key=lambda r: r["rank"])
+    assert reports == [{"rank": 0, "step": 1, "stopped": True}, {"rank": 1, "step": 1, "stopped": True}]
+    assert ckpt.find_checkpoint(tmp_path / "run").name == ckpt.checkpoint_name(1)
 
 
 def test_validation_writes_samples_and_scores(tmp_path, train_images, tiny_ddpm_dir):

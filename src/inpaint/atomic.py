@@ -35,16 +35,14 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         )
     except OSError as e:
         raise InputError(f"{destination}: cannot write here ({_why_not_writable(directory, e)})") from e
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        # mkstemp makes the file private (0600); what we write is a result, readable as any file
-        # the user creates (0666 less the umask), like `cp` or Pillow writing it directly.
-        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's file is not private anyway
-            os.fchmod(fd, 0o666 & ~process_umask())
-    finally:
-        os.close(fd)
-    try:
         yield tmp
+        # mkstemp makes the file private (0600), and so do writers that replace it (safetensors);
+        # what we write is a result, with the mode of any file the user creates (0666 less the
+        # umask), as if written directly. Set last, on whatever file the writer left.
+        os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, destination)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -80,6 +78,19 @@ def temporary_folder(prefix: str, directory: str | os.PathLike[str]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=directory))
     os.chmod(tmp, 0o777 & ~process_umask())
     return tmp
+
+
+def give_usual_modes(folder: str | os.PathLike[str]) -> None:
+    """Give ``folder`` and everything in it the modes of plain files and folders (umask applied).
+
+    For a folder assembled under a temporary name before its rename: what writers put in it
+    (safetensors, ``save_pretrained``) can be private (0600), like :func:`temporary_folder`'s.
+    """
+    umask = process_umask()
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
 def _why_not_writable(directory: Path, error: OSError) -> str:

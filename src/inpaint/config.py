@@ -95,9 +95,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def trajectory_differences(self, other: TrainConfig) -> list[str]:
-        """Names of trajectory fields whose values differ between two configs."""
+        """Names of trajectory fields whose values differ between two configs.
+
+        Method options are compared one by one and named; those of validation alone (``val_*``:
+        the samples' steps and guidance) do not shape the trajectory and may change.
+        """
         mine, theirs = self.to_dict(), other.to_dict()
-        return [name for name in self.TRAJECTORY_FIELDS if _normalise(mine[name]) != _normalise(theirs[name])]
+        names = [name for name in self.TRAJECTORY_FIELDS
+                 if name != "method_options" and _normalise(mine[name]) != _normalise(theirs[name])]
+        a, b = mine["method_options"] or {}, theirs["method_options"] or {}
+        names += sorted(k for k in set(a) | set(b) if not k.startswith("val_") and _normalise(a.get(k)) != _normalise(b.get(k)))
+        return names
 
 
 def _field_of(option: str) -> str:

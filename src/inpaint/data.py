@@ -119,6 +119,16 @@ class CompletionDataset:
                     f"(first: {missing[0]}); masks are matched by file stem"
                 )
             self.mask_paths = {s: found[s] for s in stems}
+            # Image and mask are each fitted to the square on their own: the same geometry only
+            # if they have the same shape. A mask of another aspect ratio would move the hole,
+            # silently; a scaled one (same shape, up to rounding) lands where it should. Headers only.
+            for image in images:
+                mask = self.mask_paths[image.stem]
+                (mw, mh), (iw, ih) = io.image_size(mask), io.image_size(image)
+                if abs(mw * ih - mh * iw) > (iw + ih) / 2:
+                    raise InputError(f"--masks {mask}: is {mw}x{mh} but {image.name} is {iw}x{ih}; a training mask "
+                                     "needs its image's shape (each is fitted to the square on its own, so another "
+                                     "aspect ratio would move the hole)")
 
     def __len__(self) -> int:
         return len(self.paths)

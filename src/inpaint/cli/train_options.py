@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -68,8 +69,11 @@ def run_training(task, config, *, resume: bool, json_output: bool) -> None:
     from inpaint.training.loop import train
 
     interrupted = {"requested": False}
+    owner = os.getpid()
 
     def request_stop(signum, frame):  # first Ctrl-C: finish the step and checkpoint; second: abort
+        if os.getpid() != owner:  # a data-loading worker (forked with this handler): the main process decides
+            return
         if interrupted["requested"]:
             raise KeyboardInterrupt
         interrupted["requested"] = True

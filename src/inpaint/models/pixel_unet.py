@@ -295,6 +295,7 @@ def save_completion_unet(
         (tmp / _SCHEDULER_CONFIG).write_text(json.dumps(scheduler_config, indent=2, sort_keys=True) + "\n")
         if extra_config is not None:
             (tmp / INPAINT_CONFIG_NAME).write_text(json.dumps(extra_config, indent=2, default=str) + "\n")
+        atomic.give_usual_modes(tmp)  # save_pretrained's safetensors file is 0600
         if not out.exists():
             os.replace(tmp, out)
             return out

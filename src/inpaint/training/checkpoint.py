@@ -129,6 +129,7 @@ def save_checkpoint(run_dir: Path, state: TrainingState, keep_last: int) -> Path
         _fsync_dir_files(tmp)
         _verify(tmp, files)
         (tmp / MARKER).write_text(json.dumps({"format": FORMAT_VERSION}))
+        atomic.give_usual_modes(tmp)  # safetensors writes 0600 files
         if final.exists():  # the same step saved again (a resumed run): replace it whole
             shutil.rmtree(final)
         os.replace(tmp, final)

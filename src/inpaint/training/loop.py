@@ -87,9 +87,42 @@ def _accelerator(config: TrainConfig):
 def _lr_scheduler(config: TrainConfig, optimizer, total_steps: int):
     from diffusers.optimization import get_scheduler
 
-    return get_scheduler(
-        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps
-    )
+    # diffusers' "constant" ignores num_warmup_steps: asked-for warmup would silently not happen.
+    name = "constant_with_warmup" if config.lr_schedule == "constant" and config.warmup_steps > 0 else config.lr_schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps)
+
+
+#: Schedules whose learning rate depends on the run's length: it cannot change on resume.
+_DECAYING_SCHEDULES = ("linear", "cosine")
+
+
+def _check_length(config: TrainConfig, saved: TrainConfig, total: int, saved_total: int, step: int,
+                  path: Path) -> None:
+    """Refuse a resumed length that the run has passed, or that would bend a decaying schedule."""
+    option = "--max-steps" if config.max_steps is not None else "--epochs"
+    value = config.max_steps if config.max_steps is not None else config.epochs
+    if total < step:
+        raise InputError(f"{option} {value}: {path} is already at step {step} (of {total} asked); ask for at least "
+                         f"{step} steps, or use the run as it is")
+    if total != saved_total and config.lr_schedule in _DECAYING_SCHEDULES:
+        raise InputError(
+            f"{option} {value}: the run's {config.lr_schedule} schedule decays over {saved_total} steps; "
+            f"{total} would restart it part-way (the learning rate would jump). Keep the length, or start a "
+            "new run (-o)")
+
+
+def _stop_everywhere(accelerator, requested: bool) -> bool:
+    """True on every process if any asked to stop (Ctrl-C reaches them at different steps).
+
+    Each process stopping on its own flag would leave the others waiting in the next step's
+    gradient all-reduce while it waits in the checkpoint's barrier: a deadlock.
+    """
+    import torch
+
+    if accelerator.num_processes == 1:
+        return requested
+    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
 
 def _generators(config: TrainConfig, step: int, micro: int, positions: list[int]):
@@ -139,8 +172,11 @@ def train(
         raise InputError(f"{output}: already holds checkpoints; resume it or choose another -o")
     state = ckpt.load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None:
-        _check_resume(config, TrainConfig.from_dict(state.config["train"]), state.config.get("data"),
-                      dataset.fingerprint(), state.config.get("processes", world), world, resume_from)
+        saved = TrainConfig.from_dict(state.config["train"])
+        _check_resume(config, saved, state.config.get("data"), dataset.fingerprint(),
+                      state.config.get("processes", world), world, resume_from)
+        saved_total = saved.max_steps or epochs_to_steps(saved.epochs, plan.micro_batches_per_epoch, saved.grad_accum)
+        _check_length(config, saved, total, saved_total, state.step, resume_from)
 
     if accelerator.is_main_process:
         _prepare_output(output)  # before the (slow) model build: an unwritable -o fails at once
@@ -203,10 +239,14 @@ def train(
         if config.clip_grad_norm > 0:
             accelerator.clip_grad_norm_(params, config.clip_grad_norm)
         optimizer.step()
-        lr_scheduler.step()
+        lr = lr_scheduler.get_last_lr()[0]  # the rate this step ran at (the logged one)
+        # An fp16 step the grad scaler skipped (inf/NaN gradients) changed nothing: the schedule
+        # and the EMA do not advance either, as accelerate's own scheduler wrapper does.
+        if not accelerator.optimizer_step_was_skipped:
+            lr_scheduler.step()
+            if ema is not None:
+                ema.step(params)
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(params)
         done = step + 1
         loss_value = accelerator.gather(torch.stack(losses).mean()[None]).mean().item()
         if not math.isfinite(loss_value):
@@ -216,12 +256,13 @@ def train(
         result.step, result.last_loss = done, loss_value
         if history is not None:
             history.log(step=done, epoch=(done * config.grad_accum) / plan.micro_batches_per_epoch,
-                        loss=loss_value, lr=lr_scheduler.get_last_lr()[0],
+                        loss=loss_value, lr=lr,
                         seconds=round(time.perf_counter() - started, 3))
         progress.advance(1, loss=loss_value)
 
         epoch_end = (done * config.grad_accum) % plan.micro_batches_per_epoch < config.grad_accum
-        stop = (stop_after is not None and done - start >= stop_after) or bool(stop_requested and stop_requested())
+        stop = (stop_after is not None and done - start >= stop_after) or _stop_everywhere(
+            accelerator, bool(stop_requested and stop_requested()))
         saving = done % config.save_every == 0 or epoch_end or done == total or stop
         if saving:
             _save(accelerator, task, module, optimizer, lr_scheduler, ema, done, record, output, config.keep_last)
