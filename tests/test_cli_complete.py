@@ -219,3 +219,22 @@ def test_an_unwritable_output_is_refused_before_the_model_loads(cli, tmp_path, p
     result = cli("complete", images, masks, "-o", out_dir, "-m", "telea")
     assert result.code == 2 and "cannot write here" in result.err and loaded == [], result
     assert blocker.read_text() == "a regular file"
+
+
+def test_options_the_method_does_not_use_are_named_not_silently_dropped(cli, tmp_path, pair):
+    import dataclasses
+
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    image, mask = pair
+    result = cli("complete", image, mask, "-o", tmp_path / "o.png", "-m", "telea", "--steps", "5", "--prompt", "x")
+    assert result.code == 0 and "warning: telea does not use --steps, --prompt: ignored" in result.err
+    quiet = cli("complete", image, mask, "-o", tmp_path / "p.png", "-m", "telea", "--device", "cpu")
+    assert quiet.code == 0 and "does not use" not in quiet.err
+    fields = {f.name for f in dataclasses.fields(MethodOptions)}
+    for name in models.method_names():  # every declaration names real options
+        assert models.get_method(name).reads <= fields, name
+    options = MethodOptions(lora="l", prompt="p", strength=0.5, steps=3, jump_length=2)
+    assert models.get_method("sd").ignored_options(options) == ["--jump-length"]
+    assert models.get_method("ddpm").ignored_options(options) == ["--jump-length", "--lora", "--prompt", "--strength"]

@@ -139,6 +139,9 @@ def complete(
     info = models.get_method(model) if model else models.best_available(method_options)
     if model is None:
         console.info(f"using {info.name} (the best method available here; choose with --model)")
+    ignored = info.ignored_options(method_options)
+    if ignored:
+        console.warn(f"{info.name} does not use {', '.join(ignored)}: ignored")
     if output == STDIO and (json_output or concat):
         raise InputError("-o -: the PNG goes to stdout, so --json and --concat cannot be used with it")
     if image == STDIO and mask == STDIO:

@@ -28,6 +28,8 @@ class MethodInfo:
     unless asked for).
     ``unavailable`` returns ``None`` when the method can run with these options on this machine,
     otherwise a one-line reason (say, which weights are missing and how to provide them).
+    ``reads`` names the :class:`~inpaint.models.base.MethodOptions` fields the method uses
+    besides ``device`` (``None``: not declared); :meth:`ignored_options` lists the others set.
     """
 
     name: str
@@ -36,6 +38,21 @@ class MethodInfo:
     priority: int = 0
     heavy: bool = False
     unavailable: Callable[[MethodOptions], str | None] = lambda options: None
+    reads: frozenset[str] | None = None
+
+    def ignored_options(self, options: MethodOptions) -> list[str]:
+        """The command-line flags set in ``options`` that this method does not use (``--lora``
+        for telea, say), so the user can be told rather than left to think they took effect."""
+        import dataclasses
+
+        from inpaint.models.base import MethodOptions
+
+        if self.reads is None:
+            return []
+        defaults = MethodOptions()
+        return [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(options)
+                if f.name not in self.reads | {"device", "local_only"}
+                and getattr(options, f.name) != getattr(defaults, f.name)]
 
     def load(self, options: MethodOptions) -> Inpainter:
         """Import and build the method. Raises :class:`InputError` if it cannot run here."""
@@ -97,6 +114,7 @@ register(
         summary="biharmonic smooth interpolation (scikit-image); no weights",
         target="inpaint.models.classical:Biharmonic",
         priority=10,
+        reads=frozenset(),
     )
 )
 register(
@@ -105,6 +123,7 @@ register(
         summary="fast marching method of Telea 2004 (OpenCV); no weights",
         target="inpaint.models.classical:Telea",
         priority=5,
+        reads=frozenset(),
     )
 )
 register(
@@ -113,6 +132,7 @@ register(
         summary="Navier-Stokes fluid-based inpainting of Bertalmio et al. 2001 (OpenCV); no weights",
         target="inpaint.models.classical:NavierStokes",
         priority=4,
+        reads=frozenset(),
     )
 )
 register(
@@ -123,6 +143,9 @@ register(
         priority=30,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").ddpm_unavailable(options),
+        # The SD memory levers are refused by the method itself, with a reason: not listed as ignored.
+        reads=frozenset({"weights", "sampler", "steps", "dtype", "channels_last", "compile", "attention_slicing",
+                         "vae_slicing", "vae_tiling", "cpu_offload"}),
     )
 )
 register(
@@ -133,6 +156,8 @@ register(
         priority=20,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").repaint_unavailable(options),
+        reads=frozenset({"weights", "sampler", "steps", "jump_length", "jump_n_sample", "dtype", "channels_last",
+                         "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
     )
 )
 register(
@@ -144,5 +169,8 @@ register(
         priority=40,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.sd").sd_unavailable(options),
+        reads=frozenset({"weights", "lora", "prompt", "negative_prompt", "guidance", "strength", "sampler", "steps",
+                         "mask_blur", "crop_padding", "captions", "dtype", "channels_last", "compile",
+                         "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
     )
 )
