@@ -97,6 +97,21 @@ def test_missing_model_is_one_clear_line(tmp_path):
         BlipCaptioner(str(tmp_path), device="cpu")
 
 
+def test_a_blip_without_the_caption_decoder_is_refused_not_run_with_random_weights(tmp_path, tiny_blip_dir):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    partial = tmp_path / "blip-itm"
+    shutil.copytree(tiny_blip_dir, partial)
+    for weights in partial.glob("*.safetensors"):
+        tensors = load_file(weights)
+        save_file({k: v for k, v in tensors.items() if not k.startswith("text_decoder.")}, weights,
+                  metadata={"format": "pt"})
+    with pytest.raises(InputError, match="lack .* of the captioning model's tensors .*text_decoder"):
+        BlipCaptioner(str(partial), device="cpu")
+
+
 def test_lookup_by_file_name_or_stem(tmp_path, train_images):
     captions = {"cat.png": "a cat", "dog.jpg": "a dog", "x.png": "x1", "x.jpg": "x2"}
     index = caption_index(captions)

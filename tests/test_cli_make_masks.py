@@ -61,6 +61,11 @@ def test_bad_requests_are_one_line_errors(cli, tmp_path):
                  "-o", tmp_path / "x")
     assert result.code == 2 and "repaint-nn2" in result.err
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+    # In a mixture too: nothing is written, rather than the masks drawn before nn2 is first picked.
+    result = cli("make-masks", "--size", "32", "--count", "20", "-p", "lama-thick", "-p", "repaint-nn2",
+                 "--max-ratio", "0.5", "-o", tmp_path / "mix")
+    assert result.code == 2 and "preset repaint-nn2 always fills 0.750 of a 32x32 image" in result.err
+    assert not (tmp_path / "mix").exists() or not any((tmp_path / "mix").iterdir())
 
 
 def test_existing_masks_need_overwrite(cli, tmp_path):
@@ -69,6 +74,25 @@ def test_existing_masks_need_overwrite(cli, tmp_path):
     result = cli("make-masks", "--size", "32", "--count", "2", "-o", out)
     assert result.code == 2 and "--overwrite" in result.err
     assert cli("make-masks", "--size", "32", "--count", "2", "-o", out, "--overwrite").code == 0
+
+
+def test_an_overwrite_stopped_part_way_leaves_no_manifest_vouching_for_the_old_set(cli, tmp_path, monkeypatch):
+    from inpaint import mask_sets
+
+    out = tmp_path / "m"
+    assert cli("make-masks", "--size", "32", "--count", "6", "-o", out).code == 0
+    written = []
+    save_mask = mask_sets.io.save_mask
+
+    def killed_after_three(mask, path):
+        if len(written) == 3:
+            raise KeyboardInterrupt  # as a Ctrl-C would
+        written.append(path)
+        return save_mask(mask, path)
+
+    monkeypatch.setattr(mask_sets.io, "save_mask", killed_after_three)
+    result = cli("make-masks", "--size", "32", "--count", "6", "--seed", "3", "-o", out, "--overwrite")
+    assert result.code == 130 and len(written) == 3 and not (out / "manifest.json").exists()
 
 
 def test_list_presets(cli):

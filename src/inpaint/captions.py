@@ -71,10 +71,19 @@ class BlipCaptioner:
         with quiet_loading():
             try:
                 self.processor = BlipProcessor.from_pretrained(folder)
-                self.model = BlipForConditionalGeneration.from_pretrained(folder, use_safetensors=True)
-            except (OSError, ValueError, TypeError, SafetensorError) as e:
+                self.model, loading = BlipForConditionalGeneration.from_pretrained(
+                    folder, use_safetensors=True, output_loading_info=True)
+            # RuntimeError: weights of another architecture (shapes that do not fit).
+            except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise InputError(f"{model}: cannot load a BLIP captioning model ({first})") from None
+        # transformers fills weights missing from the file with random values and says so only in
+        # a warning: a checkpoint without the caption decoder (an ITM or retrieval BLIP) would
+        # caption every image with random words.
+        missing = sorted(loading.get("missing_keys") or [])
+        if missing:
+            raise InputError(f"{model}: the weights lack {len(missing)} of the captioning model's tensors (e.g. "
+                             f"{missing[0]}); is it a BLIP captioning checkpoint (BlipForConditionalGeneration)?")
         self.model.to(self.device, self.dtype).eval()
         self.name = model
 

@@ -9,6 +9,7 @@ image's stem or the standalone file's stem: reruns give byte-identical files, in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import Counter
@@ -19,7 +20,15 @@ from typing import Any
 
 from inpaint import __version__, atomic, io
 from inpaint.errors import InputError
-from inpaint.masks import LAMA_AREA_BINS, area_bin, get_preset, hole_ratio, make_mask, resolve_presets
+from inpaint.masks import (
+    LAMA_AREA_BINS,
+    area_bin,
+    check_fixed_presets,
+    get_preset,
+    hole_ratio,
+    make_mask,
+    resolve_presets,
+)
 from inpaint.progress import NullProgress, Progress
 
 MANIFEST_NAME = "manifest.json"
@@ -172,8 +181,13 @@ def _write_set(
 ) -> MaskSetSummary:
     """Draw, write and hash every mask, then write the manifest; return the summary."""
     preset_list = [p.name for p in resolve_presets(presets, min_ratio, max_ratio)]
+    check_fixed_presets(preset_list, [(job.width, job.height) for job in jobs], min_ratio, max_ratio)
     _check_targets(out_dir, jobs, overwrite)
     atomic.ensure_folder(out_dir)  # an output folder that cannot be made fails before any progress is shown
+    # A manifest vouches for a complete set: the old one goes before the first mask is replaced,
+    # so a run stopped part-way cannot leave it describing files it no longer matches.
+    with contextlib.suppress(FileNotFoundError):
+        (out_dir / MANIFEST_NAME).unlink()
     progress = progress or NullProgress()
     progress.start("Making masks", len(jobs))
     entries: dict[str, dict[str, Any]] = {}

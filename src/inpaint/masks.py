@@ -16,7 +16,7 @@ families that RePaint ships as files. See docs/masks.md for pictures and the def
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -381,6 +381,29 @@ def resolve_presets(
     return resolved
 
 
+def check_fixed_presets(presets: str | Sequence[str], sizes: Iterable[tuple[int, int]],
+                        min_ratio: float | None = None, max_ratio: float | None = None) -> None:
+    """InputError if a deterministic preset among ``presets`` misses the ratio bounds at a (width, height).
+
+    Such a preset (``repaint-nn2``, ``box-center``…) fills the same fraction every time, so in a
+    mixture it would fail whenever a mask picked it: a set would stop part-way. Checked before the
+    first mask is written.
+    """
+    for preset in resolve_presets(presets, min_ratio, max_ratio):
+        if preset.random:
+            continue
+        low, high = _bounds(preset, min_ratio, max_ratio)
+        for width, height in sorted(set(sizes)):
+            ratio = hole_ratio(preset.draw(np.random.RandomState(0), height, width))
+            if not low <= ratio <= high:
+                raise InputError(_fixed_ratio_message(preset, ratio, width, height, low, high))
+
+
+def _fixed_ratio_message(preset: MaskPreset, ratio: float, width: int, height: int, low: float, high: float) -> str:
+    return (f"preset {preset.name} always fills {ratio:.3f} of a {width}x{height} image, outside "
+            f"--min-ratio/--max-ratio [{low}, {high}]")
+
+
 def make_mask(
     presets: str | Sequence[str], *, seed: int, name: str, height: int, width: int,
     min_ratio: float | None = None, max_ratio: float | None = None, max_attempts: int = 1000,
@@ -407,10 +430,7 @@ def make_mask(
         if low <= ratio <= high:
             return mask, preset.name
     if not preset.random:
-        raise InputError(
-            f"preset {preset.name} always fills {ratio:.3f} of a {width}x{height} image, outside "
-            f"--min-ratio/--max-ratio [{low}, {high}]"
-        )
+        raise InputError(_fixed_ratio_message(preset, ratio, width, height, low, high))
     raise InputError(
         f"no {preset.name} mask for {name!r} ({width}x{height}) had a hole ratio in [{low}, {high}] after "
         f"{max_attempts} attempts; widen --min-ratio/--max-ratio"
