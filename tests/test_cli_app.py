@@ -74,6 +74,10 @@ def test_input_errors_exit_2_runtime_errors_exit_1(cli, tmp_path, monkeypatch, p
     assert "Traceback" not in result.err
     result = cli("--debug", "complete", image, mask, "-o", tmp_path / "o2.png", "-m", "telea")
     assert result.code == 1 and "Traceback" in result.err
+    for value, shown in (("0", False), ("false", False), ("", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("INPAINT_DEBUG", value)
+        result = cli("complete", image, mask, "-o", tmp_path / "o3.png", "-m", "telea")
+        assert result.code == 1 and ("Traceback" in result.err) == shown, value
 
 
 def test_config_file_sets_options_and_flags_win(cli, tmp_path, pair):
@@ -86,6 +90,16 @@ def test_config_file_sets_options_and_flags_win(cli, tmp_path, pair):
     result = cli("complete", image, mask, "-o", tmp_path / "b.png", "--config", config, "-m", "biharmonic",
                  "--seed", "7")
     assert '"method": "biharmonic"' in result.out and '"seed": 7' in result.out
+    # Every on/off flag can be turned back off on the command line.
+    result = cli("complete", image, mask, "-o", tmp_path / "c.png", "--config", config, "--no-json")
+    assert result.code == 0 and result.out.strip() == "" and (tmp_path / "c.png").is_file()
+    # One file serves several commands: doctor has no --seed and takes no offence.
+    assert cli("doctor", "--config", config, "--json").code == 0
+    # A single value for a repeatable option is a list of one.
+    masks = tmp_path / "masks.toml"
+    masks.write_text('[make-masks]\npreset = "box-center"\nsize = "32"\ncount = 1\n')
+    assert cli("make-masks", "--config", masks, "-o", tmp_path / "m").code == 0
+    assert (tmp_path / "m" / "mask_00000.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -94,11 +108,15 @@ def test_config_file_sets_options_and_flags_win(cli, tmp_path, pair):
         ("modle = 'telea'\n", "'modle' is not an option of 'inpaint complete'"),
         ("[complet]\nseed = 1\n", "unknown table [complet]"),
         ("seed = \n", "not valid TOML"),
+        ("complete = 'telea'\n", "'complete' names a subcommand: write its settings as a table, [complete]"),
+        ("[complete]\nmodel = ['telea', 'biharmonic']\n", "'model' takes one value, got a list"),
+        ("[complete]\ncount = 3\n", "'count' is not an option of 'inpaint complete'"),
+        (b"model = 't\xe9lea'\n", "not UTF-8 text"),
     ],
 )
 def test_bad_config_files_are_usage_errors(cli, tmp_path, pair, text, needle):
     image, mask = pair
     config = tmp_path / "bad.toml"
-    config.write_text(text)
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
     result = cli("complete", image, mask, "-o", tmp_path / "a.png", "--config", config)
     assert result.code == 2 and needle in result.err and len(result.err.strip().splitlines()) == 1

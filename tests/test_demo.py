@@ -11,11 +11,12 @@ from inpaint import io
 
 def test_demo_writes_grid_and_table(cli, tmp_path):
     out = tmp_path / "demo"
-    result = cli("demo", "-o", out, "--size", "48", "--photo", "astronaut", "--photo", "coffee",
-                 "--model", "biharmonic", "--model", "telea", "--json")
+    result = cli("demo", "-o", out, "--size", "48", "--photo", "astronaut", "--photo", "coffee", "--photo", "coffee",
+                 "--model", "biharmonic", "--model", "telea", "--model", "telea", "--json")  # repeats count once
     assert result.code == 0, result
     summary = json.loads(result.out)
     assert [s["method"] for s in summary["scores"]] == ["biharmonic", "telea"]
+    assert sorted(p.name for p in (out / "photos").iterdir()) == ["astronaut.png", "coffee.png"]
     grid = io.read_image(out / "grid.png")
     # 2 rows of 48 px, 4 columns (original, masked, two methods), plus gaps and a label strip.
     assert grid.shape[1] == 4 * 48 + 5 * 4 and grid.shape[0] > 2 * 48

@@ -61,6 +61,17 @@ def test_doctor_tables_say_how_to_get_what_is_missing(cli, fake_hub_cache, no_me
         assert needle in text
 
 
+def test_a_cache_with_pickle_weights_or_a_config_alone_is_not_reported_usable(cli, fake_hub_cache, no_metric_weights):
+    """The loaders read safetensors only: doctor must not call such a cache ready."""
+    snapshot = fake_hub_cache / "models--google--ddpm-celebahq-256" / "snapshots" / "abc123"
+    (snapshot / "diffusion_pytorch_model.safetensors").rename(snapshot / "diffusion_pytorch_model.bin")
+    report = json.loads(cli("doctor", "--json").out)
+    ddpm = next(m for m in report["models"] if m["repo_id"] == "google/ddpm-celebahq-256")
+    assert ddpm["status"] == "incomplete" and "hf download google/ddpm-celebahq-256" in ddpm["get"]
+    repaint = next(m for m in report["methods"] if m["method"] == "repaint")
+    assert repaint["available"] is False and "safetensors" in repaint["reason"]
+
+
 def test_help_of_new_commands_imports_nothing_heavy():
     code = (
         "import sys; from inpaint.cli.app import main; main(['bench', '--help']); main(['doctor', '--help']);"

@@ -29,6 +29,9 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
         raise InputError(f"--dtype {spec!r}: choose from auto, fp32, fp16, bf16")
     if dtypes[spec] != torch.float32 and device.type == "cpu":
         raise InputError(f"--dtype {spec}: half precision needs a GPU here; use --dtype fp32 on the CPU")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # Pre-Ampere GPUs emulate bf16 slowly or not at all: say so now, not deep in a kernel.
+        raise InputError(f"--dtype bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; use fp16")
     return dtypes[spec]
 
 

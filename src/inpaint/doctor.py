@@ -39,7 +39,11 @@ _ALTERNATIVES = {"opencv-python-headless": ("opencv-python", "opencv-contrib-pyt
 
 @dataclass(frozen=True)
 class KnownModel:
-    """A hub model ``inpaint`` uses; ``config`` and ``weights`` are files that show it is cached."""
+    """A hub model ``inpaint`` uses; ``config`` and ``weights`` are files that show it is cached.
+
+    Only safetensors files count as weights: the loaders never read pickle (``.bin``) files, so a
+    cache holding those alone is reported incomplete, with how to get the right files.
+    """
 
     repo_id: str
     purpose: str
@@ -49,13 +53,12 @@ class KnownModel:
 
 KNOWN_MODELS = (
     KnownModel("google/ddpm-celebahq-256", "ddpm/repaint base (train-ddpm --base, repaint weights)", "config.json",
-               ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")),
+               ("diffusion_pytorch_model.safetensors",)),
     KnownModel("stable-diffusion-v1-5/stable-diffusion-inpainting", "sd: Stable Diffusion 1.5 Inpainting",
                "model_index.json", ("unet/diffusion_pytorch_model.safetensors",
-                                    "unet/diffusion_pytorch_model.fp16.safetensors",
-                                    "unet/diffusion_pytorch_model.bin")),
+                                    "unet/diffusion_pytorch_model.fp16.safetensors")),
     KnownModel("Salesforce/blip-image-captioning-base", "caption: BLIP captions", "config.json",
-               ("model.safetensors", "pytorch_model.bin")),
+               ("model.safetensors",)),
 )
 
 

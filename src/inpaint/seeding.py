@@ -34,7 +34,7 @@ def numpy_random_state(seed: int, *identity: object) -> np.random.RandomState:
     today are byte-identical next year, and its ``randint`` is what LaMa's generators call.
     """
     digest = hashlib.sha256(str(derive_seed(seed, *identity)).encode()).digest()
-    return np.random.RandomState(np.frombuffer(digest, dtype=np.uint32))
+    return np.random.RandomState(np.frombuffer(digest, dtype="<u4"))  # little-endian: the same on every machine
 
 
 def torch_generator(seed: int, *identity: object, device: str | torch.device = "cpu") -> torch.Generator:

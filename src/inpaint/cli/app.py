@@ -7,9 +7,12 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from typing import Annotated, Optional
 
 import typer
@@ -29,7 +32,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_debug = {"enabled": bool(os.environ.get("INPAINT_DEBUG"))}
+def _debug_from_environment() -> bool:
+    """INPAINT_DEBUG=1 (or true/yes/on) turns debugging on; unset, empty, 0, false, no, off do not."""
+    return os.environ.get("INPAINT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+_debug = {"enabled": _debug_from_environment()}
 
 
 def _version(value: bool) -> None:
@@ -63,13 +71,37 @@ app.command("bench", no_args_is_help=True)(bench.bench)
 app.command("doctor")(doctor.doctor)
 
 
+@contextlib.contextmanager
+def _watching_for_ctrl_c() -> Iterator[list[int]]:
+    """Note a Ctrl-C that aborts the command in the yielded list (not one a command handles itself,
+    like training's graceful stop, which installs its own handler); the old handler comes back."""
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    _debug["enabled"] = bool(os.environ.get("INPAINT_DEBUG"))
+    _debug["enabled"] = _debug_from_environment()
     command = typer.main.get_command(app)
     argv = bench.expand_models(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = command.main(args=argv, prog_name="inpaint", standalone_mode=False)
+        with _watching_for_ctrl_c() as interrupted:
+            result = command.main(args=argv, prog_name="inpaint", standalone_mode=False)
+        if result == 130 and interrupted:  # typer turns Ctrl-C into a quiet exit code 130
+            console.error("interrupted")
         return result if isinstance(result, int) else 0
     except typer.TyperException as e:  # usage errors (click's, vendored by typer): exit 2
         message = e.format_message()

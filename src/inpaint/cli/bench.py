@@ -62,7 +62,7 @@ def bench(
                                          "Rerunning resumes.", file_okay=False, show_default=False)],
     eval_size: Annotated[int, typer.Option("--eval-size", help="Every image is scored at this square size "
                                            "(bicubic for images, nearest for masks).")] = 256,
-    raw: Annotated[bool, typer.Option("--raw", help="Score the methods' raw outputs; default: composites, with the "
+    raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Score the methods' raw outputs; default: composites, with the "
                                       "known pixels pasted back from the original.")] = False,
     weights: Annotated[
         Optional[list[str]],
@@ -84,7 +84,7 @@ def bench(
     lpips: Annotated[bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (if its weights are found).")] = True,
     fid: Annotated[bool, typer.Option("--fid/--no-fid", help="Compute FID and KID (if Inception's weights are "
                                       "found).")] = True,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) instead of marking LPIPS/FID "
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Fail (exit 2) instead of marking LPIPS/FID "
                                          "unavailable when their weights are missing.")] = False,
     seam_width: Annotated[int, typer.Option("--seam-width", help="Width in pixels (at the evaluation size) of "
                                             "the band on each side of the hole boundary.")] = 8,
@@ -101,9 +101,9 @@ def bench(
     device: options.Device = "auto",
     invert_mask: options.InvertMask = False,
     resize_mask: options.ResizeMask = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Regenerate every output (default: reuse the "
+    overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Regenerate every output (default: reuse the "
                                             "outputs a previous run made from the same inputs).")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print results.json on stdout instead of the "
+    json_output: Annotated[bool, typer.Option("--json/--no-json", help="Print results.json on stdout instead of the "
                                               "table.")] = False,
     config: options.Config = None,
 ) -> None:

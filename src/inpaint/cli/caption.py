@@ -27,7 +27,7 @@ def caption(
     ),
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per BLIP call.")] = 16,
     device: options.Device = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Caption every image again (default: keep the "
+    overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Caption every image again (default: keep the "
                                             "captions already in the file and do only the others).")] = False,
     json_output: options.Json = False,
     config: options.Config = None,

@@ -81,17 +81,17 @@ def complete(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Folders: complete up to N images of one size "
                                             "together (same results up to float rounding; faster on a GPU, N "
                                             "times the memory).")] = 1,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="Diffusion methods: NHWC memory format for "
+    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="Diffusion methods: NHWC memory format for "
                                                 "the UNet (and SD's VAE); often faster on recent GPUs.")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="Diffusion methods: torch.compile the UNet; the first "
+    compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="Diffusion methods: torch.compile the UNet; the first "
                                            "batch (and each new size) waits for compilation.")] = False,
-    attention_slicing: Annotated[bool, typer.Option("--attention-slicing", help="sd: attention in slices (less "
+    attention_slicing: Annotated[bool, typer.Option("--attention-slicing/--no-attention-slicing", help="sd: attention in slices (less "
                                                     "memory, slower than the default SDPA).")] = False,
-    vae_slicing: Annotated[bool, typer.Option("--vae-slicing", help="sd: run the VAE one image at a time (less "
+    vae_slicing: Annotated[bool, typer.Option("--vae-slicing/--no-vae-slicing", help="sd: run the VAE one image at a time (less "
                                               "memory with --batch-size).")] = False,
-    vae_tiling: Annotated[bool, typer.Option("--vae-tiling", help="sd: run the VAE in overlapping tiles (large "
+    vae_tiling: Annotated[bool, typer.Option("--vae-tiling/--no-vae-tiling", help="sd: run the VAE in overlapping tiles (large "
                                              "images in little memory; slightly different pixels).")] = False,
-    cpu_offload: Annotated[bool, typer.Option("--cpu-offload", help="sd, CUDA only: keep each model on the CPU "
+    cpu_offload: Annotated[bool, typer.Option("--cpu-offload/--no-cpu-offload", help="sd, CUDA only: keep each model on the CPU "
                                               "until it runs (small GPUs; slower).")] = False,
     seed: options.Seed = 0,
     device: options.Device = "auto",
@@ -104,7 +104,7 @@ def complete(
                      "(default); --no-paste-back keeps the method's raw output everywhere."),
     ] = True,
     concat: Annotated[
-        bool, typer.Option("--concat", help="Also write input | masked | result side by side.")
+        bool, typer.Option("--concat/--no-concat", help="Also write input | masked | result side by side.")
     ] = False,
     json_output: options.Json = False,
     list_models: Annotated[
@@ -168,7 +168,10 @@ def _print_models() -> None:
     from inpaint import models
     from inpaint.models.base import MethodOptions
 
-    table = Table("method", "available", "description")
+    from rich.table import Column
+
+    # fold: a long hub id or command in a reason breaks across lines instead of being cut to "…"
+    table = Table("method", Column("available", overflow="fold"), Column("description", overflow="fold"))
     for name in models.method_names():
         info = models.get_method(name)
         reason = info.unavailable(MethodOptions(local_only=True))

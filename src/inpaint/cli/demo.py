@@ -35,6 +35,9 @@ def demo(
     from inpaint.cli.progress import RichProgress
     from inpaint.demo import run_demo
 
+    # A name given twice is one photo (or method), not a duplicate row.
+    photo = list(dict.fromkeys(photo)) if photo else photo
+    model = list(dict.fromkeys(model)) if model else model
     _check_choices(photo, model)
     with RichProgress(disable=json_output) as progress:
         result = run_demo(output, size=size, photos=photo, methods=model, seed=seed, progress=progress)
@@ -66,4 +69,7 @@ def _check_choices(photos: list[str] | None, methods: list[str] | None) -> None:
     for name in methods or []:
         reason = models.get_method(name).unavailable(MethodOptions())
         if reason is not None:
+            if "--weights" in reason:  # advice for `complete`: the demo has no such option
+                reason += ("; the demo runs each method with its default weights only, so use `inpaint complete "
+                           f"-m {name} --weights ...` for yours")
             raise InputError(f"--model {name}: {reason}")

@@ -32,11 +32,11 @@ Device = Annotated[
 ]
 Overwrite = Annotated[
     bool,
-    typer.Option("--overwrite", help="Replace outputs that already exist (default: keep them)."),
+    typer.Option("--overwrite/--no-overwrite", help="Replace outputs that already exist (default: keep them)."),
 ]
 Json = Annotated[
     bool,
-    typer.Option("--json", help="Print a machine-readable JSON summary on stdout."),
+    typer.Option("--json/--no-json", help="Print a machine-readable JSON summary on stdout."),
 ]
 Config = Annotated[
     Optional[Path],
@@ -51,13 +51,13 @@ Config = Annotated[
 InvertMask = Annotated[
     bool,
     typer.Option(
-        "--invert-mask",
+        "--invert-mask/--no-invert-mask",
         help="Masks are white where the image is KEPT (RePaint's convention); default: white = fill.",
     ),
 ]
 ResizeMask = Annotated[
     bool,
-    typer.Option("--resize-mask", help="Resize masks to their image's size (nearest neighbour) instead of failing."),
+    typer.Option("--resize-mask/--no-resize-mask", help="Resize masks to their image's size (nearest neighbour) instead of failing."),
 ]
 
 

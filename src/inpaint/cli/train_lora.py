@@ -34,10 +34,10 @@ def train_lora(
                                                 "0.05-0.1 helps very dark or bright images).")] = 0.0,
     snr_gamma: Annotated[float, typer.Option("--snr-gamma", help="Min-SNR-gamma loss weighting (0: off; 5 is "
                                              "the paper's).")] = 0.0,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute UNet "
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute UNet "
                                                          "activations in the backward pass: less memory, "
                                                          "~30% slower.")] = False,
-    cache_latents: Annotated[bool, typer.Option("--cache-latents", help="Keep each image's VAE posterior in "
+    cache_latents: Annotated[bool, typer.Option("--cache-latents/--no-cache-latents", help="Keep each image's VAE posterior in "
                                                 "memory (a flipped image is a second entry); the masked-image "
                                                 "latents are still encoded every step.")] = False,
     resolution: t.Resolution = 512,

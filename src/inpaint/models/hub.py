@@ -47,7 +47,14 @@ def cached_availability(
         except ValueError:  # not a valid repo id, so only a (missing) path
             return f"{repo_id}: no such directory; {fix}"
         if isinstance(cached, str):
-            return check(filename, Path(cached))
+            problem = check(filename, Path(cached))
+            if problem is None and (local_only or constants.HF_HUB_OFFLINE) \
+                    and not any(Path(cached).parent.glob("*.safetensors")):
+                # A config alone is not a model: the loaders read safetensors weights only, and
+                # here they cannot be fetched.
+                return (f"{repo_id}: cached without its safetensors weights (beside {filename}; pickle .bin "
+                        f"files are never loaded); {fix}")
+            return problem
     if local_only:
         return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache); {fix}"
     if constants.HF_HUB_OFFLINE:
