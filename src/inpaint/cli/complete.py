@@ -67,9 +67,9 @@ def complete(
                                                       "(default 7.5; 1 turns it off and halves the cost).")] = None,
     strength: Annotated[Optional[float], typer.Option("--strength", help="sd: how far to noise the hole before "
                                                       "denoising, in (0, 1] (default 1: from pure noise).")] = None,
-    mask_blur: Annotated[Optional[int], typer.Option("--mask-blur", help="sd: feather the seam with a Gaussian of "
-                                                     "this radius (px); blends the input's hole pixels into the "
-                                                     "hole's rim, so not for scoring.")] = None,
+    mask_blur: Annotated[Optional[int], typer.Option("--mask-blur", help="sd: feather the seam outwards with a "
+                                                     "Gaussian of this radius (px): the hole stays fully generated, "
+                                                     "the blend reaches into the known pixels around it.")] = None,
     crop_padding: Annotated[Optional[int], typer.Option("--crop-padding", help="sd: generate only the hole's "
                                                         "bounding box plus this margin (px), at the model's native "
                                                         "size: small holes in large images.")] = None,
