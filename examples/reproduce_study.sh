@@ -110,7 +110,8 @@ else
   BLIP="Salesforce/blip-image-captioning-base"
   TRAIN_DDPM=()  # the study's settings are train-ddpm's defaults: 256 px, batch 8, lr 1e-5, 10 epochs, EMA 0.999
   TRAIN_LORA=()  # ... and train-lora's: 512 px, batch 2, lr 1e-4, 5 epochs, rank 16, alpha 16, fp16
-  # The study sampled the DDPM with 1000 ancestral steps, SD with 50 steps and guidance 7.5 (sd's defaults).
+  # The DDPM with 1000 ancestral steps (the study describes reverse diffusion from noise and names no
+  # shorter schedule: our reading), SD with 50 steps and guidance 7.5 (sd's defaults).
   BENCH_OPTS=(--model-option ddpm.sampler=ddpm --model-option ddpm.steps=1000 --eval-size 256)
 fi
 

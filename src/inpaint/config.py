@@ -22,7 +22,9 @@ Precision = Literal["auto", "no", "fp16", "bf16"]
 class TrainConfig:
     """Settings shared by ``train-ddpm`` and ``train-lora`` (method settings live in ``method_options``).
 
-    Defaults are neutral; each command fills the study's values for its method (shared/METHOD.md).
+    The field defaults are Method 1's values with EMA off; each command fills the study's values
+    for its method (shared/METHOD.md): ``train-lora`` sets 512 px, batch 2, lr 1e-4, 5 epochs.
+    From Python, give those yourself (docs/sd.md shows how).
     ``epochs`` is used unless ``max_steps`` is set. ``batch_size`` is per process; the effective
     batch is ``batch_size * processes * grad_accum``. ``ema_decay = 0`` disables EMA.
     """

@@ -6,7 +6,8 @@ One loss evaluation (shared/METHOD.md), per image i with its own generator ``g_i
    ``caption_dropout`` (classifier-free guidance training);
 2. ``z0 = scale * sample(VAE(x))`` and ``z_masked = scale * sample(VAE(x * (mask < 0.5)))`` — the
    masked image has the hole set to 0 in [-1, 1], exactly as the inpainting pipeline builds it;
-3. ``mask_lat``: the mask resized (nearest) to the latent size, as the pipeline does;
+3. ``mask_lat``: the mask max-pooled to the latent size (:func:`inpaint.models.sd.latent_mask`:
+   a cell is hole if any of its pixels is), as ``complete -m sd`` does at inference;
 4. ``t ~ U{0..T-1}``, ``eps ~ N(0, I)`` (+ ``noise_offset * N(0, 1)`` per channel), ``z_t = q(z0, t, eps)``;
 5. ``pred = UNet(concat(z_t [4], mask_lat [1], z_masked [4]), t, text)`` — diffusers' channel order;
 6. MSE against the scheduler's target (eps, v or z0), optionally min-SNR-gamma weighted
