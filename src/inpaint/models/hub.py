@@ -9,11 +9,16 @@ one :class:`~inpaint.errors.InputError` line saying what was looked for, where, 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from inpaint.errors import InputError
+
+
+#: Endings of weight files: a name ending so (``loras/mine.safetensors``) is a file, not a hub id.
+_FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json")
 
 
 def looks_like_path(id_or_dir: str) -> bool:
@@ -23,6 +28,7 @@ def looks_like_path(id_or_dir: str) -> bool:
         or "\\" in id_or_dir
         or id_or_dir.count("/") > 1
         or os.path.isabs(id_or_dir)
+        or id_or_dir.lower().endswith(_FILE_SUFFIXES)
     )
 
 
@@ -111,19 +117,21 @@ def resolve(id_or_dir: str | os.PathLike[str], allow_patterns: Sequence[str]) ->
 
 
 @contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
+def quiet_loading(errors_too: bool = False) -> Iterator[None]:
     """Silence diffusers' and transformers' loading bars and info/warning chatter for a block.
 
     Library code never prints; what those libraries would say while loading is either noise
-    ("Loading pipeline components…") or turned into our own errors. The previous settings are
-    restored afterwards, so a caller's own configuration of those loggers is kept.
+    ("Loading pipeline components…") or turned into our own errors. ``errors_too`` also silences
+    their error logs, for calls whose failures we catch and report in one line ourselves (diffusers
+    logs a whole state-dict mismatch before it raises). The previous settings are restored
+    afterwards, so a caller's own configuration of those loggers is kept.
     """
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
 
     saved = [(m, m.get_verbosity(), m.is_progress_bar_enabled()) for m in (diffusers_logging, transformers_logging)]
     for module, _, _ in saved:
-        module.set_verbosity_error()
+        module.set_verbosity(logging.CRITICAL + 1 if errors_too else logging.ERROR)
         module.disable_progress_bar()
     try:
         yield

@@ -158,7 +158,7 @@ def load_lora(pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLik
     path = lora_file(id_or_path)
     metadata = read_lora_metadata(path)
     before = _lora_parameter_count(pipe.unet)
-    with quiet_loading():
+    with quiet_loading(errors_too=True):  # the failure is reported below, in one line
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name)
         except (ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as e:
@@ -222,6 +222,11 @@ def save_lora(unet: UNet2DConditionModel, folder: Path, metadata: Mapping[str, s
     return Path(folder) / LORA_WEIGHT_NAME
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _first_line(error: BaseException, limit: int = 240) -> str:
+    """The gist of an error in one line: its first line, and the next one when the first only
+    introduces a list ("Error(s) in loading state_dict for …:"), cut to ``limit`` characters."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if not (lines[0].endswith(":") and len(lines) > 1) else f"{lines[0]} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
