@@ -78,6 +78,14 @@ def load(results: Path) -> tuple[dict, list[dict]]:
     return json.loads((results / "results.json").read_text()), rows
 
 
+def copy_of(folder: Path, destination: Path) -> Path:
+    """A copy of the (module-wide, shared) data folder that a test may change."""
+    destination.mkdir()
+    for path in folder.iterdir():
+        (destination / path.name).write_bytes(path.read_bytes())
+    return destination
+
+
 def metric_values(results: dict) -> dict:
     """Every metric value and interval of every model (what must not change on resume)."""
     return {m: {k: v for k, v in entry["metrics"].items()} for m, entry in results["models"].items()}
@@ -290,10 +298,7 @@ def test_an_exact_fill_scores_the_psnr_cap_not_infinity(cli, tmp_path, bench_dat
     from inpaint.bench.scoring import PSNR_CAP_DB
 
     source, masks = bench_data
-    images = tmp_path / "images"
-    images.mkdir()
-    for path in source.iterdir():
-        (images / path.name).write_bytes(path.read_bytes())
+    images = copy_of(source, tmp_path / "images")
     io.save_image(np.full((48, 48, 3), 90, np.uint8), images / "cat.png")  # flat: biharmonic fills it exactly
     out = tmp_path / "out"
     assert cli("bench", "-m", "biharmonic", "--data", images, "--masks", masks, "-o", out, "--eval-size", "32",
@@ -312,10 +317,7 @@ def test_a_replaced_image_of_another_size_gets_a_new_preset_mask(cli, tmp_path, 
     from inpaint.masks import make_mask
 
     source, _ = bench_data
-    images = tmp_path / "images"
-    images.mkdir()
-    for path in source.iterdir():
-        (images / path.name).write_bytes(path.read_bytes())
+    images = copy_of(source, tmp_path / "images")
     out = tmp_path / "preset"
     args = ["bench", "-m", "telea", "--data", images, "--masks", "lama-thin", "-o", out, "--eval-size", "32",
             "--no-lpips", "--no-fid"]
