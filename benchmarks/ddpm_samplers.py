@@ -375,6 +375,19 @@ def conditioning_verdict(check: dict[str, dict[str, float]]) -> str:
             "the same input (`completion_model_input`), so this is undertraining, not a wiring bug.")
 
 
+def sampling_code_hash() -> str:
+    """A short hash of the source files the sampled rows depend on."""
+    import hashlib
+
+    import inpaint
+
+    package = Path(inpaint.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in ("samplers.py", "repaint.py", "models/ddpm.py", "models/base.py", "metrics/pixel.py"):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
            check: dict[str, dict[str, float]] | None = None) -> str:
     by_name = {r.name: r for r in rows}
@@ -508,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     completion_dir = timed("completion", lambda: train_completion(cache, train_dir, settings, unconditional_dir))
     log("sampling")
     images, masks, names = test_set(test_dir, settings)
-    results = cache / f"results-{settings.completion_key()}-t{settings.test_images}.json"
+    # Rows are reused only while the sampling code is the code that made them: a change to a sampler
+    # gives a new file, so a rerun cannot re-date old numbers as today's.
+    results = cache / f"results-{settings.completion_key()}-t{settings.test_images}-code{sampling_code_hash()}.json"
     cached: dict[str, Row] = {}
     if results.is_file() and not args.fresh:
         cached = {r["name"]: Row(**r) for r in json.loads(results.read_text())["rows"]}

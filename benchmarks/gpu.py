@@ -27,7 +27,7 @@ peak allocated GPU memory.
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
 import math
 import statistics
 import sys
@@ -249,21 +249,30 @@ def sd_part(weights: Path, repeats: int, setup: Setup) -> tuple[str, dict[tuple[
                 ratio = f" {median / bare_median:.3f}x ({bare_median:.3f} s) |"
             rows.append(_row(f"sd {size} px, {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}", n,
                              first, median, peak, ratio))
-        inpainter = None  # free the GPU memory before the next configuration loads
+        # Free the GPU memory before the next configuration loads: `pipe` and the `bare` closure
+        # hold the pipeline too, and would add its weights to the next rows' peak memory.
+        inpainter = pipe = bare = None
     table = ("| work | batch | s / call | s / image | first call | peak memory | ours / bare diffusers |\n"
              "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows))
     return table, per_image
 
 
 def compare_with_references(per_image: dict[tuple[int, bool], float]) -> str:
-    """Our SD seconds per image beside issue 7's references (A100 fp16, and the H100 compute floor)."""
+    """Our SD seconds per image beside issue 7's references (A100 fp16, and the H100 compute floor).
+
+    The A100 figures are for one image per call, so batch 1 is the like-for-like row; larger
+    batches are listed too, marked as such.
+    """
     lines = []
     for (n, compiled), seconds in sorted(per_image.items()):
         reference = A100_SECONDS_COMPILED if compiled else A100_SECONDS
-        lines.append(f"batch {n}{', compiled' if compiled else ''}: {seconds:.3f} s per image, "
+        lines.append(f"batch {n}{', compiled' if compiled else ''}{'' if n == 1 else ' (not like for like)'}: "
+                     f"{seconds:.3f} s per image, "
                      f"{seconds / reference:.2f}x diffusers' {reference} s on an A100, "
                      f"{seconds / H100_FLOOR_SECONDS:.1f}x the H100 compute floor ({H100_FLOOR_SECONDS} s)")
-    return "**Against the references** (50-step guided 512 px images): " + "; ".join(lines) + "."
+    return ("**Against the references** (50-step guided 512 px images): " + "; ".join(lines) + ". The compiled "
+            "model serves batch 1, then batch 8: a second shape, for which torch.compile makes a dynamic graph, so "
+            "the compiled batch-8 row may understate a static batch-8 graph (a folder of one size gets that).")
 
 
 def ddpm_part(weights: Path, repeats: int, setup: Setup) -> str:
@@ -352,13 +361,13 @@ def main() -> None:
               "(--check and --smoke work anywhere)", file=sys.stderr)
         raise SystemExit(2)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import machine, write_section
+    from _report import DOCS, machine, write_section
 
-    parts = args.only or ["sd", "ddpm", "lora", "levers"]
+    parts = args.only or list(PARTS)
     gpu = f"; {torch.cuda.get_device_name(0)}" if setup.cuda else " (smoke run: tiny models, nothing measured)"
-    body = [f"**Machine.** {machine()}{gpu}.",
-            "**Rerun.** `python benchmarks/gpu.py` (see its docstring). Random weights, real architectures; "
-            f"{args.repeats} timed calls after a warm-up call (\"first call\", which includes any compilation)."]
+    stamp = (f"*Measured {datetime.date.today().isoformat()} on {machine()}{gpu}; {args.repeats} timed calls after "
+             "a warm-up call (\"first call\", which includes any compilation).*")
+    blocks: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.smoke:
@@ -370,18 +379,49 @@ def main() -> None:
             print(f"running {part} …", file=sys.stderr, flush=True)
             if part == "sd":
                 table, per_image = sd_part(sd, args.repeats, setup)
-                body += [table, compare_with_references(per_image)]
+                result = table + "\n\n" + compare_with_references(per_image)
             elif part == "ddpm":
-                body.append(ddpm_part(ddpm, args.repeats, setup))
+                result = ddpm_part(ddpm, args.repeats, setup)
             elif part == "lora":
-                body.append(lora_part(sd, tmp, setup))
+                result = lora_part(sd, tmp, setup)
             else:
-                body.append(levers_part(sd, args.repeats, setup))
-    text = "## GPU figures\n\n" + "\n\n".join(body) + "\n\nParts run: " + json.dumps(parts) + "\n"
+                result = levers_part(sd, args.repeats, setup)
+            blocks[part] = f"### {PARTS[part]}\n\n{stamp}\n\n{result}"
     if args.print or args.smoke:
-        print(text)
+        print(gpu_section(blocks))
     else:
-        write_section("gpu", text)
+        # Parts run separately (a 10-minute limit per command) accumulate: each run replaces only
+        # its own parts and keeps the others' figures, each with its own date and machine.
+        kept = {part: block for part, block in recorded_parts(DOCS).items() if part not in blocks}
+        write_section("gpu", gpu_section({**kept, **blocks}))
+
+
+#: The parts, in report order, with their headings.
+PARTS = {"sd": "Stable Diffusion 1.5 inpainting, 512 px, 50 steps", "ddpm": "DDPM 256 px sampler",
+         "lora": "train-lora step", "levers": "Memory levers (sd, batch 8)"}
+
+
+def gpu_section(blocks: dict[str, str]) -> str:
+    """The docs section from per-part blocks (missing parts say so), each between its own markers."""
+    text = ["## GPU figures", "**Rerun.** `python benchmarks/gpu.py` (see its docstring): random weights, the real "
+            "architectures. `--only PART` replaces that part alone."]
+    for part, heading in PARTS.items():
+        body = blocks.get(part, f"### {heading}\n\nNot measured yet.")
+        text.append(f"<!-- gpu-{part}:begin -->\n{body.strip()}\n<!-- gpu-{part}:end -->")
+    return "\n\n".join(text) + "\n"
+
+
+def recorded_parts(docs: Path) -> dict[str, str]:
+    """The measured part blocks already in ``docs`` (not the "Not measured yet" placeholders)."""
+    import re
+
+    text = docs.read_text() if docs.exists() else ""
+    found = {}
+    for part in PARTS:
+        match = re.search(rf"<!-- gpu-{part}:begin -->\n(.*?)\n<!-- gpu-{part}:end -->", text, re.S)
+        if match and "Not measured yet." not in match.group(1):
+            found[part] = match.group(1)
+    return found
 
 
 if __name__ == "__main__":

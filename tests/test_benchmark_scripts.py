@@ -29,3 +29,26 @@ def test_gpu_benchmark_smoke_run_exercises_every_part():
     assert all(f"| sd batch 2, {lever} |" in out for lever in ("default", "--channels-last", "--vae-slicing",
                                                                 "--attention-slicing"))
     assert docs.read_bytes() == before  # a smoke run prints; it never overwrites the recorded figures
+
+
+def test_gpu_parts_run_separately_accumulate_in_the_docs(tmp_path):
+    """A GPU session runs `--only sd`, then `--only ddpm`, …: each run keeps the others' figures."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu
+    from _report import write_section
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n<!-- gpu:begin -->\n## GPU figures\n\nNot measured yet.\n<!-- gpu:end -->\n")
+
+    def run(part: str, figure: str) -> None:  # what main() does after measuring `part`
+        blocks = {part: f"### {gpu.PARTS[part]}\n\n*Measured today.*\n\n{figure}"}
+        kept = {p: b for p, b in gpu.recorded_parts(docs).items() if p not in blocks}
+        write_section("gpu", gpu.gpu_section({**kept, **blocks}), docs=docs)
+
+    run("sd", "| sd row | 1.0 s |")
+    run("ddpm", "| ddpm row | 2.0 s |")
+    run("sd", "| sd row again | 0.9 s |")
+    text = docs.read_text()
+    assert "| ddpm row | 2.0 s |" in text and "| sd row again | 0.9 s |" in text and "| sd row | 1.0 s |" not in text
+    assert text.count("Not measured yet.") == 2  # lora and levers
+    assert text.count("<!-- gpu:begin -->") == 1 and text.startswith("# Benchmarks")
