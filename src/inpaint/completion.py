@@ -12,7 +12,6 @@ image at a time; at most one batch of images is held in memory.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import os
 import re

@@ -96,8 +96,7 @@ def _lr_scheduler(config: TrainConfig, optimizer, total_steps: int):
 _DECAYING_SCHEDULES = ("linear", "cosine")
 
 
-def _check_length(config: TrainConfig, saved: TrainConfig, total: int, saved_total: int, step: int,
-                  path: Path) -> None:
+def _check_length(config: TrainConfig, total: int, saved_total: int, step: int, path: Path) -> None:
     """Refuse a resumed length that the run has passed, or that would bend a decaying schedule."""
     option = "--max-steps" if config.max_steps is not None else "--epochs"
     value = config.max_steps if config.max_steps is not None else config.epochs
@@ -176,7 +175,7 @@ def train(
         _check_resume(config, saved, state.config.get("data"), dataset.fingerprint(),
                       state.config.get("processes", world), world, resume_from)
         saved_total = saved.max_steps or epochs_to_steps(saved.epochs, plan.micro_batches_per_epoch, saved.grad_accum)
-        _check_length(config, saved, total, saved_total, state.step, resume_from)
+        _check_length(config, total, saved_total, state.step, resume_from)
 
     if accelerator.is_main_process:
         _prepare_output(output)  # before the (slow) model build: an unwritable -o fails at once
