@@ -199,13 +199,17 @@ def _max_pooled_mask_latents(pipe) -> None:
     Idempotent: every pipeline :func:`run_pipeline` is given (ours, or train-lora's validation
     pipeline) gets it once.
     """
+    import weakref
+
     if getattr(pipe, "_inpaint_max_pooled_mask", False):
         return
-    shrink = pipe.prepare_mask_latents
+    # No reference back to the pipeline from its own attribute (a weak one, and the class's
+    # method): a cycle would keep its weights in (GPU) memory until the next garbage collection.
+    shrink, owner, factor = type(pipe).prepare_mask_latents, weakref.ref(pipe), pipe.vae_scale_factor
 
     def prepare_mask_latents(mask, masked_image, batch_size, height, width, *args, **kwargs):
-        mask = latent_mask(mask, (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor))
-        return shrink(mask, masked_image, batch_size, height, width, *args, **kwargs)
+        mask = latent_mask(mask, (height // factor, width // factor))
+        return shrink(owner(), mask, masked_image, batch_size, height, width, *args, **kwargs)
 
     pipe.prepare_mask_latents = prepare_mask_latents
     pipe._inpaint_max_pooled_mask = True
