@@ -34,10 +34,10 @@ def completion_model(directory: Path, size: int) -> Path:
 
 def tiny_sd(directory: Path) -> Path:
     """The tests' tiny Stable Diffusion inpainting pipeline (diffusers' fast-test components)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from diffusers.utils import logging as diffusers_logging
-    from tiny_models import save_tiny_sd_inpaint
     from transformers.utils import logging as transformers_logging
+
+    from inpaint.testing import save_tiny_sd_inpaint
 
     for logging in (diffusers_logging, transformers_logging):
         logging.set_verbosity_error()

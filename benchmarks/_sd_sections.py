@@ -61,7 +61,7 @@ def sd_overhead(steps: int = 20, guidance: float = 7.5, repeats: int = 9) -> str
 **Machine.** {machine()}.
 
 **Rerun.** `python benchmarks/run.py --only sd-overhead`. The tests' tiny Stable Diffusion inpainting
-pipeline (`tests/tiny_models.save_tiny_sd_inpaint`: UNet {_params(pipe.unet):.2f} M, VAE
+pipeline (`inpaint.testing.save_tiny_sd_inpaint`: UNet {_params(pipe.unet):.2f} M, VAE
 {_params(pipe.vae):.2f} M, text encoder {_params(pipe.text_encoder):.2f} M parameters; random weights,
 loaded back with `from_pretrained` as real weights are), its DDIM scheduler, {steps} steps, guidance
 {guidance}, one fixed prompt; medians of {repeats} interleaved runs. *Ours* is the registered `sd`

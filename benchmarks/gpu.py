@@ -6,7 +6,7 @@
     HF_HUB_OFFLINE=1 python benchmarks/gpu.py --smoke          # no GPU needed: every part on tiny models, on the CPU
 
 Real weights cannot be downloaded on the benchmark machines, and speed does not depend on the weights'
-values, so the models are built from their published configurations (written out below) with random
+values, so the models are built from their published configurations (`inpaint.testing`) with random
 weights, saved with ``save_pretrained`` and loaded back through ``inpaint``'s own loaders:
 
 - ``sd``: SD 1.5 Inpainting (UNet 9 -> 4 channels, VAE, CLIP ViT-L/14 text encoder, PNDM), 512 px,
@@ -36,41 +36,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: google/ddpm-celebahq-256, config.json (UNet2DModel; 113.7 M parameters).
-DDPM_CELEBAHQ_256 = dict(
-    sample_size=256, in_channels=3, out_channels=3, center_input_sample=False, time_embedding_type="positional",
-    freq_shift=1, flip_sin_to_cos=False, down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
-                                                           "AttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
-    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2, mid_block_scale_factor=1,
-    downsample_padding=0, act_fn="silu", attention_head_dim=None, norm_num_groups=32, norm_eps=1e-6,
+from inpaint.testing import (  # the published configurations, written out once
+    DDPM_CELEBAHQ_256,
+    DDPM_SCHEDULER,
+    PUBLISHED_MILLIONS,
+    SD15_INPAINT_UNET,
+    SD15_SCHEDULER,
+    SD15_TEXT,
+    SD15_VAE,
 )
-DDPM_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
-                      variance_type="fixed_small", clip_sample=True)
-#: stable-diffusion-v1-5/stable-diffusion-inpainting, unet/config.json (859.5 M parameters).
-SD15_INPAINT_UNET = dict(
-    sample_size=64, in_channels=9, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
-)
-#: vae/config.json (AutoencoderKL; 83.7 M parameters).
-SD15_VAE = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
-)
-#: text_encoder/config.json (CLIPTextModel of CLIP ViT-L/14; 123.1 M parameters).
-SD15_TEXT = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
-    num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1,
-)
-#: scheduler/scheduler_config.json (PNDM, PLMS form).
-SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                      skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
-PUBLISHED_MILLIONS = {"ddpm unet": 113.7, "sd unet": 859.5, "sd vae": 83.7, "sd text encoder": 123.1}
+
 PROMPT = "a photo, high quality, realistic, sharp focus"
 #: Issue 7's references for one 50-step guided 512 px SD-1.5 inpainting image: diffusers on an A100
 #: in fp16 (about 22 it/s), compiled, and the compute floor on an H100.
@@ -106,8 +81,7 @@ def build_sd(directory: Path) -> Path:
     import torch
     from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from tiny_models import tiny_clip_tokenizer  # token ids only: speed does not depend on the vocabulary
+    from inpaint.testing import tiny_clip_tokenizer  # token ids only: speed does not depend on the vocabulary
 
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -335,8 +309,7 @@ def lora_part(weights: Path, tmp: Path, setup: Setup) -> str:
 
 def build_smoke_models(directory: Path) -> tuple[Path, Path]:
     """The test suite's tiny SD inpainting pipeline and 7-channel pixel DDPM."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from tiny_models import save_tiny_ddpm, save_tiny_sd_inpaint
+    from inpaint.testing import save_tiny_ddpm, save_tiny_sd_inpaint
 
     return save_tiny_sd_inpaint(directory / "sd"), save_tiny_ddpm(directory / "ddpm", in_channels=7)
 

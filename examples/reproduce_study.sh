@@ -86,17 +86,16 @@ TEST="$WORK/data/test"
 # ---- 1. the bases --------------------------------------------------------------------------------
 if [ "$TINY" = 1 ]; then
   if [ ! -f "$WORK/bases/.done" ]; then
-    python - "$WORK/bases" "$HERE/../tests" <<'EOF'
+    python - "$WORK/bases" <<'EOF'
 import sys
 from pathlib import Path
 
-sys.path.insert(0, sys.argv[2])
-import tiny_models  # the test suite's tiny random diffusers/transformers models
+from inpaint import testing  # tiny random diffusers/transformers models, saved like real weights
 
 bases = Path(sys.argv[1])
-tiny_models.save_tiny_ddpm(bases / "ddpm", layout="flat")
-tiny_models.save_tiny_sd_inpaint(bases / "sd")
-tiny_models.save_tiny_blip(bases / "blip")
+testing.save_tiny_ddpm(bases / "ddpm", layout="flat")
+testing.save_tiny_sd_inpaint(bases / "sd")
+testing.save_tiny_blip(bases / "blip")
 (bases / ".done").write_text("")
 EOF
   fi

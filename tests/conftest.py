@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import tiny_models  # noqa: E402
+from inpaint import testing  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -29,25 +29,25 @@ def _reset_warn_once():
 @pytest.fixture(scope="session")
 def tiny_ddpm_dir(tmp_path_factory) -> Path:
     """A tiny unconditional (3-channel) pixel DDPM in the flat hub layout."""
-    return tiny_models.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm"), layout="flat")
+    return testing.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm"), layout="flat")
 
 
 @pytest.fixture(scope="session")
 def tiny_ddpm_pipeline_dir(tmp_path_factory) -> Path:
     """The same tiny DDPM in the pipeline layout (model_index.json, unet/, scheduler/)."""
-    return tiny_models.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm-pipe"), layout="pipeline")
+    return testing.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm-pipe"), layout="pipeline")
 
 
 @pytest.fixture(scope="session")
 def tiny_unet7_dir(tmp_path_factory) -> Path:
     """A tiny 7-input-channel completion UNet (x_masked, mask, x_t) in the flat layout."""
-    return tiny_models.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-unet7"), layout="flat", in_channels=7)
+    return testing.save_tiny_ddpm(tmp_path_factory.mktemp("tiny-unet7"), layout="flat", in_channels=7)
 
 
 @pytest.fixture(scope="session")
 def tiny_sd_inpaint_dir(tmp_path_factory) -> Path:
     """A tiny Stable Diffusion inpainting pipeline (9-channel UNet, offline CLIP tokenizer)."""
-    return tiny_models.save_tiny_sd_inpaint(tmp_path_factory.mktemp("tiny-sd"))
+    return testing.save_tiny_sd_inpaint(tmp_path_factory.mktemp("tiny-sd"))
 
 
 @pytest.fixture(scope="session")
@@ -172,4 +172,4 @@ def no_metric_weights(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_blip_dir(tmp_path_factory) -> Path:
     """A tiny BLIP captioning model with its processor (offline BERT vocabulary)."""
-    return tiny_models.save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
+    return testing.save_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))

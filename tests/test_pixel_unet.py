@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import tiny_models
+from inpaint import testing
 from inpaint.errors import InputError
 from inpaint.models.pixel_unet import (
     load_base,
@@ -29,7 +29,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_widened_unet_equals_base_exactly_whatever_the_extra_channels_hold():
-    base = tiny_models.tiny_unet2d(in_channels=3)
+    base = testing.tiny_unet2d(in_channels=3)
     wide = widen_conv_in(copy.deepcopy(base), 7)
     g = torch.Generator().manual_seed(0)
     x_t = torch.randn(2, 3, 32, 32, generator=g)
@@ -46,7 +46,7 @@ def test_widened_unet_equals_base_exactly_whatever_the_extra_channels_hold():
 
 
 def test_widening_updates_the_saved_config(tmp_path):
-    wide = widen_conv_in(tiny_models.tiny_unet2d(in_channels=3))
+    wide = widen_conv_in(testing.tiny_unet2d(in_channels=3))
     assert wide.config.in_channels == 7
     wide.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["in_channels"] == 7
@@ -54,7 +54,7 @@ def test_widening_updates_the_saved_config(tmp_path):
 
 def test_widening_refuses_to_narrow():
     with pytest.raises(ValueError):
-        widen_conv_in(tiny_models.tiny_unet2d(in_channels=7), 7)
+        widen_conv_in(testing.tiny_unet2d(in_channels=7), 7)
 
 
 # ---- load_base -----------------------------------------------------------------------------
@@ -142,8 +142,8 @@ def test_unconditional_model_where_completion_is_needed(tiny_ddpm_dir):
 def test_save_completion_unet_loads_with_stock_diffusers(tmp_path):
     from diffusers import UNet2DModel
 
-    unet = widen_conv_in(tiny_models.tiny_unet2d())
-    schedule = dict(tiny_models.tiny_ddpm_scheduler().config)
+    unet = widen_conv_in(testing.tiny_unet2d())
+    schedule = dict(testing.tiny_ddpm_scheduler().config)
     out = save_completion_unet(unet, schedule, tmp_path / "run", {"lr": 1e-5, "epochs": 10})
     stock = UNet2DModel.from_pretrained(out, use_safetensors=True)
     assert stock.config.in_channels == 7
@@ -157,13 +157,13 @@ def test_save_completion_unet_loads_with_stock_diffusers(tmp_path):
 
 
 def test_resaving_keeps_ema_and_other_files_and_ema_loads(tmp_path):
-    schedule = dict(tiny_models.tiny_ddpm_scheduler().config)
+    schedule = dict(testing.tiny_ddpm_scheduler().config)
     out = tmp_path / "run"
-    save_completion_unet(widen_conv_in(tiny_models.tiny_unet2d(seed=1)), schedule, out)
-    ema = widen_conv_in(tiny_models.tiny_unet2d(seed=2))
+    save_completion_unet(widen_conv_in(testing.tiny_unet2d(seed=1)), schedule, out)
+    ema = widen_conv_in(testing.tiny_unet2d(seed=2))
     save_completion_unet(ema, schedule, out / "ema")
     (out / "checkpoints").mkdir()
-    raw = widen_conv_in(tiny_models.tiny_unet2d(seed=3))
+    raw = widen_conv_in(testing.tiny_unet2d(seed=3))
     save_completion_unet(raw, schedule, out)  # a later epoch overwrites the raw weights only
     assert (out / "checkpoints").is_dir()
     loaded_raw, _ = load_completion_unet(out)

@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-import tiny_models
+from inpaint import testing
 from inpaint.repaint import (
     fast_schedule,
     repaint_schedule,
@@ -31,17 +31,17 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def schedule_config() -> dict:
-    return dict(tiny_models.tiny_ddpm_scheduler().config)
+    return dict(testing.tiny_ddpm_scheduler().config)
 
 
 @pytest.fixture(scope="module")
 def unet7():
-    return tiny_models.tiny_unet2d(in_channels=7).eval()
+    return testing.tiny_unet2d(in_channels=7).eval()
 
 
 @pytest.fixture(scope="module")
 def unet3():
-    return tiny_models.tiny_unet2d(in_channels=3).eval()
+    return testing.tiny_unet2d(in_channels=3).eval()
 
 
 @pytest.fixture(scope="module")

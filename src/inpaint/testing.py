@@ -1,0 +1,359 @@
+"""Random diffusers/transformers models built offline and saved like real weights, for tests,
+benchmarks, the examples' tiny mode and anyone checking a pipeline without downloading anything.
+
+Every builder saves with ``save_pretrained`` into the layout the hub publishes, so the code under
+test loads it with ``from_pretrained(directory)`` — the very path real weights take. Two families:
+
+- **tiny** models (diffusers' and transformers' own fast-test configurations): seconds on a CPU;
+  :func:`save_celebahq_shaped_ddpm` is tiny but shaped like ``google/ddpm-celebahq-256`` (256 px
+  native size, attention at 16 px), so commands run at the study's sizes cheaply;
+- **real-size** models from the published configurations below (``google/ddpm-celebahq-256``,
+  SD 1.5 Inpainting, BLIP base) with random weights: the cost and memory of the real thing.
+
+:func:`install_in_hub_cache` lays a saved folder out as a Hugging Face cache entry under a hub id,
+so the default hub ids (``inpaint train-ddpm data/`` with no ``--base``) resolve offline exactly
+as after a real download. Builders seed torch, so the same call gives the same weights.
+Tokenizers are small hand-written vocabularies (token ids only: cost does not depend on them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TINY_SIZE = 32
+
+# ---- published configurations ------------------------------------------------------------------
+
+#: google/ddpm-celebahq-256, config.json (UNet2DModel; 113.7 M parameters).
+DDPM_CELEBAHQ_256: dict[str, Any] = dict(
+    sample_size=256, in_channels=3, out_channels=3, center_input_sample=False, time_embedding_type="positional",
+    freq_shift=1, flip_sin_to_cos=False, down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
+                                                           "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2, mid_block_scale_factor=1,
+    downsample_padding=0, act_fn="silu", attention_head_dim=None, norm_num_groups=32, norm_eps=1e-6,
+)
+#: google/ddpm-celebahq-256, scheduler_config.json.
+DDPM_SCHEDULER: dict[str, Any] = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                                      beta_schedule="linear", variance_type="fixed_small", clip_sample=True)
+#: stable-diffusion-v1-5/stable-diffusion-inpainting, unet/config.json (859.5 M parameters).
+SD15_INPAINT_UNET: dict[str, Any] = dict(
+    sample_size=64, in_channels=9, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
+    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
+)
+#: vae/config.json (AutoencoderKL; 83.7 M parameters).
+SD15_VAE: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
+)
+#: text_encoder/config.json (CLIPTextModel of CLIP ViT-L/14; 123.1 M parameters).
+SD15_TEXT: dict[str, Any] = dict(
+    vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
+    num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+    bos_token_id=0, eos_token_id=2, pad_token_id=1,
+)
+#: scheduler/scheduler_config.json (PNDM, PLMS form).
+SD15_SCHEDULER: dict[str, Any] = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                      num_train_timesteps=1000, skip_prk_steps=True, set_alpha_to_one=False,
+                                      steps_offset=1)
+#: Salesforce/blip-image-captioning-base, config.json (BlipForConditionalGeneration; 224 M parameters as
+#: built here). The special token ids are filled in from the (small) tokenizer the builder writes.
+BLIP_BASE_TEXT: dict[str, Any] = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072,
+                                      num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512)
+BLIP_BASE_VISION: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, image_size=384, patch_size=16)
+BLIP_BASE_PROJECTION = 512
+#: Parameter counts of the published models, in millions (what the builders above must give).
+PUBLISHED_MILLIONS = {"ddpm unet": 113.7, "sd unet": 859.5, "sd vae": 83.7, "sd text encoder": 123.1}
+
+
+# ---- pixel DDPMs -------------------------------------------------------------------------------
+
+
+def tiny_unet2d(in_channels: int = 3, sample_size: int = TINY_SIZE, seed: int = 0):
+    """A ~16k-parameter pixel-space ``UNet2DModel`` (3 output channels; attention at half size)."""
+    import torch
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        block_out_channels=(4, 8),
+        norm_num_groups=2,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=3,
+        layers_per_block=2,
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=3,
+    )
+
+
+def celebahq_shaped_unet2d(in_channels: int = 3, seed: int = 0):
+    """A ~0.1 M-parameter ``UNet2DModel`` with ``google/ddpm-celebahq-256``'s shape: native size
+    256, six blocks, attention only in the fifth (at 16 px) — so a 256-px run costs seconds."""
+    import torch
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    config = {**DDPM_CELEBAHQ_256, "block_out_channels": (8, 8, 16, 16, 32, 32), "layers_per_block": 1,
+              "norm_num_groups": 8, "attention_head_dim": 8, "in_channels": in_channels}
+    return UNet2DModel(**config)
+
+
+def tiny_ddpm_scheduler():
+    """A DDPM scheduler with the defaults of ``google/ddpm-celebahq-256`` (1000 linear betas)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+
+
+def _save_pixel_ddpm(unet, scheduler, directory: Path, layout: str) -> Path:
+    directory = Path(directory)
+    if layout == "flat":
+        unet.save_pretrained(directory)
+        scheduler.save_pretrained(directory)
+    elif layout == "pipeline":
+        from diffusers import DDPMPipeline
+
+        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(directory)
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    return directory
+
+
+def save_tiny_ddpm(directory: Path, *, layout: str = "flat", in_channels: int = 3, seed: int = 0) -> Path:
+    """Save a tiny pixel DDPM the way hub repos are laid out.
+
+    ``layout="flat"``: ``config.json`` + weights + ``scheduler_config.json`` at the root (as
+    ``google/ddpm-celebahq-256``). ``layout="pipeline"``: ``model_index.json`` with ``unet/`` and
+    ``scheduler/`` subfolders (as ``DDPMPipeline.save_pretrained`` writes).
+    """
+    return _save_pixel_ddpm(tiny_unet2d(in_channels=in_channels, seed=seed), tiny_ddpm_scheduler(), directory, layout)
+
+
+def save_celebahq_shaped_ddpm(directory: Path, *, layout: str = "flat", seed: int = 0) -> Path:
+    """Save :func:`celebahq_shaped_unet2d` with the published schedule (flat layout by default)."""
+    from diffusers import DDPMScheduler
+
+    return _save_pixel_ddpm(celebahq_shaped_unet2d(seed=seed), DDPMScheduler(**DDPM_SCHEDULER), directory, layout)
+
+
+def save_real_size_ddpm(directory: Path, *, seed: int = 0) -> Path:
+    """``google/ddpm-celebahq-256`` as published (flat layout, 113.7 M parameters), random weights."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    return _save_pixel_ddpm(UNet2DModel(**DDPM_CELEBAHQ_256), DDPMScheduler(**DDPM_SCHEDULER), directory, "flat")
+
+
+# ---- Stable Diffusion inpainting --------------------------------------------------------------
+
+_CLIP_VOCAB = [
+    "l", "o", "w", "e", "r", "s", "t", "i", "d", "n",
+    "lo", "l</w>", "w</w>", "r</w>", "t</w>", "low</w>", "er</w>", "lowest</w>", "newer</w>", "wider",
+    "<unk>", "<|startoftext|>", "<|endoftext|>",
+]
+_CLIP_MERGES = ["#version: 0.2", "l o", "lo w</w>", "e r</w>", ""]
+
+
+def tiny_clip_tokenizer(directory: Path):
+    """A 23-token BPE ``CLIPTokenizer`` written to ``directory`` (as transformers' tests do)."""
+    from transformers import CLIPTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.json"
+    merges_file = directory / "merges.txt"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(_CLIP_VOCAB)}))
+    merges_file.write_text("\n".join(_CLIP_MERGES))
+    # Without model_max_length the tokenizer's limit is ~1e30 and the pipeline's padding breaks.
+    return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+
+
+def _save_sd_pipeline(directory: Path, unet, vae, text_encoder, scheduler) -> Path:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        tokenizer = tiny_clip_tokenizer(Path(tokenizer_dir))
+    pipeline = StableDiffusionInpaintPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(directory)
+    return Path(directory)
+
+
+def save_tiny_sd_inpaint(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny ``StableDiffusionInpaintPipeline`` (9-channel UNet; a VAE that downsamples by 2)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=9,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return _save_sd_pipeline(directory, unet, vae, text_encoder, scheduler)
+
+
+def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
+    """A tiny SD inpainting pipeline whose VAE downsamples by 8, as SD 1.5's does (4 encoder
+    blocks), with SD 1.5's PNDM schedule: 512-px images give 64x64 latents at a tiny cost."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=64, in_channels=9, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 8, 16, 16], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=4, norm_num_groups=8, layers_per_block=1,
+        sample_size=512, scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37,
+                                                layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2,
+                                                pad_token_id=1, vocab_size=1000))
+    return _save_sd_pipeline(directory, unet, vae, text_encoder, PNDMScheduler(**SD15_SCHEDULER))
+
+
+def save_real_size_sd_inpaint(directory: Path, *, seed: int = 0, dtype=None) -> Path:
+    """SD 1.5 Inpainting as published (pipeline folder; UNet 859.5 M, VAE 83.7 M, CLIP ViT-L text
+    encoder 123.1 M parameters, PNDM), random weights; ``dtype`` (e.g. ``torch.float16``) halves the files."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    parts = [UNet2DConditionModel(**SD15_INPAINT_UNET), AutoencoderKL(**SD15_VAE),
+             CLIPTextModel(CLIPTextConfig(**SD15_TEXT))]
+    if dtype is not None:
+        parts = [part.to(dtype) for part in parts]
+    return _save_sd_pipeline(directory, *parts, PNDMScheduler(**SD15_SCHEDULER))
+
+
+# ---- BLIP captioning ----------------------------------------------------------------------------
+
+_BERT_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]",
+    "a", "photo", "of", "cat", "dog", "with", "the", "face", "woman", "man", "smiling", "red", "hat", "and",
+]
+
+
+def _save_blip(directory: Path, text: dict[str, Any], vision: dict[str, Any], projection_dim: int,
+               image_size: int, seed: int) -> Path:
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(_BERT_VOCAB) + "\n")
+    tokenizer = BertTokenizer(str(vocab_file), bos_token="[DEC]", model_max_length=32)
+    dec, sep, pad = (tokenizer.convert_tokens_to_ids(t) for t in ("[DEC]", "[SEP]", "[PAD]"))
+    config = BlipConfig(
+        text_config=dict(text, bos_token_id=dec, sep_token_id=sep, eos_token_id=sep, pad_token_id=pad),
+        vision_config=vision, projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(config)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+                              tokenizer=tokenizer)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_blip(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny ``BlipForConditionalGeneration`` with its ``BlipProcessor`` (32 px, 20 tokens).
+
+    The text config's ``bos_token_id``/``sep_token_id`` must be the tokenizer's ``[DEC]``/``[SEP]``
+    ids: ``generate`` forces them, and the defaults lie outside a tiny vocabulary.
+    """
+    text = dict(vocab_size=len(_BERT_VOCAB), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=64)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                  patch_size=8)
+    return _save_blip(directory, text, vision, projection_dim=32, image_size=32, seed=seed)
+
+
+def save_real_size_blip(directory: Path, seed: int = 0) -> Path:
+    """``Salesforce/blip-image-captioning-base``'s architecture (384 px, ViT-B/16 + BERT-base decoder), random weights."""
+    return _save_blip(directory, BLIP_BASE_TEXT, BLIP_BASE_VISION, BLIP_BASE_PROJECTION, image_size=384, seed=seed)
+
+
+# ---- a hand-laid Hugging Face cache ------------------------------------------------------------
+
+
+def install_in_hub_cache(folder: str | os.PathLike[str], repo_id: str, hub_cache: str | os.PathLike[str] | None = None,
+                         revision: str = "0" * 40, *, move: bool = False) -> Path:
+    """Lay ``folder`` out as the cached snapshot of hub model ``repo_id``; returns the snapshot folder.
+
+    Writes ``<hub_cache>/models--ORG--NAME/refs/main`` (holding ``revision``) and the files under
+    ``snapshots/<revision>/`` (plain files: the cache needs no blobs). With ``HF_HUB_OFFLINE=1``,
+    ``snapshot_download(repo_id)`` and ``try_to_load_from_cache`` then resolve it as they would a
+    real download. ``hub_cache`` defaults to huggingface_hub's (``$HF_HOME/hub``, read when called).
+    """
+    if hub_cache is None:
+        hub_cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    root = Path(hub_cache).expanduser() / f"models--{repo_id.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(revision)
+    snapshot = root / "snapshots" / revision
+    if snapshot.exists():
+        shutil.rmtree(snapshot)
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    (shutil.move if move else shutil.copytree)(str(folder), str(snapshot))
+    return snapshot
