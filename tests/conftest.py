@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Tests never touch the network: hub ids must resolve from disk or fail at once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Weights converted from .bin go to a cache of the test run, never the user's ~/.cache/inpaint.
+os.environ["INPAINT_CACHE"] = tempfile.mkdtemp(prefix="inpaint-test-cache-")
+atexit.register(shutil.rmtree, os.environ["INPAINT_CACHE"], True)
 
 from pathlib import Path  # noqa: E402
 

@@ -43,7 +43,7 @@ def test_doctor_json_reports_versions_devices_models_and_weights(cli, fake_hub_c
     assert status == {"google/ddpm-celebahq-256": "cached", "stable-diffusion-v1-5/stable-diffusion-inpainting": "missing",
                       "Salesforce/blip-image-captioning-base": "incomplete"}
     missing = next(m for m in report["models"] if m["status"] == "missing")
-    assert "hf download stable-diffusion-v1-5/stable-diffusion-inpainting" in missing["get"]
+    assert "inpaint download sd" in missing["get"]
     weights = {w["file"]: w for w in report["metric_weights"]}
     assert weights["alexnet-owt-7be5be79.pth"]["found"] == str(checkpoints / "alexnet-owt-7be5be79.pth")
     inception = weights["pt_inception-2015-12-05-6726825d.pth"]
@@ -56,25 +56,33 @@ def test_doctor_tables_say_how_to_get_what_is_missing(cli, fake_hub_cache, no_me
     result = cli("doctor")
     assert result.code == 0, result
     text = " ".join(result.out.split())
-    for needle in ("google/ddpm-celebahq-256", "cached", "missing", "hf download", "pt_inception-2015-12-05-6726825d.pth",
-                   "Devices", "telea"):
+    for needle in ("google/ddpm-celebahq-256", "cached", "missing", "inpaint download sd", "inpaint download fid",
+                   "pt_inception-2015-12-05-6726825d.pth", "Devices", "telea"):
         assert needle in text
 
 
-def test_a_cache_with_pickle_weights_or_a_config_alone_is_not_reported_usable(cli, fake_hub_cache, no_metric_weights):
-    """The loaders read safetensors only: doctor must not call such a cache ready."""
+def test_pickle_weights_count_as_weights_and_a_config_alone_does_not(cli, fake_hub_cache, no_metric_weights):
+    """The loaders convert .bin weights (weights-only unpickler): a cache holding them is ready; a
+    config without any weights is not."""
     snapshot = fake_hub_cache / "models--google--ddpm-celebahq-256" / "snapshots" / "abc123"
     (snapshot / "diffusion_pytorch_model.safetensors").rename(snapshot / "diffusion_pytorch_model.bin")
     report = json.loads(cli("doctor", "--json").out)
     ddpm = next(m for m in report["models"] if m["repo_id"] == "google/ddpm-celebahq-256")
-    assert ddpm["status"] == "incomplete" and "hf download google/ddpm-celebahq-256" in ddpm["get"]
+    assert ddpm["status"] == "cached" and ddpm["get"] is None
+    assert next(m for m in report["methods"] if m["method"] == "repaint")["available"] is True
+
+    (snapshot / "diffusion_pytorch_model.bin").unlink()
+    report = json.loads(cli("doctor", "--json").out)
+    ddpm = next(m for m in report["models"] if m["repo_id"] == "google/ddpm-celebahq-256")
+    assert ddpm["status"] == "incomplete" and "`inpaint download ddpm`" in ddpm["get"]
     repaint = next(m for m in report["methods"] if m["method"] == "repaint")
-    assert repaint["available"] is False and "safetensors" in repaint["reason"]
+    assert repaint["available"] is False and "cached without its weights" in repaint["reason"]
+    assert "`inpaint download ddpm`" in repaint["reason"]
 
 
 def test_help_of_new_commands_imports_nothing_heavy():
     code = (
-        "import sys; from inpaint.cli.app import main; main(['bench', '--help']); main(['doctor', '--help']);"
+        "import sys; from inpaint.cli.app import main; main(['bench', '--help']); main(['doctor', '--help']); main(['download', '--help']);"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'skimage', 'cv2', 'lpips') if m in sys.modules];"
         "print('HEAVY', heavy)"
     )

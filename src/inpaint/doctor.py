@@ -41,8 +41,8 @@ _ALTERNATIVES = {"opencv-python-headless": ("opencv-python", "opencv-contrib-pyt
 class KnownModel:
     """A hub model ``inpaint`` uses; ``config`` and ``weights`` are files that show it is cached.
 
-    Only safetensors files count as weights: the loaders never read pickle (``.bin``) files, so a
-    cache holding those alone is reported incomplete, with how to get the right files.
+    Weights count as safetensors or as pickle ``.bin`` files: the loaders convert the latter once
+    through torch's weights-only unpickler (:mod:`inpaint.models.weight_files`).
     """
 
     repo_id: str
@@ -53,12 +53,13 @@ class KnownModel:
 
 KNOWN_MODELS = (
     KnownModel("google/ddpm-celebahq-256", "ddpm/repaint base (train-ddpm --base, repaint weights)", "config.json",
-               ("diffusion_pytorch_model.safetensors",)),
+               ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")),
     KnownModel("stable-diffusion-v1-5/stable-diffusion-inpainting", "sd: Stable Diffusion 1.5 Inpainting",
                "model_index.json", ("unet/diffusion_pytorch_model.safetensors",
-                                    "unet/diffusion_pytorch_model.fp16.safetensors")),
+                                    "unet/diffusion_pytorch_model.fp16.safetensors",
+                                    "unet/diffusion_pytorch_model.bin")),
     KnownModel("Salesforce/blip-image-captioning-base", "caption: BLIP captions", "config.json",
-               ("model.safetensors",)),
+               ("model.safetensors", "pytorch_model.bin")),
 )
 
 
@@ -112,7 +113,9 @@ def devices() -> list[dict[str, Any]]:
 
 def cached_models() -> list[dict[str, Any]]:
     """Which :data:`KNOWN_MODELS` the local Hugging Face cache holds (config and weights)."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from inpaint.download import name_of
 
     def cached(repo_id: str, filename: str) -> str | None:
         path = try_to_load_from_cache(repo_id, filename)
@@ -127,17 +130,20 @@ def cached_models() -> list[dict[str, Any]]:
             "repo_id": model.repo_id, "purpose": model.purpose, "status": status,
             "path": os.path.dirname(config) if config else None,
             "get": None if status == "cached" else
-            f"on a machine with network access: hf download {model.repo_id} --local-dir "
-            f"{model.repo_id.split('/')[-1]}; copy that folder here and pass its path",
+            f"run `inpaint download {name_of(model.repo_id)}` (offline: run it on a machine with network access, "
+            f"then copy that machine's Hugging Face cache to {constants.HF_HUB_CACHE})",
         })
     return rows
 
 
 def metric_weights() -> list[dict[str, Any]]:
     """Where each LPIPS/FID backbone file is found, or the one-line instructions to provide it."""
+    from inpaint.download import ITEMS
+    from inpaint.download import weight_file as file_of
     from inpaint.metrics import FID_INCEPTION, LPIPS_ALEX, LPIPS_VGG, MetricWeightsMissing, resolve_weights
     from inpaint.metrics.weights import hub_cache_path
 
+    names = {file_of(item).filename: item.name for item in ITEMS if item.kind == "file"}
     rows = []
     for weight_file in (LPIPS_ALEX, LPIPS_VGG, FID_INCEPTION):
         row = {"file": weight_file.filename, "purpose": weight_file.purpose, "found": None,
@@ -145,7 +151,7 @@ def metric_weights() -> list[dict[str, Any]]:
         try:
             row["found"] = str(resolve_weights(weight_file))
         except MetricWeightsMissing as e:
-            row["get"] = str(e)
+            row["get"] = f"run `inpaint download {names[weight_file.filename]}`, or: {e}"
         rows.append(row)
     return rows
 

@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from inpaint import __version__
-from inpaint.cli import bench, caption, complete, console, demo, doctor, make_masks, train_ddpm, train_lora
+from inpaint.cli import bench, caption, complete, console, demo, doctor, download, make_masks, train_ddpm, train_lora
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -69,6 +69,7 @@ app.command("caption", no_args_is_help=True)(caption.caption)
 app.command("train-lora", no_args_is_help=True)(train_lora.train_lora)
 app.command("bench", no_args_is_help=True)(bench.bench)
 app.command("doctor")(doctor.doctor)
+app.command("download")(download.download)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,8 @@ def caption(
                      dir_okay=False, show_default=False),
     ] = None,
     model: Annotated[str, typer.Option("--model", help="BLIP captioning model: hub id or local folder.")] = DEFAULT_MODEL,
+    revision: options.Revision = None,
+    variant: options.Variant = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Appended to every caption (--suffix '' for none).")] = (
         DEFAULT_SUFFIX
     ),
@@ -49,7 +51,7 @@ def caption(
 
     with RichProgress(disable=json_output) as progress:
         report = caption_folder(data, output, model=model, suffix=suffix, batch_size=batch_size, device=device,
-                                overwrite=overwrite, progress=progress)
+                                overwrite=overwrite, progress=progress, revision=revision, variant=variant)
     if json_output:
         typer.echo(json.dumps({"output": str(report.output), "total": report.total,
                                "captioned": len(report.captioned), "already_done": report.already_done,

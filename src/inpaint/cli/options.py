@@ -62,3 +62,13 @@ ResizeMask = Annotated[
 
 
 OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.", file_okay=False)]
+Revision = Annotated[
+    Optional[str],
+    typer.Option("--revision", help="Weights given as a hub id: the branch, tag or commit to use (default: the "
+                 "main branch)."),
+]
+Variant = Annotated[
+    Optional[str],
+    typer.Option("--variant", help="Weights variant to fetch and load, e.g. fp16 (the *.fp16.safetensors files: "
+                 "half the download; the model still runs in the precision it would otherwise)."),
+]

@@ -1,9 +1,13 @@
-"""Find a model given as a local directory or a Hugging Face hub id, fetching only safe files.
+"""Find a model given as a local directory or a Hugging Face hub id, fetching only what a loader reads.
 
-A hub download is limited to the file patterns a loader needs (configs, tokenizer files and
-safetensors weights): pickle weights are never fetched, since we never unpickle them, and a
-repository's extra single-file checkpoints are not downloaded either. Every way this can fail is
-one :class:`~inpaint.errors.InputError` line saying what was looked for, where, and the fix.
+A hub download is limited to the files a loader needs (:class:`~inpaint.models.weight_files.ModelFiles`:
+configs, tokenizer files and each component's weights), so a repository's extra single-file
+checkpoints and other variants are never fetched. Weights are fetched as safetensors; only a
+component that has none in the repository is fetched as ``.bin``, in a second request, and those
+pickles are read by torch's weights-only unpickler alone (:mod:`inpaint.models.weight_files`).
+``revision`` (a branch, tag or commit) and ``variant`` (``fp16``: the ``*.fp16.safetensors`` files)
+choose what is fetched. Every way this can fail is one :class:`~inpaint.errors.InputError` line
+saying what was looked for, where, and the fix.
 """
 
 from __future__ import annotations
@@ -11,10 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from inpaint.errors import InputError
+from inpaint.models.weight_files import (
+    DIFFUSERS,
+    TRANSFORMERS,
+    ModelFiles,
+    check_revision,
+    check_variant,
+    has_weights,
+)
 
 
 #: Endings of weight files: a name ending so (``loras/mine.safetensors``) is a file, not a hub id.
@@ -32,69 +45,97 @@ def looks_like_path(id_or_dir: str) -> bool:
     )
 
 
+def any_weights(folder: Path, variant: str | None = None) -> bool:
+    """Whether ``folder`` holds a diffusers or transformers model's weights (of ``variant``), as
+    safetensors or as ``.bin`` (which the loaders convert)."""
+    return any(has_weights(folder, library, variant, pickle=pickle)
+               for library in (DIFFUSERS, TRANSFORMERS) for pickle in (False, True))
+
+
 def cached_availability(
     repo_id: str,
     config_files: Sequence[str],
     check: Callable[[str, Path], str | None],
     fix: str,
     local_only: bool,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> str | None:
     """Why hub model ``repo_id`` cannot be used, or ``None``: a cheap registry check (no download).
 
-    The first of ``config_files`` found in the local cache is handed to ``check(name, path)``,
-    which judges it (the right UNet, say). Not cached: unusable when ``local_only`` (choosing a
-    method for the user never starts a download) or offline; otherwise loading will fetch it.
+    The first of ``config_files`` found in the local cache (at ``revision``, default the main
+    branch) is handed to ``check(name, path)``, which judges it (the right UNet, say). Not
+    cached: unusable when ``local_only`` (choosing a method for the user never starts a download)
+    or offline; otherwise loading will fetch it. Cached weights count as safetensors or ``.bin``,
+    of ``variant`` when one is asked for.
     """
     from huggingface_hub import constants, try_to_load_from_cache
 
     for filename in config_files:
         try:
-            cached = try_to_load_from_cache(repo_id, filename)
+            cached = try_to_load_from_cache(repo_id, filename, revision=revision)
         except ValueError:  # not a valid repo id, so only a (missing) path
             return f"{repo_id}: no such directory; {fix}"
         if isinstance(cached, str):
             problem = check(filename, Path(cached))
             if problem is None and (local_only or constants.HF_HUB_OFFLINE) \
-                    and not any(Path(cached).parent.glob("*.safetensors")):
-                # A config alone is not a model: the loaders read safetensors weights only, and
-                # here they cannot be fetched.
-                return (f"{repo_id}: cached without its safetensors weights (beside {filename}; pickle .bin "
-                        f"files are never loaded); {fix}")
+                    and not any_weights(Path(cached).parent, variant):
+                # A config alone is not a model, and here its weights cannot be fetched.
+                tag = f" {variant}" if variant else ""
+                return f"{repo_id}: cached without its{tag} weights (beside {filename}); {fix}"
             return problem
+    at = f" at revision {revision}" if revision else ""
     if local_only:
-        return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache); {fix}"
+        return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache{at}); {fix}"
     if constants.HF_HUB_OFFLINE:
-        return (f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the hub is "
+        return (f"{repo_id}: no such local directory, and not in the local Hugging Face cache{at} while the hub is "
                 f"unreachable (offline); {fix}")
     return None  # not cached but online: loading downloads it or says why it cannot
 
 
-def snapshot(repo_id: str, allow_patterns: Sequence[str]) -> Path:
-    """The local snapshot folder of hub repository ``repo_id``, downloading only ``allow_patterns``."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+def download_hint(repo_id: str, revision: str | None = None, variant: str | None = None) -> str:
+    """The command that fetches ``repo_id`` on a machine with network access: ``inpaint download NAME``
+    for the models inpaint knows by name, else ``hf download``."""
+    from inpaint.download import name_of
 
+    name = name_of(repo_id)
+    flags = (f" --revision {revision}" if revision else "") + (f" --variant {variant}" if variant else "")
+    if name:
+        return f"`inpaint download {name}{flags}`"
+    return f"`hf download {repo_id}" + (f" --revision {revision}`" if revision else "`")
+
+
+def snapshot(repo_id: str, allow_patterns: Sequence[str], revision: str | None = None) -> Path:
+    """The local snapshot folder of hub repository ``repo_id`` at ``revision`` (default: the main
+    branch), downloading only ``allow_patterns``."""
+    from huggingface_hub import errors, snapshot_download
+
+    check_revision(revision)
+    incomplete = getattr(errors, "IncompleteSnapshotError", ())  # absent from older huggingface_hub releases
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=list(allow_patterns)))
-    except HFValidationError:
+        return Path(snapshot_download(repo_id, allow_patterns=list(allow_patterns), revision=revision))
+    except errors.HFValidationError:
         raise InputError(f"{repo_id}: no such directory") from None
-    except LocalEntryNotFoundError:
+    except incomplete:
         raise InputError(
-            f"{repo_id}: no such local directory, and not in the local Hugging Face cache while the "
+            f"{repo_id}: only part of it is in the local Hugging Face cache and the hub is unreachable (offline); "
+            f"complete it on a connected machine with {download_hint(repo_id, revision)}") from None
+    except errors.LocalEntryNotFoundError:
+        at = f" at revision {revision}" if revision else ""
+        raise InputError(
+            f"{repo_id}: no such local directory, and not in the local Hugging Face cache{at} while the "
             f"hub is unreachable (offline); download it on a connected machine with "
-            f"`hf download {repo_id}` or pass a local directory"
+            f"{download_hint(repo_id, revision)} or pass a local directory"
         ) from None
-    except GatedRepoError:
+    except errors.GatedRepoError:
         raise InputError(
             f"{repo_id}: gated on the Hugging Face hub; accept its terms on the model page and run "
             "`hf auth login`, or pass a local directory"
         ) from None
-    except RepositoryNotFoundError:
+    except errors.RevisionNotFoundError:
+        raise InputError(f"{repo_id}: no revision {revision!r} (branch, tag or commit) on the Hugging Face hub; "
+                         "check --revision") from None
+    except errors.RepositoryNotFoundError:
         raise InputError(
             f"{repo_id}: no such local directory and no such (public) model on the Hugging Face hub; "
             "check the spelling or pass a local directory"
@@ -103,17 +144,41 @@ def snapshot(repo_id: str, allow_patterns: Sequence[str]) -> Path:
         raise InputError(f"{repo_id}: could not fetch it from the Hugging Face hub ({e})") from None
 
 
-def resolve(id_or_dir: str | os.PathLike[str], allow_patterns: Sequence[str]) -> Path:
-    """The local folder of model ``id_or_dir``: the directory itself, or a hub snapshot."""
+def fetch(repo_id: str, files: ModelFiles, revision: str | None = None, variant: str | None = None) -> Path:
+    """The snapshot folder of hub model ``repo_id`` with what ``files`` names, downloading what is missing.
+
+    The configs and safetensors weights (of ``variant``) come first; a component left with a
+    config but no safetensors (a repository that publishes ``.bin`` only) then has its ``.bin``
+    weights fetched, from the same commit. Repositories with safetensors never have a pickle fetched.
+    """
+    check_variant(variant)
+    root = snapshot(repo_id, files.patterns(variant), revision)
+    lacking = files.without_safetensors(root, variant)
+    if lacking:
+        # The snapshot folder is named by its commit: pinned to it, the second request cannot see a newer one.
+        pinned = root.name if re.fullmatch(r"[0-9a-f]{40}", root.name) else revision
+        root = snapshot(repo_id, files.pickle_patterns(lacking, variant), pinned)
+    return root
+
+
+def resolve(id_or_dir: str | os.PathLike[str], files: ModelFiles, *, revision: str | None = None,
+            variant: str | None = None) -> Path:
+    """The local folder of model ``id_or_dir``: the directory itself, or a hub snapshot (:func:`fetch`).
+
+    ``revision`` applies to hub ids only: a local directory with one is an :class:`InputError`.
+    """
     text = os.fspath(id_or_dir)
     path = Path(text).expanduser()
+    check_variant(variant)
     if path.exists():
         if not path.is_dir():
             raise InputError(f"{text}: is a file; expected a model directory")
+        if revision is not None:
+            raise InputError(f"--revision {revision}: only a hub model has revisions; {text} is a local directory")
         return path
     if looks_like_path(text):
         raise InputError(f"{text}: no such directory")
-    return snapshot(text, allow_patterns)
+    return fetch(text, files, revision, variant)
 
 
 @contextlib.contextmanager
