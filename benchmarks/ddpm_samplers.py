@@ -159,13 +159,14 @@ def new_unet(in_channels: int, seed: int):
 
 def train_completion(cache: Path, data: Path, settings: Settings, base: Path) -> Path:
     """The 7-channel completion model: the unconditional model ``base`` widened to 7 channels
-    (exact at init) and fine-tuned with the library's loop, as the study does (EMA weights in ``ema/``)."""
+    (exact at init) and fine-tuned with the library's loop, as the study does (EMA weights at the run
+    folder's root, raw ones in ``raw/``)."""
     from inpaint.config import TrainConfig
     from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
     from inpaint.training.loop import train
 
     run = cache / f"completion-{settings.completion_key()}"
-    if (run / "ema" / "config.json").is_file():
+    if (run / "config.json").is_file():  # the export, written after the last step: the run is complete
         return run
     steps = settings.finetune_steps
     config = TrainConfig(

@@ -69,7 +69,7 @@ def test_train_lora_without_captions_resumes_and_refuses_gaps(cli, tmp_path, dat
     assert json.loads(cli(*args, "--max-steps", "1").out)["step"] == 1
     summary = json.loads(cli(*args, "--max-steps", "2").out)
     assert summary["resumed_from"] == 1 and summary["step"] == 2
-    raw, ema = (load_file(run / sub / "pytorch_lora_weights.safetensors") for sub in (".", "ema"))
+    ema, raw = (load_file(run / sub / "pytorch_lora_weights.safetensors") for sub in (".", "raw"))
     assert raw.keys() == ema.keys() and any(not torch.equal(raw[k], ema[k]) for k in raw)  # EMA lags
     result = cli(*args, "--max-steps", "3", "--prompt", "another prompt")
     assert result.code == 2 and "cannot resume with different prompt" in result.err

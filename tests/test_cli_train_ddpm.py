@@ -24,7 +24,7 @@ def test_train_then_complete_with_the_trained_model(cli, tmp_path, train_images,
     assert result.code == 0, result
     summary = json.loads(result.out)
     assert summary["step"] == 2 and summary["total_steps"] == 2 and summary["validation"]
-    assert (run / "config.json").is_file() and (run / "ema" / "config.json").is_file()
+    assert (run / "config.json").is_file() and (run / "raw" / "config.json").is_file()  # EMA at the root, raw
 
     image = io.save_image(photo, tmp_path / "photo.png")
     mask = io.save_mask(center_mask, tmp_path / "mask.png")

@@ -222,7 +222,7 @@ def test_ddpm_availability(tiny_unet7_dir, tiny_ddpm_dir, tmp_path, empty_hub_ca
 
 def test_repaint_availability(tiny_ddpm_dir, tiny_unet7_dir, empty_hub_cache):
     reason = repaint_unavailable(MethodOptions())
-    assert "google/ddpm-celebahq-256" in reason and "hf download google/ddpm-celebahq-256" in reason
+    assert "google/ddpm-celebahq-256" in reason and "`inpaint download ddpm`" in reason
     assert repaint_unavailable(MethodOptions(weights=str(tiny_ddpm_dir))) is None
     assert "--model ddpm" in repaint_unavailable(MethodOptions(weights=str(tiny_unet7_dir)))
     assert get_method("repaint").priority == 20 and get_method("ddpm").priority == 30

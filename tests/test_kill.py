@@ -58,9 +58,9 @@ def test_train_ddpm_survives_kill_9(tmp_path, train_images, tiny_ddpm_dir):
         a, b = load_file(straight / last / f"{name}.safetensors"), load_file(killed / last / f"{name}.safetensors")
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
-    a = load_file(straight / "diffusion_pytorch_model.safetensors")
-    b = load_file(killed / "diffusion_pytorch_model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("diffusion_pytorch_model.safetensors", "raw/diffusion_pytorch_model.safetensors"):  # EMA, raw
+        a, b = load_file(straight / name), load_file(killed / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
     # No temporary folders or half checkpoints survive the finished run.
     leftovers = [p.name for p in (killed / "checkpoints").iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -148,7 +148,7 @@ def test_train_lora_survives_kill_9(tmp_path, train_images, tiny_sd_inpaint_dir)
     _finish(straight)
 
     straight = tmp_path / "straight"
-    for name in ("pytorch_lora_weights.safetensors", "ema/pytorch_lora_weights.safetensors",
+    for name in ("pytorch_lora_weights.safetensors", "raw/pytorch_lora_weights.safetensors",
                  "checkpoints/step-00000006/model.safetensors", "checkpoints/step-00000006/ema.safetensors",
                  "checkpoints/step-00000006/optimizer.safetensors"):
         a, b = load_file(straight / name), load_file(killed / name)

@@ -108,11 +108,19 @@ def test_text_conditioned_unet_is_refused(tmp_path):
         load_base(tmp_path)
 
 
-def test_pickle_only_weights_are_refused(tiny_ddpm_dir, tmp_path):
+def test_pickle_weights_that_are_not_tensors_are_refused(tiny_ddpm_dir, tmp_path):
+    """A .bin-only model is read by torch's weights-only unpickler: bytes it cannot read are refused."""
     root = _copy(tiny_ddpm_dir, tmp_path / "m")
     (root / "diffusion_pytorch_model.safetensors").unlink()
     (root / "diffusion_pytorch_model.bin").write_bytes(b"never unpickled")
-    with pytest.raises(InputError, match="pickle"):
+    with pytest.raises(InputError, match="diffusion_pytorch_model.bin: refused as unsafe or unreadable"):
+        load_base(root)
+
+
+def test_a_model_without_weights_is_refused(tiny_ddpm_dir, tmp_path):
+    root = _copy(tiny_ddpm_dir, tmp_path / "m")
+    (root / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(InputError, match="no diffusion_pytorch_model.safetensors nor its .bin"):
         load_base(root)
 
 
@@ -156,7 +164,8 @@ def test_save_completion_unet_loads_with_stock_diffusers(tmp_path):
     assert reloaded.config.in_channels == 7 and reloaded_schedule["beta_schedule"] == "linear"
 
 
-def test_resaving_keeps_ema_and_other_files_and_ema_loads(tmp_path):
+def test_resaving_keeps_other_files_and_the_earlier_layout_loads_its_ema(tmp_path):
+    """Folders written before the weights marker: raw weights at the root, the EMA in ema/."""
     schedule = dict(testing.tiny_ddpm_scheduler().config)
     out = tmp_path / "run"
     save_completion_unet(widen_conv_in(testing.tiny_unet2d(seed=1)), schedule, out)
@@ -164,14 +173,20 @@ def test_resaving_keeps_ema_and_other_files_and_ema_loads(tmp_path):
     save_completion_unet(ema, schedule, out / "ema")
     (out / "checkpoints").mkdir()
     raw = widen_conv_in(testing.tiny_unet2d(seed=3))
-    save_completion_unet(raw, schedule, out)  # a later epoch overwrites the raw weights only
+    save_completion_unet(raw, schedule, out)  # a later epoch overwrites the root's weights only
     assert (out / "checkpoints").is_dir()
-    loaded_raw, _ = load_completion_unet(out)
-    loaded_ema, _ = load_completion_unet(out, use_ema=True)
+    loaded_ema, _ = load_completion_unet(out)  # EMA by default
+    loaded_raw, _ = load_completion_unet(out, use_ema=False)
     assert torch.equal(loaded_raw.conv_in.weight, raw.conv_in.weight)
     assert torch.equal(loaded_ema.conv_in.weight, ema.conv_in.weight)
 
 
-def test_missing_ema_weights(tiny_unet7_dir):
-    with pytest.raises(InputError, match="EMA"):
-        load_completion_unet(tiny_unet7_dir, use_ema=True)
+def test_weights_without_ema_load_either_way_and_missing_raw_weights_are_one_line(tmp_path, tiny_unet7_dir):
+    only, _ = load_completion_unet(tiny_unet7_dir)  # no EMA: its only weights, silently
+    same, _ = load_completion_unet(tiny_unet7_dir, use_ema=False)
+    assert torch.equal(only.conv_in.weight, same.conv_in.weight)
+    schedule = dict(testing.tiny_ddpm_scheduler().config)
+    save_completion_unet(widen_conv_in(testing.tiny_unet2d()), schedule, tmp_path / "ema-only", {"weights": "ema"})
+    load_completion_unet(tmp_path / "ema-only")
+    with pytest.raises(InputError, match="no raw/config.json"):
+        load_completion_unet(tmp_path / "ema-only", use_ema=False)

@@ -33,6 +33,9 @@ class TrainConfig:
     data: str
     output: str
     base: str
+    #: The ``base``'s hub revision (branch, tag or commit) and weights variant (``fp16``), if chosen.
+    revision: str | None = None
+    variant: str | None = None
     resolution: int = 256
     batch_size: int = 8
     lr: float = 1e-5
@@ -49,6 +52,8 @@ class TrainConfig:
     keep_last: int = 2
     validate_every: int = 0
     val_images: int = 4
+    #: A folder of validation images; ``None`` holds ``val_images`` of the training folder out.
+    val_data: str | None = None
     seed: int = 0
     masks: list[str] | str = field(default_factory=list)
     flip: bool = True
@@ -57,9 +62,11 @@ class TrainConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
 
     #: Fields that shape the optimisation trajectory: a resumed run must not change them.
+    #: ``val_images`` and ``val_data`` shape it only through the images they hold out of training:
+    #: the loop compares those on resume (:mod:`inpaint.training.loop`).
     TRAJECTORY_FIELDS = (
-        "method", "base", "resolution", "batch_size", "lr", "grad_accum", "lr_schedule", "warmup_steps",
-        "weight_decay", "clip_grad_norm", "ema_decay", "seed", "masks", "flip", "method_options",
+        "method", "base", "revision", "variant", "resolution", "batch_size", "lr", "grad_accum", "lr_schedule",
+        "warmup_steps", "weight_decay", "clip_grad_norm", "ema_decay", "seed", "masks", "flip", "method_options",
     )
 
     def validate(self) -> None:

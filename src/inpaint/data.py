@@ -10,6 +10,9 @@ Images are resized so their short side is ``resolution`` (bicubic, antialiased) 
 to a square; masks from a folder get the same geometry with nearest neighbour. Pixels are in
 [-1, 1] as diffusion models expect; masks are 1 = fill (the study's training triplet is
 ``(x_gt, x_masked, mask)``; the masked image is derived by the method's step function).
+
+:func:`split_validation` sets the validation images apart: chosen from the folder by a seeded
+order and held out of training, or taken from a folder of their own.
 """
 
 from __future__ import annotations
@@ -89,15 +92,11 @@ class CompletionDataset:
         seed: int = 0,
         flip: bool = True,
         captions: dict[str, str] | None = None,
+        images: Sequence[Path] | None = None,
     ) -> None:
         self.folder = Path(folder)
-        images, self.skipped = io.list_images(self.folder)
-        if not images:
-            raise InputError(f"{self.folder}: no training images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
-        # Side files such as captions.json (written into the data folder by `inpaint caption`) are expected.
-        strays = [p for p in self.skipped if p.suffix.lower() != ".json"]
-        if strays:
-            log.warning(f"{self.folder}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
+        # ``images``: a part of the folder (:func:`split_validation`), already listed.
+        images = list(images) if images is not None else list_folder_images(self.folder)
         check_readable(images)
         stems = [p.stem for p in images]
         duplicate = next((s for s in stems if stems.count(s) > 1), None)
@@ -166,6 +165,84 @@ class CompletionDataset:
             "name": name,
             "caption": self.captions.get(path.name, self.captions.get(name, "")),
         }
+
+
+def list_folder_images(folder: Path, label: str | None = None, purpose: str = "training",
+                       warn: bool = True) -> list[Path]:
+    """The images of a data folder, sorted; :class:`InputError` if there are none.
+
+    Non-image files are skipped with a warning (``warn``), except ``.json`` side files such as the
+    captions.json ``inpaint caption`` writes there.
+    """
+    folder = Path(folder)
+    label = label or str(folder)
+    images, skipped = io.list_images(folder)
+    if not images:
+        raise InputError(f"{label}: no {purpose} images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+    strays = [p for p in skipped if p.suffix.lower() != ".json"]
+    if strays and warn:
+        log.warning(f"{label}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
+    return images
+
+
+#: The training folder must hold this many times ``--val-images`` for them to be held out: so
+#: at most a fifth of the data leaves training. Smaller folders validate on training images.
+HOLD_OUT_FACTOR = 5
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Which images train and which validate a run.
+
+    ``source`` is ``held-out`` (``val`` was chosen from the training folder and left out of
+    ``train``), ``val-data`` (``val`` comes from another folder), ``training`` (``val`` are
+    training images: the folder is too small to spare them, so validation measures fit, not
+    generalisation) or ``none`` (no validation).
+    """
+
+    source: str
+    train: tuple[Path, ...]
+    val: tuple[Path, ...]
+
+    @property
+    def held_out(self) -> list[str]:
+        """File names left out of training (what shapes the trajectory)."""
+        return [p.name for p in self.val] if self.source == "held-out" else []
+
+
+def choose_validation(paths: Sequence[Path], count: int, seed: int) -> list[Path]:
+    """``count`` of ``paths`` (all when fewer), sorted by name: a pure function of seed and file names.
+
+    The order is a seeded permutation that ranks each file by a hash of (seed, its name), so
+    adding images to the folder changes the choice only when a new one ranks among the first
+    ``count``; a folder sorted by name (by identity, by date) is not sampled from one end.
+    """
+    ranked = sorted(paths, key=lambda p: (derive_seed(seed, "validation", p.name), p.name))
+    return sorted(ranked[:count], key=lambda p: p.name)
+
+
+def split_validation(images: Sequence[Path], count: int, seed: int, val_folder: str | Path | None = None,
+                     *, held_out: bool = True) -> ValidationSplit:
+    """Split a training folder's ``images`` into training and validation images.
+
+    With ``val_folder``, ``count`` of its images validate (:func:`choose_validation`) and every
+    image of ``images`` trains. Without it, ``count`` of ``images`` are held out of training when
+    the folder has at least :data:`HOLD_OUT_FACTOR` times ``count`` (``held_out=False`` never
+    holds out: runs started before hold-out existed); otherwise they validate while training.
+    ``count = 0``: no validation.
+    """
+    images = tuple(images)
+    if count == 0:
+        return ValidationSplit("none", images, ())
+    if val_folder is not None:
+        found = list_folder_images(Path(val_folder), f"--val-data {val_folder}", "validation")
+        val = choose_validation(found, count, seed)
+        return ValidationSplit("val-data", images, tuple(val))
+    val = choose_validation(images, count, seed)
+    if not held_out or len(images) < HOLD_OUT_FACTOR * count:
+        return ValidationSplit("training", images, tuple(val))
+    names = {p.name for p in val}
+    return ValidationSplit("held-out", tuple(p for p in images if p.name not in names), tuple(val))
 
 
 def check_readable(paths: Sequence[Path], purpose: str = "training") -> None:

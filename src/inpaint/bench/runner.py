@@ -94,7 +94,32 @@ def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
             fingerprints[key] = path_fingerprint(Path(value).expanduser())
     if fingerprints:
         settings["fingerprints"] = fingerprints
+    used = _weights_used(model, config.options_for(model))
+    if used:
+        settings["weights_used"] = used
     return settings
+
+
+def _weights_used(model: str, options) -> dict[str, str]:
+    """Which file or folder of a training run's folder the method reads (its EMA or raw weights),
+    relative to the folder named: the same folder gives other outputs with ``ema`` on or off, and
+    folders written by earlier versions kept their EMA elsewhere."""
+    from inpaint.models.pixel_unet import completion_weights_folder
+    from inpaint.models.sd_weights import lora_file
+
+    named = {"ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),
+             "sd": ("lora", lambda path: lora_file(path, use_ema=options.ema))}
+    if model not in named:
+        return {}
+    key, resolve = named[model]
+    value = getattr(options, key)
+    path = Path(value).expanduser() if isinstance(value, str) else None
+    if path is None or not path.is_dir():
+        return {}
+    try:
+        return {key: resolve(path).relative_to(path).as_posix()}
+    except (InputError, ValueError):  # reported when the method loads
+        return {}
 
 
 def path_fingerprint(path: Path) -> str:

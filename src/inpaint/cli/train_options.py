@@ -14,7 +14,8 @@ from inpaint.cli import console
 
 Data = Annotated[Path, typer.Argument(help="Folder of training images.", show_default=False)]
 Output = Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, logs, samples and the "
-                                      "trained weights.", file_okay=False, show_default=False)]
+                                      "trained weights; where complete and bench find them by default.",
+                                      file_okay=False)]
 Resolution = Annotated[int, typer.Option("--resolution", help="Training size: images are resized (short side) "
                                          "and centre-cropped to a square of this side.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per step and process.")]
@@ -39,8 +40,12 @@ MixedPrecision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp
 EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).")]
 ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Validate every N steps (0: at each "
                                             "checkpoint).")]
-ValImages = Annotated[int, typer.Option("--val-images", help="Fixed images (the first of the folder) completed "
-                                        "at validation, with fixed masks and seeds (0: no validation).")]
+ValImages = Annotated[int, typer.Option("--val-images", help="Images completed at validation, with fixed masks and "
+                                        "seeds (0: no validation): held out of training (chosen by the seed) when "
+                                        "the folder has at least 5 times as many, else training images.")]
+ValData = Annotated[Optional[Path], typer.Option("--val-data", help="Folder of validation images (--val-images of "
+                                                 "them), instead of holding images of DATA out of training.",
+                                                 file_okay=False, show_default=False)]
 Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")]
 Workers = Annotated[int, typer.Option("--workers", help="Data-loading processes.")]
 
@@ -58,6 +63,8 @@ def build_config(method: str, parameters: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "method_options"}
     values = {name: parameters[name] for name in names if name in parameters}
     values.update(data=str(values["data"]), output=str(values["output"]), masks=list(values["masks"] or []))
+    if values.get("val_data") is not None:
+        values["val_data"] = str(values["val_data"])
     return TrainConfig(method=method, **values)
 
 

@@ -1,9 +1,8 @@
 """The registry of completion methods, by name.
 
 Each method is registered with the import path of its :class:`~inpaint.models.base.Inpainter`
-class, so listing methods (``inpaint complete --help``) imports nothing heavy. Later issues add
-``ddpm``, ``repaint`` and ``sd`` here. ``priority`` orders methods when the user names none: the
-best method whose weights are present wins.
+class, so listing methods (``inpaint complete --help``) imports nothing heavy. ``priority``
+orders methods when the user names none: the best method whose weights are present wins.
 """
 
 from __future__ import annotations
@@ -50,7 +49,9 @@ class MethodInfo:
         if self.reads is None:
             return []
         defaults = MethodOptions()
-        return [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(options)
+        # A flag on by default is set by turning it off: name it as typed (--no-ema).
+        return [f"--{'no-' if getattr(defaults, f.name) is True else ''}{f.name.replace('_', '-')}"
+                for f in dataclasses.fields(options)
                 if f.name not in self.reads | {"device", "local_only"}
                 and getattr(options, f.name) != getattr(defaults, f.name)]
 
@@ -94,16 +95,23 @@ def load_inpainter(name: str, options: MethodOptions | None = None) -> Inpainter
     return get_method(name).load(options or MethodOptions())
 
 
-def best_available(options: MethodOptions | None = None) -> MethodInfo:
+def best_available(
+    options: MethodOptions | None = None,
+    adjust: Callable[[str, MethodOptions], MethodOptions] | None = None,
+) -> MethodInfo:
     """The highest-priority method that can run with ``options`` with weights already on this
-    machine (choosing a method for the user never starts a download)."""
+    machine (choosing a method for the user never starts a download).
+
+    ``adjust(name, options)``, when given, fills in defaults for method ``name`` before its check
+    (the CLI's project run folders, :func:`inpaint.project.method_defaults`).
+    """
     import dataclasses
 
     from inpaint.models.base import MethodOptions
 
     options = dataclasses.replace(options or MethodOptions(), local_only=True)
     for name in method_names():
-        if _METHODS[name].unavailable(options) is None:
+        if _METHODS[name].unavailable(adjust(name, options) if adjust else options) is None:
             return _METHODS[name]
     raise InputError("no completion method is available")  # pragma: no cover - classical always are
 
@@ -144,8 +152,8 @@ register(
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").ddpm_unavailable(options),
         # The SD memory levers are refused by the method itself, with a reason: not listed as ignored.
-        reads=frozenset({"weights", "sampler", "steps", "dtype", "channels_last", "compile", "attention_slicing",
-                         "vae_slicing", "vae_tiling", "cpu_offload"}),
+        reads=frozenset({"weights", "ema", "revision", "variant", "sampler", "steps", "dtype", "channels_last",
+                         "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
     )
 )
 register(
@@ -156,8 +164,9 @@ register(
         priority=20,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").repaint_unavailable(options),
-        reads=frozenset({"weights", "sampler", "steps", "jump_length", "jump_n_sample", "dtype", "channels_last",
-                         "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
+        reads=frozenset({"weights", "revision", "variant", "sampler", "steps", "jump_length", "jump_n_sample",
+                         "dtype", "channels_last", "compile", "attention_slicing", "vae_slicing", "vae_tiling",
+                         "cpu_offload"}),
     )
 )
 register(
@@ -169,8 +178,8 @@ register(
         priority=40,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.sd").sd_unavailable(options),
-        reads=frozenset({"weights", "lora", "prompt", "negative_prompt", "guidance", "strength", "sampler", "steps",
-                         "mask_blur", "crop_padding", "captions", "dtype", "channels_last", "compile",
-                         "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
+        reads=frozenset({"weights", "revision", "variant", "lora", "ema", "prompt", "negative_prompt", "guidance",
+                         "strength", "sampler", "steps", "mask_blur", "crop_padding", "captions", "dtype",
+                         "channels_last", "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
     )
 )

@@ -46,6 +46,13 @@ class MethodOptions:
     device: str = "auto"
     dtype: str = "auto"
     weights: str | None = None
+    #: ddpm and sd's ``lora``: a training run's EMA weights (True) or its raw weights (False);
+    #: weights without an EMA are used either way.
+    ema: bool = True
+    #: ``weights`` (or the method's default base) as a hub id: the branch, tag or commit to fetch.
+    revision: str | None = None
+    #: The weights variant to fetch and load (``fp16``: the ``*.fp16.safetensors`` files).
+    variant: str | None = None
     sampler: str | None = None
     steps: int | None = None
     jump_length: int | None = None

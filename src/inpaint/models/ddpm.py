@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from inpaint.samplers import Denoiser, SampleResult
 
 DEFAULT_REPAINT_WEIGHTS = DEFAULT_BASE
-_TRAIN_HINT = "train with `inpaint train-ddpm` and pass --weights runs/ddpm"
+_TRAIN_HINT = ("train one with `inpaint train-ddpm DATA` (it writes runs/ddpm, where complete and bench look by "
+               "default) or pass --weights DIR")
 
 
 def _native_size(unet: UNet2DModel) -> tuple[int, int]:
@@ -141,7 +142,8 @@ def _refuse_sd_levers(name: str, options: MethodOptions) -> None:
 
 
 class DDPMInpainter(_PixelDiffusion):
-    """The study's fine-tuned 7-channel DDPM (``options.weights``: the trained model folder)."""
+    """The study's fine-tuned 7-channel DDPM (``options.weights``: the trained model folder; its EMA
+    weights, or with ``options.ema=False`` its raw ones)."""
 
     name: ClassVar[str] = "ddpm"
     samplers: ClassVar[dict[str, int]] = {name: DEFAULT_STEPS[name] for name in ("ddpm", "dpmpp", "ddim")}
@@ -157,7 +159,8 @@ class DDPMInpainter(_PixelDiffusion):
 
         if self.options.weights is None:
             raise InputError(f"ddpm: needs fine-tuned weights: {_TRAIN_HINT}")
-        return load_completion_unet(self.options.weights, dtype=self.dtype)
+        return load_completion_unet(self.options.weights, use_ema=self.options.ema, dtype=self.dtype,
+                                    revision=self.options.revision, variant=self.options.variant)
 
     def _sample(
         self, x0: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator], progress: Progress
@@ -202,7 +205,8 @@ class RePaintInpainter(_PixelDiffusion):
         from inpaint.models.pixel_unet import load_base
 
         weights = self.options.weights or DEFAULT_REPAINT_WEIGHTS
-        unet, scheduler_config = load_base(weights, dtype=self.dtype)
+        unet, scheduler_config = load_base(weights, dtype=self.dtype, revision=self.options.revision,
+                                           variant=self.options.variant)
         if unet.config.in_channels != 3:
             raise InputError(
                 f"{weights}: takes {unet.config.in_channels} input channels; RePaint needs an unconditional "
@@ -260,32 +264,36 @@ def _config_problem(config_path: Path, label: str, want_channels: int) -> str | 
     return None
 
 
-def _weights_problem(weights: str, want_channels: int, fix: str, local_only: bool = False) -> str | None:
+def _weights_problem(weights: str, want_channels: int, fix: str, local_only: bool = False,
+                     revision: str | None = None, variant: str | None = None) -> str | None:
     from inpaint.models.hub import cached_availability, looks_like_path
 
     path = Path(weights).expanduser()
     if path.is_dir():
+        if revision is not None:
+            return f"--revision {revision}: only a hub model has revisions; {weights} is a local directory"
         return _local_problem(path, want_channels)
     if path.exists():
         return f"{weights}: is a file; expected a model directory"
     if looks_like_path(weights):
         return f"{weights}: no such directory; {fix}"
     return cached_availability(weights, ("config.json", "unet/config.json"),
-                               lambda _, config: _config_problem(config, weights, want_channels), fix, local_only)
+                               lambda _, config: _config_problem(config, weights, want_channels), fix, local_only,
+                               revision=revision, variant=variant)
 
 
 def ddpm_unavailable(options: MethodOptions) -> str | None:
     """Registry check for ``ddpm``: fine-tuned weights must be given and look like a 7-channel model."""
     if options.weights is None:
         return f"needs fine-tuned weights: {_TRAIN_HINT}"
-    return _weights_problem(options.weights, 7, _TRAIN_HINT, options.local_only)
+    return _weights_problem(options.weights, 7, _TRAIN_HINT, options.local_only, options.revision, options.variant)
 
 
 def repaint_unavailable(options: MethodOptions) -> str | None:
     """Registry check for ``repaint``: the unconditional base must be on disk, cached or downloadable."""
+    from inpaint.models.hub import download_hint
+
     weights = options.weights or DEFAULT_REPAINT_WEIGHTS
-    fix = (
-        f"download it on a connected machine with `hf download {weights}` or pass a local model "
-        "directory with --weights"
-    )
-    return _weights_problem(weights, 3, fix, options.local_only)
+    fix = (f"download it on a connected machine with {download_hint(weights, options.revision, options.variant)} "
+           "or pass a local model directory with --weights")
+    return _weights_problem(weights, 3, fix, options.local_only, options.revision, options.variant)

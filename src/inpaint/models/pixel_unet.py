@@ -7,7 +7,8 @@ x_t [3])``. This module owns every step of that life cycle:
 - :func:`load_base` — any unconditional ``UNet2DModel`` (hub id or local directory) plus its noise
   schedule, used by RePaint and as the starting point of fine-tuning;
 - :func:`widen_conv_in` — the exact 3 -> 7 channel widening;
-- :func:`save_completion_unet` / :func:`load_completion_unet` — the fine-tuned 7-channel model.
+- :func:`save_completion_unet` / :func:`load_completion_unet` — the fine-tuned 7-channel model
+  (EMA or raw weights: :func:`completion_weights_folder`).
 
 Directory layouts understood (local or in the Hugging Face cache):
 
@@ -16,11 +17,18 @@ Directory layouts understood (local or in the Hugging Face cache):
 - *pipeline*: ``model_index.json`` with ``unet/`` and ``scheduler/`` subfolders
   (``DDPMPipeline.save_pretrained``).
 
-A fine-tuned model directory may hold EMA weights in ``ema/``, itself a flat model directory
-(the trainer writes it with :func:`save_completion_unet`). Only safetensors weights are loaded:
-pickle ``.bin`` files can run code when unpickled, so a ``.bin``-only model is refused with a
-message saying how to convert it. Everything that can go wrong with the files is reported as one
-:class:`~inpaint.errors.InputError` line.
+A fine-tuned model directory (a ``train-ddpm`` run folder) holds at its root the weights to use:
+the EMA weights when the run kept an EMA, with the raw weights in ``raw/``, itself a flat model
+directory — diffusers' own convention (its training examples save the EMA model as the result),
+so stock ``from_pretrained`` gets the EMA weights. Each folder's ``inpaint_config.json`` says
+which weights it holds (``"weights": "ema"`` or ``"raw"``). Folders written before that marker
+existed hold the raw weights at the root and the EMA in ``ema/``; :func:`load_completion_unet`
+reads both layouts. Weights are read as safetensors; a model published with
+``diffusion_pytorch_model.bin`` only (older hub repositories) is converted once through torch's
+weights-only unpickler, which refuses anything but tensors, and the converted safetensors are
+what loads (:mod:`inpaint.models.weight_files`). Hub ids take a ``revision`` (branch, tag or
+commit) and a ``variant`` (``fp16``: half the download). Everything that can go wrong with the
+files is reported as one :class:`~inpaint.errors.InputError` line.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from inpaint import atomic
 from inpaint.errors import InputError
+from inpaint.models.weight_files import DIFFUSERS, Component, ModelFiles, has_weights, weight_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -43,28 +52,39 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_BASE = "google/ddpm-celebahq-256"
 #: Input channels of the completion UNet: x_masked (3), mask (1), x_t (3).
 COMPLETION_CHANNELS = 7
-#: Where a fine-tuned model directory keeps its EMA weights (a flat model directory).
+#: Where a fine-tuned model directory keeps its raw weights when the root holds the EMA ones.
+RAW_SUBFOLDER = "raw"
+#: Where folders written before the ``weights`` marker keep their EMA weights (root: raw).
 EMA_SUBFOLDER = "ema"
+#: The key of ``inpaint_config.json`` that says which weights a folder holds: ``ema`` or ``raw``.
+WEIGHTS_KEY = "weights"
 #: Our own training configuration, saved beside the weights.
 INPAINT_CONFIG_NAME = "inpaint_config.json"
 
 _CONFIG = "config.json"
 _SCHEDULER_CONFIG = "scheduler_config.json"
-_WEIGHTS = "diffusion_pytorch_model.safetensors"
-_WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
-_PICKLE_WEIGHTS = ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.bin.index.json")
 _LAYOUT_HINT = (
     "expected config.json + diffusion_pytorch_model.safetensors + scheduler_config.json, "
     "or a pipeline folder with model_index.json, unet/ and scheduler/"
+)
+#: What a pixel UNet repository is fetched as: every json file, and the weights of the UNet at
+#: the root (flat layout), in ``unet/`` (pipeline layout), and in a fine-tuned model's ``raw/``
+#: and ``ema/`` subfolders.
+MODEL_FILES = ModelFiles(
+    other=("*.json",),
+    components=tuple(Component(folder, DIFFUSERS, required=False)
+                     for folder in ("", "unet", RAW_SUBFOLDER, EMA_SUBFOLDER)),
 )
 
 
 # ---- finding the files ----------------------------------------------------------------------
 
 
-def resolve_model_dir(id_or_dir: str | os.PathLike[str]) -> Path:
-    """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot of its
-    json and safetensors files (pickle weights are never fetched).
+def resolve_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None,
+                      variant: str | None = None) -> Path:
+    """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot (at
+    ``revision``) of its json files and weights (:data:`MODEL_FILES`: safetensors of ``variant``,
+    ``.bin`` only for a UNet that has no safetensors).
 
     Raises :class:`InputError` when it is neither an existing directory nor a reachable or
     cached hub model.
@@ -74,7 +94,7 @@ def resolve_model_dir(id_or_dir: str | os.PathLike[str]) -> Path:
     path = Path(os.fspath(id_or_dir)).expanduser()
     if path.exists() and not path.is_dir():
         raise InputError(f"{os.fspath(id_or_dir)}: is a file; expected a model directory ({_LAYOUT_HINT})")
-    return hub.resolve(id_or_dir, allow_patterns=["*.json", "*.safetensors"])
+    return hub.resolve(id_or_dir, MODEL_FILES, revision=revision, variant=variant)
 
 
 def _unet_folder(root: Path, label: str) -> Path:
@@ -119,24 +139,15 @@ def _check_unet_config(config: dict[str, Any], label: str) -> None:
         )
 
 
-def _check_weights(folder: Path, label: str) -> None:
-    """Require safetensors weights; explain the refusal of pickle-only models."""
-    if (folder / _WEIGHTS).is_file() or (folder / _WEIGHTS_INDEX).is_file():
+def _check_weights(folder: Path, label: str, variant: str | None = None) -> None:
+    """Require the UNet's weights (of ``variant``) as safetensors or ``.bin`` (converted when loaded)."""
+    if has_weights(folder, DIFFUSERS, variant) or has_weights(folder, DIFFUSERS, variant, pickle=True):
         return
-    convert = (
-        "convert it on a machine you trust with `UNet2DModel.from_pretrained(dir).save_pretrained(dir)` "
-        "(writes safetensors)"
-    )
-    if any((folder / name).is_file() for name in _PICKLE_WEIGHTS):
-        raise InputError(
-            f"{label}: has only pickle weights (diffusion_pytorch_model.bin), which we never load "
-            f"because unpickling can run code; {convert}"
-        )
-    # Hub downloads skip .bin files, so a pickle-only hub model also ends up here.
-    raise InputError(
-        f"{label}: no diffusion_pytorch_model.safetensors in {folder}; only safetensors weights are "
-        f"loaded, so a model published as pickle .bin only must be converted first: {convert}"
-    )
+    others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors")) + \
+        sorted(p.name for p in folder.glob("diffusion_pytorch_model*.bin"))
+    hint = f" (it has {', '.join(others[:3])}: another --variant?)" if others else ""
+    raise InputError(f"{label}: no {weight_names(DIFFUSERS, variant)[0]} nor its .bin in {folder}{hint}; "
+                     f"{_LAYOUT_HINT}")
 
 
 def _scheduler_config(root: Path, unet_dir: Path, label: str) -> dict[str, Any]:
@@ -154,34 +165,39 @@ def _scheduler_config(root: Path, unet_dir: Path, label: str) -> dict[str, Any]:
     )
 
 
-def _load_unet(folder: Path, label: str, dtype: torch.dtype | None) -> UNet2DModel:
+def _load_unet(folder: Path, label: str, dtype: torch.dtype | None, variant: str | None = None) -> UNet2DModel:
     from diffusers import UNet2DModel
 
+    from inpaint.models.weight_files import safetensors_view
+
+    view = safetensors_view(folder, ("",), label, variant)  # .bin weights: converted, in a folder without pickles
     try:
         # use_safetensors=True: diffusers then never falls back to a pickle file.
-        unet = UNet2DModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
+        unet = UNet2DModel.from_pretrained(view, use_safetensors=True, torch_dtype=dtype, variant=variant)
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(f"{label}: cannot load the UNet from {folder} ({str(e).splitlines()[0]})") from None
     return unet.eval()
 
 
-def _load(id_or_dir: str | os.PathLike[str], dtype: torch.dtype | None) -> tuple[UNet2DModel, dict[str, Any]]:
+def _load(id_or_dir: str | os.PathLike[str], dtype: torch.dtype | None, revision: str | None = None,
+          variant: str | None = None) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load the UNet and scheduler config of ``id_or_dir`` (either layout)."""
     label = os.fspath(id_or_dir)
-    root = resolve_model_dir(id_or_dir)
+    root = resolve_model_dir(id_or_dir, revision=revision, variant=variant)
     unet_dir = _unet_folder(root, label)
     config = _read_json(unet_dir / _CONFIG, label)
     _check_unet_config(config, label)
-    _check_weights(unet_dir, label)
+    _check_weights(unet_dir, label, variant)
     scheduler_config = _scheduler_config(root, unet_dir, label)
-    return _load_unet(unet_dir, label, dtype), scheduler_config
+    return _load_unet(unet_dir, label, dtype, variant), scheduler_config
 
 
 # ---- public API -------------------------------------------------------------------------------
 
 
 def load_base(
-    id_or_dir: str | os.PathLike[str] = DEFAULT_BASE, *, dtype: torch.dtype | None = None
+    id_or_dir: str | os.PathLike[str] = DEFAULT_BASE, *, dtype: torch.dtype | None = None,
+    revision: str | None = None, variant: str | None = None,
 ) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load a pretrained pixel-space ``UNet2DModel`` and its noise schedule.
 
@@ -189,10 +205,12 @@ def load_base(
     directory in the flat or pipeline layout. Returns the model (``dtype``, default fp32; CPU;
     eval mode) and the
     scheduler config as a dict (build a scheduler with ``SomeScheduler.from_config(config)``).
-    Raises :class:`InputError` with the fix when the model cannot be found or is not a
-    ``UNet2DModel`` with safetensors weights.
+    ``revision`` picks a branch, tag or commit of a hub id, ``variant`` a weights variant
+    (``fp16``: half the download; pass ``dtype`` to get another precision). Raises
+    :class:`InputError` with the fix when the model cannot be found, is not a ``UNet2DModel``, or
+    has no weights (safetensors, or ``.bin`` that torch's weights-only unpickler accepts).
     """
-    return _load(id_or_dir, dtype)
+    return _load(id_or_dir, dtype, revision, variant)
 
 
 def widen_conv_in(unet: UNet2DModel, in_channels: int = COMPLETION_CHANNELS) -> UNet2DModel:
@@ -234,24 +252,65 @@ def widen_conv_in(unet: UNet2DModel, in_channels: int = COMPLETION_CHANNELS) -> 
     return unet
 
 
+def weights_marker(folder: Path) -> str | None:
+    """Which weights ``folder`` holds by its ``inpaint_config.json``: ``"ema"``, ``"raw"``, or
+    ``None`` (no marker: a folder from an earlier version, or not a training run's)."""
+    path = Path(folder) / INPAINT_CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    value = data.get(WEIGHTS_KEY) if isinstance(data, dict) else None
+    return value if value in ("ema", "raw") else None
+
+
+def completion_weights_folder(root: Path, *, use_ema: bool = True, label: str | None = None) -> Path:
+    """The folder of ``root`` (a local model directory) holding the weights asked for.
+
+    ``use_ema=True``: the EMA weights when the directory has them, else its only weights.
+    ``use_ema=False``: the raw weights — ``raw/`` when the root holds the EMA ones, else the
+    UNet folder itself. Both layouts are read: the root marked ``"weights": "ema"`` (raw in
+    ``raw/``), and the earlier one, an unmarked root with raw weights and the EMA in ``ema/``.
+    Raises :class:`InputError` when the raw weights are asked for and the root holds only EMA
+    weights (``raw/`` was not copied with it).
+    """
+    root = Path(root)
+    label = label or str(root)
+    marker = weights_marker(root)
+    if marker == "ema":
+        if use_ema:
+            return root
+        raw = root / RAW_SUBFOLDER
+        if not (raw / _CONFIG).is_file():
+            raise InputError(f"{label}: holds EMA weights and no {RAW_SUBFOLDER}/config.json; the raw weights were "
+                             "not kept with it (use its EMA weights)")
+        return raw
+    if marker is None and use_ema and (root / EMA_SUBFOLDER / _CONFIG).is_file():
+        return root / EMA_SUBFOLDER
+    return _unet_folder(root, label)
+
+
 def load_completion_unet(
-    id_or_dir: str | os.PathLike[str], *, use_ema: bool = False, dtype: torch.dtype | None = None
+    id_or_dir: str | os.PathLike[str], *, use_ema: bool = True, dtype: torch.dtype | None = None,
+    revision: str | None = None, variant: str | None = None,
 ) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load a fine-tuned 7-channel completion UNet and its noise schedule.
 
     ``id_or_dir`` is what :func:`save_completion_unet` wrote (a plain ``UNet2DModel`` folder with
-    ``in_channels=7`` and ``scheduler_config.json``); ``use_ema=True`` loads the EMA weights from
-    its ``ema/`` subfolder instead. The model expects ``concat(x_masked, mask, x_t)`` in [-1, 1]
-    (see :func:`inpaint.samplers.completion_model_input`). An unconditional 3-channel model is
-    refused with an :class:`InputError` pointing at ``--model repaint`` or training.
+    ``in_channels=7`` and ``scheduler_config.json``), typically a ``train-ddpm`` run folder.
+    ``use_ema=True`` (the default) loads the EMA weights when the folder has them, else its only
+    weights; ``use_ema=False`` the raw weights (see :func:`completion_weights_folder`). EMA
+    weights are what a run is for: they average out the last steps' noise. The model expects
+    ``concat(x_masked, mask, x_t)`` in [-1, 1] (see
+    :func:`inpaint.samplers.completion_model_input`). An unconditional 3-channel model is refused
+    with an :class:`InputError` pointing at ``--model repaint`` or training. ``revision`` and
+    ``variant`` are those of :func:`load_base`.
     """
     label = os.fspath(id_or_dir)
-    root = resolve_model_dir(id_or_dir)
-    unet_dir = root / EMA_SUBFOLDER if use_ema else _unet_folder(root, label)
-    if use_ema and not (unet_dir / _CONFIG).is_file():
-        raise InputError(
-            f"{label}: no EMA weights ({EMA_SUBFOLDER}/config.json); train with EMA or drop the EMA option"
-        )
+    root = resolve_model_dir(id_or_dir, revision=revision, variant=variant)
+    unet_dir = completion_weights_folder(root, use_ema=use_ema, label=label)
     config = _read_json(unet_dir / _CONFIG, label)
     _check_unet_config(config, label)
     channels = config.get("in_channels", 3)
@@ -266,9 +325,9 @@ def load_completion_unet(
             f"{label}: the UNet takes {channels} input channels; a completion model takes 7 "
             "(masked image 3, mask 1, noisy image 3)"
         )
-    _check_weights(unet_dir, label)
+    _check_weights(unet_dir, label, variant)
     scheduler_config = _scheduler_config(root, unet_dir, label)
-    return _load_unet(unet_dir, label, dtype), scheduler_config
+    return _load_unet(unet_dir, label, dtype, variant), scheduler_config
 
 
 def save_completion_unet(
@@ -284,7 +343,7 @@ def save_completion_unet(
     (``extra_config``: our training configuration). Everything is written to a temporary folder
     beside ``out_dir`` first. A new ``out_dir`` is then created by one atomic rename; an existing
     one has each of these files replaced atomically (``os.replace``) and keeps everything else it
-    holds — a training run's ``ema/`` subfolder and checkpoints live there too, so the folder as a
+    holds — a training run's ``raw/`` subfolder and checkpoints live there too, so the folder as a
     whole is never swapped out. The weights go in before ``config.json``. Returns ``out_dir``.
     """
     out = Path(out_dir)

@@ -252,11 +252,11 @@ def make_scheduler(sampler: str, config):
 
 
 class SDInpainter(Inpainter):
-    """Stable Diffusion inpainting (+ LoRA). Options read: ``weights`` (the base), ``lora``,
-    ``prompt``, ``negative_prompt``, ``captions``, ``steps``, ``guidance``, ``strength``,
-    ``sampler``, ``mask_blur``, ``crop_padding``, ``device``, ``dtype`` and the levers
-    ``channels_last``, ``compile``, ``attention_slicing``, ``vae_slicing``, ``vae_tiling``,
-    ``cpu_offload``."""
+    """Stable Diffusion inpainting (+ LoRA). Options read: ``weights`` (the base), ``lora`` (and
+    ``ema``: a run folder's EMA or raw LoRA), ``prompt``, ``negative_prompt``, ``captions``,
+    ``steps``, ``guidance``, ``strength``, ``sampler``, ``mask_blur``, ``crop_padding``,
+    ``device``, ``dtype`` and the levers ``channels_last``, ``compile``, ``attention_slicing``,
+    ``vae_slicing``, ``vae_tiling``, ``cpu_offload``."""
 
     name: ClassVar[str] = "sd"
     needs_known_pixels: ClassVar[bool] = False  # a full mask is plain text-to-image generation
@@ -275,10 +275,10 @@ class SDInpainter(Inpainter):
         self.dtype = resolve_dtype(o.dtype, self.device)
         _check_levers(o, self.device)
         self.base = o.weights or DEFAULT_SD_BASE
-        self.pipe = load_pipeline(self.base, dtype=self.dtype)
+        self.pipe = load_pipeline(self.base, dtype=self.dtype, revision=o.revision, variant=o.variant)
         if o.sampler is not None:
             self.pipe.scheduler = make_scheduler(o.sampler, self.pipe.scheduler.config)
-        self.lora_metadata = load_lora(self.pipe, o.lora, self.base) if o.lora else {}
+        self.lora_metadata = load_lora(self.pipe, o.lora, self.base, use_ema=o.ema) if o.lora else {}
         _apply_levers(self.pipe, o, self.device)
         #: The prompt of images without a caption: --prompt, else the LoRA's training prompt. An
         #: empty --prompt is a choice (unconditional generation), not a missing one: it is kept.
@@ -397,7 +397,7 @@ def _captions(path: str) -> dict[str, str]:
 def sd_unavailable(options: MethodOptions) -> str | None:
     """Registry check for ``sd``: the base must be an SD inpainting pipeline on disk, cached or
     downloadable; ``lora`` and ``captions`` must exist."""
-    from inpaint.models.hub import cached_availability, looks_like_path
+    from inpaint.models.hub import cached_availability, download_hint, looks_like_path
     from inpaint.models.sd_weights import check_pipeline_folder
 
     if options.captions is not None and not Path(options.captions).expanduser().is_file():
@@ -409,12 +409,14 @@ def sd_unavailable(options: MethodOptions) -> str | None:
         if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
             return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
     base = options.weights or DEFAULT_SD_BASE
-    fix = (f"download it on a connected machine with `hf download {base}` or pass a local Stable Diffusion "
-           "inpainting pipeline folder with --weights")
+    fix = (f"download it on a connected machine with {download_hint(base, options.revision, options.variant)} "
+           "or pass a local Stable Diffusion inpainting pipeline folder with --weights")
     path = Path(base).expanduser()
     if path.is_dir():
+        if options.revision is not None:
+            return f"--revision {options.revision}: only a hub model has revisions; {base} is a local directory"
         try:
-            check_pipeline_folder(path, base)
+            check_pipeline_folder(path, base, options.variant)
         except InputError as e:
             return str(e)
         return None
@@ -423,7 +425,7 @@ def sd_unavailable(options: MethodOptions) -> str | None:
     if looks_like_path(base):
         return f"{base}: no such directory; {fix}"
     return cached_availability(base, ("unet/config.json", "config.json"), _cached_pipeline_problem(base), fix,
-                               options.local_only)
+                               options.local_only, revision=options.revision, variant=options.variant)
 
 
 def _cached_pipeline_problem(repo_id: str):

@@ -9,7 +9,16 @@ LoRA files are diffusers' own format, ``pytorch_lora_weights.safetensors`` with 
 ``unet.<module>.lora.{down,up}.weight`` and the adapter's settings in the safetensors metadata
 (``lora_adapter_metadata``), so stock ``StableDiffusionInpaintPipeline.load_lora_weights`` reads
 what ``train-lora`` writes and we read LoRAs trained elsewhere. We add the training
-configuration under ``inpaint_*`` metadata keys. Only safetensors are ever read.
+configuration under ``inpaint_*`` metadata keys. LoRAs are read as safetensors only. A base
+pipeline's weights are read as safetensors; a component published with ``.bin`` weights only
+(unet, vae or text_encoder of an older repository) is converted once through torch's
+weights-only unpickler, which refuses anything but tensors (:mod:`inpaint.models.weight_files`).
+Hub ids take a ``revision`` (branch, tag or commit) and a ``variant`` (``fp16``: half the download).
+
+A ``train-lora`` run folder holds at its root the LoRA to use — the EMA one when the run kept an
+EMA, with the raw one in ``raw/`` — and ``inpaint_weights`` (``ema`` or ``raw``) in each file's
+metadata; folders from before that key hold the raw LoRA at the root and the EMA in ``ema/``.
+:func:`lora_file` picks the file in either layout.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from inpaint.errors import InputError
 from inpaint.models.hub import looks_like_path, quiet_loading, resolve, snapshot
+from inpaint.models.weight_files import DIFFUSERS, TRANSFORMERS, Component, ModelFiles, has_weights, weight_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -32,25 +42,32 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_SD_BASE = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 #: The file name diffusers reads from a LoRA folder.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+#: Where a ``train-lora`` run folder keeps its raw LoRA when the root holds the EMA one.
+RAW_SUBFOLDER = "raw"
+#: Where run folders written before the ``inpaint_weights`` key keep their EMA LoRA (root: raw).
+EMA_SUBFOLDER = "ema"
+#: The metadata key that says which weights a LoRA file holds: ``ema`` or ``raw``.
+WEIGHTS_KEY = "inpaint_weights"
 #: Input channels of an inpainting UNet: noisy latent (4), mask (1), masked-image latent (4).
 INPAINT_CHANNELS = 9
 
-# What a pipeline needs, and nothing else: no pickles, no fp16 variants, no single-file checkpoints.
-_PIPELINE_FILES = (
-    "model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*", "feature_extractor/*.json",
-    "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-    "text_encoder/model.safetensors", "*/*.safetensors.index.json",
-    "unet/diffusion_pytorch_model-*-of-*.safetensors", "text_encoder/model-*-of-*.safetensors",
+#: What a pipeline is fetched as, and nothing else: no safety checker, no single-file checkpoints,
+#: the weights of one variant only (:meth:`~inpaint.models.weight_files.ModelFiles.patterns`).
+PIPELINE_FILES = ModelFiles(
+    other=("model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*", "feature_extractor/*.json"),
+    components=(Component("unet", DIFFUSERS), Component("vae", DIFFUSERS), Component("text_encoder", TRANSFORMERS)),
+    required_files=("model_index.json",),
 )
-_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+_COMPONENTS = tuple(c.folder for c in PIPELINE_FILES.components)
 _LAYOUT = "expected a diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/"
 
 
 # ---- the base pipeline -----------------------------------------------------------------------
 
 
-def check_pipeline_folder(root: Path, label: str) -> None:
-    """Raise :class:`InputError` unless ``root`` holds an SD inpainting pipeline with safetensors."""
+def check_pipeline_folder(root: Path, label: str, variant: str | None = None) -> None:
+    """Raise :class:`InputError` unless ``root`` holds an SD inpainting pipeline with weights (of
+    ``variant``) for its unet, vae and text_encoder, as safetensors or ``.bin``."""
     if not (root / "model_index.json").is_file():
         if (root / LORA_WEIGHT_NAME).is_file():
             raise InputError(f"{label}: is a LoRA, not a base model; pass it with --lora (and the base with --weights)")
@@ -66,38 +83,50 @@ def check_pipeline_folder(root: Path, label: str) -> None:
             f"{label}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}; it is not an inpainting "
             f"model (use an inpainting base such as {DEFAULT_SD_BASE})"
         )
-    for component, stem in _WEIGHTS.items():
-        folder = root / component
-        if not any(folder.glob(f"{stem}*.safetensors")):
-            pickles = list(folder.glob("*.bin"))
-            why = ("has only pickle weights, which we never load because unpickling can run code; convert them with "
-                   "`from_pretrained(dir).save_pretrained(dir)` on a machine you trust") if pickles else \
-                "has no safetensors weights"
-            raise InputError(f"{label}: {component}/ {why}")
+    for component in PIPELINE_FILES.components:
+        folder = component.path(root)
+        if has_weights(folder, component.library, variant) or has_weights(folder, component.library, variant,
+                                                                           pickle=True):
+            continue
+        stem = weight_names(component.library, None)[0].split(".")[0]
+        others = sorted(p.name for p in folder.glob(f"{stem}*.safetensors")) if folder.is_dir() else []
+        hint = f" (it has {', '.join(others[:2])}: another --variant?)" if others else ""
+        raise InputError(f"{label}: {component.folder}/ has no {weight_names(component.library, variant)[0]} "
+                         f"nor its .bin{hint}; {_LAYOUT}")
 
 
-def sd_model_dir(id_or_dir: str | os.PathLike[str]) -> Path:
-    """The checked local folder of SD inpainting base ``id_or_dir`` (a directory or a hub id)."""
+def sd_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None,
+                 variant: str | None = None) -> Path:
+    """The checked local folder of SD inpainting base ``id_or_dir`` (a directory, or a hub id at
+    ``revision`` fetched as :data:`PIPELINE_FILES` with the weights of ``variant``)."""
     label = os.fspath(id_or_dir)
-    root = resolve(id_or_dir, _PIPELINE_FILES)
-    check_pipeline_folder(root, label)
+    root = resolve(id_or_dir, PIPELINE_FILES, revision=revision, variant=variant)
+    check_pipeline_folder(root, label, variant)
     return root
 
 
-def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *,
-                  dtype: torch.dtype | None = None) -> StableDiffusionInpaintPipeline:
-    """Load a ``StableDiffusionInpaintPipeline`` (no safety checker, progress bars off; CPU)."""
+def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *, dtype: torch.dtype | None = None,
+                  revision: str | None = None, variant: str | None = None) -> StableDiffusionInpaintPipeline:
+    """Load a ``StableDiffusionInpaintPipeline`` (no safety checker, progress bars off; CPU).
+
+    ``revision`` picks a branch, tag or commit of a hub id; ``variant`` a weights variant
+    (``fp16``); ``dtype`` the precision the components are loaded in (pass ``torch.float32`` to
+    train from fp16-variant weights). Components with ``.bin`` weights only are converted first.
+    """
     from diffusers import StableDiffusionInpaintPipeline
     from safetensors import SafetensorError
 
-    root = sd_model_dir(id_or_dir)
+    from inpaint.models.weight_files import safetensors_view
+
+    root = safetensors_view(sd_model_dir(id_or_dir, revision=revision, variant=variant), _COMPONENTS,
+                            os.fspath(id_or_dir), variant)
     with quiet_loading(), warnings.catch_warnings():
         # Newer diffusers call it `dtype`; `torch_dtype` works in every version we support.
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         try:
             pipe = StableDiffusionInpaintPipeline.from_pretrained(
                 root, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-                use_safetensors=True, torch_dtype=dtype,
+                use_safetensors=True, torch_dtype=dtype, variant=variant,
             )
         except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
             raise InputError(f"{os.fspath(id_or_dir)}: cannot load the pipeline ({_first_line(e)})") from None
@@ -108,9 +137,14 @@ def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *,
 # ---- LoRA files ------------------------------------------------------------------------------
 
 
-def lora_file(id_or_path: str | os.PathLike[str]) -> Path:
+def lora_file(id_or_path: str | os.PathLike[str], *, use_ema: bool = True) -> Path:
     """The LoRA safetensors file of ``id_or_path``: a file, a folder holding
-    ``pytorch_lora_weights.safetensors`` (a ``train-lora`` output), or a hub repository."""
+    ``pytorch_lora_weights.safetensors`` (a ``train-lora`` output), or a hub repository.
+
+    For a folder, ``use_ema=True`` picks its EMA LoRA when it has one, else its only LoRA;
+    ``use_ema=False`` the raw LoRA (``raw/`` when the root holds the EMA one). A file is itself,
+    whatever ``use_ema`` says: it holds one set of weights.
+    """
     text = os.fspath(id_or_path)
     path = Path(text).expanduser()
     if not path.exists() and not looks_like_path(text):
@@ -120,12 +154,29 @@ def lora_file(id_or_path: str | os.PathLike[str]) -> Path:
         if not candidate.is_file():
             raise InputError(f"{text}: no {LORA_WEIGHT_NAME} in this folder; pass a train-lora output folder "
                              "or a LoRA .safetensors file")
-        return candidate
+        return _run_lora(path, candidate, use_ema, text)
     if not path.exists():
         raise InputError(f"{text}: no such LoRA file or folder")
     if path.suffix != ".safetensors":
         raise InputError(f"{text}: only .safetensors LoRA files are loaded (pickle files can run code)")
     return path
+
+
+def _run_lora(folder: Path, root_file: Path, use_ema: bool, label: str) -> Path:
+    """The EMA or raw LoRA of a folder whose root holds ``root_file`` (see :func:`lora_file`)."""
+    marker = read_lora_metadata(root_file).get(WEIGHTS_KEY)
+    if marker == "ema":
+        if use_ema:
+            return root_file
+        raw = folder / RAW_SUBFOLDER / LORA_WEIGHT_NAME
+        if not raw.is_file():
+            raise InputError(f"{label}: holds an EMA LoRA and no {RAW_SUBFOLDER}/{LORA_WEIGHT_NAME}; the raw weights "
+                             "were not kept with it (use its EMA weights)")
+        return raw
+    earlier_ema = folder / EMA_SUBFOLDER / LORA_WEIGHT_NAME
+    if marker is None and use_ema and earlier_ema.is_file():
+        return earlier_ema
+    return root_file
 
 
 def read_lora_metadata(path: Path) -> dict[str, str]:
@@ -146,16 +197,18 @@ def _lora_parameter_count(unet: UNet2DConditionModel) -> int:
     return sum(1 for name, _ in unet.named_parameters() if ".lora_" in name)
 
 
-def load_lora(pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLike[str], base: str) -> dict[str, str]:
+def load_lora(pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLike[str], base: str, *,
+              use_ema: bool = True) -> dict[str, str]:
     """Load a LoRA into ``pipe`` (stock ``load_lora_weights``) and return its metadata.
 
-    A LoRA made for another base (other layer shapes, or no key matching this UNet) is refused
-    with an :class:`InputError`, rather than silently leaving the model unchanged.
+    ``use_ema`` chooses a run folder's EMA or raw LoRA (:func:`lora_file`). A LoRA made for
+    another base (other layer shapes, or no key matching this UNet) is refused with an
+    :class:`InputError`, rather than silently leaving the model unchanged.
     """
     from safetensors import SafetensorError
 
     label = os.fspath(id_or_path)
-    path = lora_file(id_or_path)
+    path = lora_file(id_or_path, use_ema=use_ema)
     metadata = read_lora_metadata(path)
     before = _lora_parameter_count(pipe.unet)
     with quiet_loading(errors_too=True):  # the failure is reported below, in one line

@@ -41,8 +41,10 @@ class DDPMTask(TrainingTask):
 
     name = "ddpm"
 
-    def __init__(self, base: str, options: DDPMOptions | None = None) -> None:
+    def __init__(self, base: str, options: DDPMOptions | None = None, *, revision: str | None = None,
+                 variant: str | None = None) -> None:
         self.base = base
+        self.revision, self.variant = revision, variant  # of a hub base
         self.opts = options or DDPMOptions()
         if self.opts.hole_weight < 0 or self.opts.known_weight < 0 or self.opts.hole_weight + self.opts.known_weight == 0:
             raise InputError("--hole-weight and --known-weight must be non-negative and not both zero")
@@ -62,7 +64,7 @@ class DDPMTask(TrainingTask):
     def build(self, device: torch.device, mixed_precision: str = "no") -> torch.nn.Module:
         from diffusers import DDPMScheduler
 
-        unet, self.scheduler_config = _load_trainable_unet(self.base)
+        unet, self.scheduler_config = _load_trainable_unet(self.base, self.revision, self.variant)
         self._noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
         if self.opts.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -120,26 +122,47 @@ class DDPMTask(TrainingTask):
     def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
                ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
         """The fine-tuned model as a plain diffusers folder at ``output`` (stock ``from_pretrained``
-        loads it), with the EMA weights as a second such folder in ``output/ema``."""
+        loads it): the EMA weights when the run kept an EMA, with the raw ones in ``output/raw``
+        (a second such folder), else the raw weights alone. Each folder's ``inpaint_config.json``
+        records which weights it holds (``"weights": "ema"`` or ``"raw"``).
+
+        The raw folder is written first, the root (whose marker says where the raw weights are)
+        last; an ``ema/`` folder of the earlier layout (root raw, EMA in ``ema/``) left by a run
+        exported before is removed, since the root now holds what it held.
+        """
         import copy
+        import shutil
 
-        from inpaint.models.pixel_unet import EMA_SUBFOLDER, save_completion_unet
+        from inpaint.models.pixel_unet import (
+            EMA_SUBFOLDER,
+            RAW_SUBFOLDER,
+            WEIGHTS_KEY,
+            save_completion_unet,
+        )
 
-        unet = module
-        written = [save_completion_unet(unet, self.scheduler_config, output, extra_config=config)]
-        if ema_state is not None:
-            ema_unet = copy.deepcopy(unet)
-            ema_unet.load_state_dict({**unet.state_dict(), **ema_state})
-            written.append(save_completion_unet(ema_unet, self.scheduler_config, output / EMA_SUBFOLDER,
-                                                extra_config=config))
-        return written
+        output = Path(output)
+        if ema_state is None:
+            return [save_completion_unet(module, self.scheduler_config, output,
+                                         extra_config={**config, WEIGHTS_KEY: "raw"})]
+        raw = save_completion_unet(module, self.scheduler_config, output / RAW_SUBFOLDER,
+                                   extra_config={**config, WEIGHTS_KEY: "raw"})
+        ema_unet = copy.deepcopy(module)
+        ema_unet.load_state_dict({**module.state_dict(), **ema_state})
+        root = save_completion_unet(ema_unet, self.scheduler_config, output,
+                                    extra_config={**config, WEIGHTS_KEY: "ema"})
+        if (output / EMA_SUBFOLDER / "config.json").is_file():
+            shutil.rmtree(output / EMA_SUBFOLDER, ignore_errors=True)
+        return [root, raw]
 
 
-def _load_trainable_unet(base: str):
-    """A base to fine-tune: a 7-channel completion model as is, or a 3-channel DDPM widened."""
+def _load_trainable_unet(base: str, revision: str | None = None, variant: str | None = None):
+    """A base to fine-tune, in fp32 (an fp16 variant too): a 7-channel completion model as is, or a
+    3-channel DDPM widened."""
+    import torch
+
     from inpaint.models import pixel_unet
 
-    unet, scheduler_config = pixel_unet.load_base(base)
+    unet, scheduler_config = pixel_unet.load_base(base, dtype=torch.float32, revision=revision, variant=variant)
     if unet.config.in_channels == 3:
         pixel_unet.widen_conv_in(unet)
     elif unet.config.in_channels != pixel_unet.COMPLETION_CHANNELS:

@@ -1,4 +1,5 @@
-"""The training log (``log.jsonl``) and its loss-curve picture (``loss.png``)."""
+"""The training log (``log.jsonl``) and its pictures: ``loss.png`` (the loss curve) and
+``validation.png`` (the validation scores)."""
 
 from __future__ import annotations
 
@@ -42,15 +43,14 @@ class History:
             os.fsync(f.fileno())
 
     def plot(self, path: Path) -> Path:
-        """Draw training loss (and its running mean) and validation hole PSNR against steps."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """Draw the training loss and its running mean against steps into ``path`` (PNG)."""
+        from matplotlib.figure import Figure
 
         train = [(r["step"], r["loss"]) for r in self.records if "loss" in r]
-        val = [(r["step"], r["val_psnr_hole"]) for r in self.records if "val_psnr_hole" in r]
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        # A Figure of its own, never pyplot: pyplot's global state (and matplotlib.use) would
+        # switch the backend of a notebook that trains from Python.
+        fig = Figure(figsize=(7, 4), dpi=100)
+        ax = fig.subplots()
         if train:
             steps, losses = zip(*train)
             ax.plot(steps, losses, color="tab:blue", alpha=0.35, linewidth=0.8, label="loss")
@@ -58,18 +58,46 @@ class History:
             smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
                       for i in range(len(losses))]
             ax.plot(steps, smooth, color="tab:blue", linewidth=1.6, label=f"running mean ({window})")
+            ax.legend(loc="upper right")
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
         ax.grid(alpha=0.3)
-        if val:
-            twin = ax.twinx()
-            steps, psnr = zip(*val)
-            twin.plot(steps, psnr, "o-", color="tab:orange", label="validation hole PSNR (dB)")
-            twin.set_ylabel("hole PSNR (dB)")
-            twin.legend(loc="upper right")
-        ax.legend(loc="upper left")
-        fig.tight_layout()
-        with atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
-        return Path(path)
+        return _save(fig, path)
+
+    def plot_validation(self, path: Path) -> Path | None:
+        """Draw each validation score against steps, one panel per metric, into ``path`` (PNG).
+
+        Hole PSNR (dB, higher is better), hole SSIM (higher is better) and hole LPIPS (lower is
+        better; when it was computed). Returns ``None`` and writes nothing without validation records.
+        """
+        from matplotlib.figure import Figure
+
+        present = [(key, title) for key, title in VALIDATION_PANELS
+                   if any(key in r for r in self.records)]
+        if not present:
+            return None
+        fig = Figure(figsize=(4 * len(present), 3.5), dpi=100)
+        axes = fig.subplots(1, len(present), squeeze=False)[0]
+        for ax, (key, title) in zip(axes, present):
+            points = [(r["step"], r[key]) for r in self.records if key in r]
+            steps, values = zip(*points)
+            ax.plot(steps, values, "o-", color="tab:orange", markersize=3)
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        return _save(fig, path)
+
+
+#: Validation scores in ``log.jsonl`` and their panel titles in ``validation.png``.
+VALIDATION_PANELS = (
+    ("val_psnr_hole", "hole PSNR (dB, higher is better)"),
+    ("val_ssim_hole", "hole SSIM (higher is better)"),
+    ("val_lpips_hole", "hole LPIPS (lower is better)"),
+)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

@@ -8,7 +8,15 @@ What makes a resumed run continue *exactly* as if it had never stopped:
   position), handed to the task — so no RNG state needs saving, and the draws do not depend on
   how images are split across processes;
 - state: weights, AdamW moments, LR schedule, grad scaler and EMA are checkpointed exactly
-  (:mod:`inpaint.training.checkpoint`, safetensors + JSON).
+  (:mod:`inpaint.training.checkpoint`, safetensors + JSON);
+- validation: it runs after the step's checkpoint, swaps the EMA weights in and the trained ones
+  back bit for bit, and the next step reseeds every RNG it may have drawn from — so a run with
+  validation follows the same trajectory as one without.
+
+Validation images are held out of training (:func:`inpaint.data.split_validation`): ``val_images``
+of the folder chosen by a seeded order, or a separate ``val_data`` folder; the run records which
+(``val_source``, ``val_names`` in ``training_config.json``), and a resumed run recomputes the same
+split — one that would train on other images is refused.
 
 accelerate provides the device, mixed precision (autocast and, for fp16, the grad scaler) and
 distributed data parallelism; under ``accelerate launch --num_processes N`` each process takes
@@ -19,6 +27,7 @@ its slice of every global batch and gradients are averaged. Gradient accumulatio
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 from inpaint import atomic
 from inpaint.config import TrainConfig
-from inpaint.data import BatchPlan, CompletionDataset, PlannedBatches, collate, epochs_to_steps
+from inpaint.data import (
+    HOLD_OUT_FACTOR,
+    BatchPlan,
+    CompletionDataset,
+    PlannedBatches,
+    ValidationSplit,
+    collate,
+    epochs_to_steps,
+    list_folder_images,
+    split_validation,
+)
 from inpaint.errors import InputError
 from inpaint.progress import NullProgress, Progress
 from inpaint.seeding import derive_seed
@@ -38,6 +57,8 @@ from inpaint.training.task import TrainingTask
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "training_config.json"
 
@@ -155,25 +176,29 @@ def train(
     if output.resolve() == Path(config.data).resolve():
         raise InputError(f"-o {output}: is the data folder; choose another run folder (checkpoints, samples and "
                          "loss.png would be written among the training images)")
+    _check_val_data(config, output)
     config.method_options = task.options()
 
     accelerator = _accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
-    dataset = CompletionDataset(
-        config.data, resolution=config.resolution, mask_source=_mask_source(config),
-        seed=config.seed, flip=config.flip, captions=task.captions(),
-    )
-    plan = BatchPlan(len(dataset), config.batch_size, config.seed, num_processes=world, rank=rank)
-    total = config.max_steps or epochs_to_steps(config.epochs, plan.micro_batches_per_epoch, config.grad_accum)
-
     resume_from = ckpt.find_checkpoint(output)
     if resume_from is not None and not resume:
         raise InputError(f"{output}: already holds checkpoints; resume it or choose another -o")
     state = ckpt.load_checkpoint(resume_from) if resume_from is not None else None
+    # A run started before validation images were held out trained on the whole folder: it goes on
+    # doing so (and its records stay without a split), or it could not continue exactly.
+    legacy = state is not None and "val_source" not in state.config
+    split = split_validation(list_folder_images(Path(config.data)), config.val_images, config.seed, config.val_data,
+                             held_out=not legacy)
+    dataset = _dataset(config, task, config.data, split.train)
+    # Built now, not when first used: an unreadable validation image fails before the model loads.
+    val_folder = config.val_data if split.source == "val-data" else config.data
+    val_dataset = _dataset(config, task, val_folder, split.val) if split.val else None
+    plan = BatchPlan(len(dataset), config.batch_size, config.seed, num_processes=world, rank=rank)
+    total = config.max_steps or epochs_to_steps(config.epochs, plan.micro_batches_per_epoch, config.grad_accum)
     if state is not None:
         saved = TrainConfig.from_dict(state.config["train"])
-        _check_resume(config, saved, state.config.get("data"), dataset.fingerprint(),
-                      state.config.get("processes", world), world, resume_from)
+        _check_resume(config, saved, state.config, dataset.fingerprint(), split, world, resume_from)
         saved_total = saved.max_steps or epochs_to_steps(saved.epochs, plan.micro_batches_per_epoch, saved.grad_accum)
         _check_length(config, total, saved_total, state.step, resume_from)
 
@@ -201,8 +226,11 @@ def train(
         start = state.step
 
     record = {"train": config.to_dict(), "data": dataset.fingerprint(), "processes": world}
+    if not legacy:
+        record.update(val_source=split.source, val_names=[p.name for p in split.val])
     if accelerator.is_main_process:
         atomic.write_json(output / CONFIG_NAME, record)
+        _explain_split(config, split, legacy, output)
     history = History(output / "log.jsonl", resume_step=start) if accelerator.is_main_process else None
 
     result = TrainResult(output=output, step=start, total_steps=total, resumed_from=start if state else None,
@@ -215,7 +243,7 @@ def train(
         generator=torch.Generator(),  # keep the global RNG out of the loader
     )
     batches = iter(loader)
-    validation = _Validation(task, dataset, config, output)
+    validation = _Validation(task, val_dataset, config, output, ema=ema is not None)
     progress.start(f"Training {task.name}", total)
     progress.advance(start)
     module.train()
@@ -266,7 +294,8 @@ def train(
         if saving:
             _save(accelerator, task, module, optimizer, lr_scheduler, ema, done, record, output, config.keep_last)
         if validation.due(done, saving, total) and accelerator.is_main_process:
-            scores = validation.run(accelerator.unwrap_model(module), done)
+            with _ema_weights(ema, params):
+                scores = validation.run(accelerator.unwrap_model(module), done)
             result.validation = scores
             history.log(step=done, **scores)
         accelerator.wait_for_everyone()
@@ -280,6 +309,7 @@ def train(
                                        ema_state)
     if history is not None:
         history.plot(output / "loss.png")
+        history.plot_validation(output / "validation.png")
     accelerator.wait_for_everyone()
     result.seconds = time.perf_counter() - started
     return result
@@ -290,16 +320,16 @@ def _prepare_output(output: Path) -> None:
 
     Checkpoint temporaries are pruned by :mod:`~inpaint.training.checkpoint`; these are the
     others: atomic writes of logs, pictures and LoRA files (``.<name>.XXXXXXXX.tmp[.suffix]``),
-    and the folders an interrupted export assembles (``.ema.XXXXXXXX.tmp`` inside the run,
-    ``.<run>.XXXXXXXX.tmp`` beside it).
+    and the folders an interrupted export assembles (``.raw.XXXXXXXX.tmp`` inside the run — or
+    ``.ema.XXXXXXXX.tmp`` from earlier versions — and ``.<run>.XXXXXXXX.tmp`` beside it).
     """
     import re
     import shutil
 
     atomic.ensure_folder(output, f"-o {output}")
-    for folder in (output, output / "samples", output / "ema"):
+    for folder in (output, output / "samples", output / "raw", output / "ema"):
         atomic.remove_stale_temporaries(folder)
-    for folder, name in ((output, "ema"), (output.parent, output.name)):
+    for folder, name in ((output, "raw"), (output, "ema"), (output.parent, output.name)):
         pattern = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
         for stale in folder.glob(f".{name}.*.tmp"):
             if stale.is_dir() and pattern.match(stale.name):
@@ -313,11 +343,58 @@ def _mask_source(config: TrainConfig):
     return MaskSource.parse(specs)
 
 
-def _check_resume(config: TrainConfig, saved: TrainConfig, saved_data: str | None, data: str,
-                  saved_processes: int, processes: int, path: Path) -> None:
-    """Refuse to resume a run with settings that would change its trajectory."""
+def _dataset(config: TrainConfig, task: TrainingTask, folder: str, images) -> CompletionDataset:
+    return CompletionDataset(folder, resolution=config.resolution, mask_source=_mask_source(config), seed=config.seed,
+                             flip=config.flip, captions=task.captions(), images=images)
+
+
+def _check_val_data(config: TrainConfig, output: Path) -> None:
+    """Refuse a ``--val-data`` that is missing, or is the training or the run folder."""
+    if config.val_data is None:
+        return
+    folder = Path(config.val_data)
+    if not folder.is_dir():
+        raise InputError(f"--val-data {folder}: no such folder")
+    if folder.resolve() == Path(config.data).resolve():
+        raise InputError(f"--val-data {folder}: is the training folder; leave --val-data out to hold "
+                         f"--val-images {config.val_images} of its images out of training instead")
+    if folder.resolve() == output.resolve():
+        raise InputError(f"--val-data {folder}: is the run folder (-o); its pictures would be read as validation "
+                         "images")
+
+
+def _explain_split(config: TrainConfig, split: ValidationSplit, legacy: bool, output: Path) -> None:
+    """Warn, once per call, when validation scores training images: they measure fit."""
+    if split.source != "training":
+        return
+    if legacy:
+        log.warning(f"{output}: this run was started by an earlier version that validated on training images and "
+                    "trained on all of them; it goes on that way, so its validation scores measure fit, not "
+                    "generalisation")
+        return
+    log.warning(f"{config.data}: {len(split.train)} images are fewer than {HOLD_OUT_FACTOR} x --val-images "
+                f"{config.val_images}, too few to hold validation images out of training: validating on "
+                f"{len(split.val)} training images, so the scores measure fit, not generalisation; pass "
+                "--val-data DIR with other images for a real validation")
+
+
+def _check_resume(config: TrainConfig, saved: TrainConfig, saved_record: dict[str, Any], data: str,
+                  split: ValidationSplit, processes: int, path: Path) -> None:
+    """Refuse to resume a run with settings that would change its trajectory.
+
+    The validation split is compared by the images it keeps out of training: ``--val-images``
+    and ``--val-data`` may change as long as those stay the same.
+    """
     differences = config.trajectory_differences(saved)
-    if saved_data is not None and saved_data != data:
+    saved_held_out = saved_record.get("val_names", []) if saved_record.get("val_source") == "held-out" else []
+    saved_data, saved_processes = saved_record.get("data"), saved_record.get("processes", processes)
+    if sorted(saved_held_out) != sorted(split.held_out):
+        def names(held: list[str]) -> str:
+            return ", ".join(sorted(held)) or "none"
+
+        differences.append(f"validation images held out of training (--val-images, --val-data: "
+                           f"{names(saved_held_out)} before, {names(split.held_out)} now)")
+    elif saved_data is not None and saved_data != data:
         differences.append("data (the image folder changed)")
     if saved_processes != processes:
         differences.append(f"number of processes ({saved_processes} before, {processes} now)")
@@ -345,18 +422,43 @@ def _save(accelerator, task, module, optimizer, lr_scheduler, ema, step: int, re
     accelerator.wait_for_everyone()
 
 
+@contextlib.contextmanager
+def _ema_weights(ema, params):
+    """Swap the EMA weights into ``params`` for the duration (validation samples the weights the
+    run exports), then put the trained weights back bit for bit (diffusers' ``store``/
+    ``copy_to``/``restore``): validating never changes what training does next."""
+    if ema is None:
+        yield
+        return
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield
+    finally:
+        ema.restore(params)
+
+
 def _ema_by_name(module, params, ema) -> dict[str, Any]:
     names = {id(p): name for name, p in module.named_parameters()}
     return {names[id(p)]: shadow.detach().cpu() for p, shadow in zip(params, ema.shadow_params)}
 
 
 class _Validation:
-    """Completes a fixed set of images (the first ``val_images`` of the data, with the masks of
-    epoch -1 and fixed seeds) and scores the hole; writes ``samples/step-XXXXXXXX.png``."""
+    """Completes a fixed set of images and scores the hole; writes ``samples/step-XXXXXXXX.png``.
 
-    def __init__(self, task: TrainingTask, dataset: CompletionDataset, config: TrainConfig, output: Path) -> None:
+    The images are the run's validation images (:func:`inpaint.data.split_validation`), each
+    with its mask of epoch -1 and a seed from its name, so every validation sees the same
+    inputs. Scores: hole PSNR and SSIM, and hole LPIPS (AlexNet) when its weight file is on this
+    machine (:func:`inpaint.metrics.resolve_weights`; never downloaded, said once when skipped).
+    """
+
+    def __init__(self, task: TrainingTask, dataset: CompletionDataset | None, config: TrainConfig, output: Path,
+                 *, ema: bool = False) -> None:
         self.task, self.dataset, self.config, self.output = task, dataset, config, output
-        self.count = min(config.val_images, len(dataset))
+        self.count = len(dataset) if dataset is not None else 0
+        self.ema = ema
+        self._lpips: Any = None
+        self._lpips_checked = False
 
     def due(self, step: int, saving: bool, total: int) -> bool:
         if self.count == 0:
@@ -364,7 +466,25 @@ class _Validation:
         every = self.config.validate_every
         return (step % every == 0) if every else (saving or step == total)
 
+    def lpips(self):
+        """The LPIPS metric, or ``None`` when its weights are not here (looked for once)."""
+        if not self._lpips_checked:
+            self._lpips_checked = True
+            from inpaint.metrics import LPIPS_ALEX, LPIPSMetric, MetricWeightsMissing, resolve_weights
+            from inpaint.metrics.weights import hub_cache_path
+
+            try:
+                self._lpips = LPIPSMetric("alex", resolve_weights(LPIPS_ALEX))
+            except MetricWeightsMissing:
+                log.info(f"validation: no LPIPS, {LPIPS_ALEX.filename} is not on this machine (set "
+                         f"{LPIPS_ALEX.env_var}=FILE or copy it to {hub_cache_path(LPIPS_ALEX)}); hole PSNR and "
+                         "SSIM only")
+            except InputError as e:
+                log.info(f"validation: no LPIPS ({e}); hole PSNR and SSIM only")
+        return self._lpips
+
     def run(self, module, step: int) -> dict[str, float]:
+        """Complete the validation images with ``module`` as it is (the caller swaps EMA weights in)."""
         import numpy as np
         import torch
 
@@ -384,12 +504,16 @@ class _Validation:
             "val_psnr_hole": float(metrics.psnr(completed, images, masks).mean()),
             "val_ssim_hole": float(metrics.ssim(completed, images, masks).mean()),
         }
+        lpips = self.lpips()
+        if lpips is not None:
+            scores["val_lpips_hole"] = float(lpips(completed, images, masks).mean())
         originals, results = io.to_uint8(images), io.to_uint8(completed)
         rows = []
         for original, result, mask in zip(originals, results, masks[:, 0].bool().numpy()):
             masked = original.copy()
             masked[mask] = 255
             rows.append([original, masked, result])
-        grid = image_grid(rows, column_labels=["original", "masked", f"step {step}"])
+        label = f"step {step}" + (" (EMA)" if self.ema else "")
+        grid = image_grid(rows, column_labels=["original", "masked", label])
         io.save_image(np.ascontiguousarray(grid), self.output / "samples" / f"{ckpt.checkpoint_name(step)}.png")
         return scores

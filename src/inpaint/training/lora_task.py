@@ -95,8 +95,10 @@ class LoRATask(TrainingTask):
     name = "lora"
 
     def __init__(self, base: str = DEFAULT_SD_BASE, options: LoRAOptions | None = None,
-                 captions: dict[str, str] | None = None, seed: int = 0) -> None:
+                 captions: dict[str, str] | None = None, seed: int = 0, *, revision: str | None = None,
+                 variant: str | None = None) -> None:
         self.base = base
+        self.revision, self.variant = revision, variant  # of a hub base
         self.opts = options or LoRAOptions()
         self.opts.validate()
         self._captions = captions
@@ -131,7 +133,8 @@ class LoRATask(TrainingTask):
         from inpaint.models.sd_weights import load_pipeline
         from inpaint.seeding import derive_seed
 
-        pipe = load_pipeline(self.base)
+        # fp32 whatever the weights variant: the frozen parts are cast to the run's precision below.
+        pipe = load_pipeline(self.base, dtype=torch.float32, revision=self.revision, variant=self.variant)
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
         unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
         for part in (unet, vae, text_encoder):
@@ -294,19 +297,32 @@ class LoRATask(TrainingTask):
 
     def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
                ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
-        """``output/pytorch_lora_weights.safetensors`` (diffusers format, training config in its
-        metadata); with EMA, the EMA weights the same way in ``output/ema/``."""
-        from inpaint.models.sd_weights import save_lora
+        """``output/pytorch_lora_weights.safetensors`` in diffusers' format (training config in its
+        metadata): the EMA LoRA when the run kept an EMA, with the raw one the same way in
+        ``output/raw/``, else the raw LoRA alone — so stock ``load_lora_weights(output)`` gets
+        the weights to use. The ``inpaint_weights`` metadata key says which (``ema`` or ``raw``).
 
-        metadata = self._metadata(Path(output), config)
-        written = [save_lora(module, Path(output), metadata)]
-        if ema_state is not None:
-            raw = self.trainable_state(module)
-            self.load_trainable_state(module, {k: ema_state[k] for k in raw})
-            try:
-                written.append(save_lora(module, Path(output) / "ema", {**metadata, "inpaint_weights": "ema"}))
-            finally:
-                self.load_trainable_state(module, raw)
+        The raw file is written first; an ``ema/`` folder of the earlier layout (root raw, EMA in
+        ``ema/``) left by a run exported before is removed.
+        """
+        import shutil
+
+        from inpaint.models.sd_weights import EMA_SUBFOLDER, LORA_WEIGHT_NAME, RAW_SUBFOLDER, WEIGHTS_KEY, save_lora
+
+        output = Path(output)
+        metadata = self._metadata(output, config)
+        if ema_state is None:
+            return [save_lora(module, output, {**metadata, WEIGHTS_KEY: "raw"})]
+        written = [save_lora(module, output / RAW_SUBFOLDER, {**metadata, WEIGHTS_KEY: "raw"})]
+        raw = self.trainable_state(module)
+        self.load_trainable_state(module, {k: ema_state[k] for k in raw})
+        try:
+            written.insert(0, save_lora(module, output, {**metadata, WEIGHTS_KEY: "ema"}))
+        finally:
+            self.load_trainable_state(module, raw)
+        old = output / EMA_SUBFOLDER
+        if old.is_dir() and {p.name for p in old.iterdir()} <= {LORA_WEIGHT_NAME}:
+            shutil.rmtree(old, ignore_errors=True)
         return written
 
     def _metadata(self, output: Path, config: dict[str, Any]) -> dict[str, str]:
