@@ -233,8 +233,9 @@ def test_lpips_fid_kid_from_local_files_equal_an_independent_computation(
     np.testing.assert_allclose(mu1, real.mean(0), atol=1e-6)
     np.testing.assert_allclose(mu2, fake.mean(0), atol=1e-6)
     assert telea["fid"]["value"] == pytest.approx(frechet_stand_in(mu1, sigma1, mu2, sigma2), abs=1e-9)
-    expected_kid = kid(real, fake, subsets=5, subset_size=1000, seed=0)
-    assert telea["kid"]["value"] == pytest.approx(expected_kid.mean, abs=1e-6) and telea["kid"]["subset_size"] == 6
+    expected_kid = kid(real, fake, subsets=5, subset_size=3, seed=0)  # the default: half of the 6 images
+    assert telea["kid"]["value"] == pytest.approx(expected_kid.mean, abs=1e-6) and telea["kid"]["subset_size"] == 3
+    assert telea["kid"]["std"] == pytest.approx(expected_kid.std, abs=1e-6) and expected_kid.std > 0
     protocol = results["protocol"]
     assert protocol["lpips"]["net"] == "alex" and protocol["lpips"]["linear_layers_version"] == "0.1"
     assert protocol["lpips"]["backbone"]["file"] == "alexnet-owt-7be5be79.pth"

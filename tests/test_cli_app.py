@@ -37,7 +37,7 @@ def test_python_dash_m_runs_the_same_cli():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["complete", "a.png", "b.png"], "Missing option '-o'"),
+        (["complete", "a.png", "b.png"], "a.png: no such file"),
         (["complete", "a.png", "b.png", "-o", "c.png", "--bogus"], "No such option: --bogus"),
         (["no-such-command"], "No such command"),
         (["complete", "a.png", "b.png", "-o", "c.png", "--seed", "x"], "--seed"),

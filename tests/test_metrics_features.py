@@ -189,3 +189,18 @@ def test_missing_inception_weights_say_how_to_provide_them(monkeypatch, tmp_path
     message = str(info.value)
     for part in ("pt_inception-2015-12-05-6726825d.pth", "--fid-weights", "INPAINT_FID_WEIGHTS", str(tmp_path)):
         assert part in message
+
+
+def test_kid_default_subsets_give_a_spread_at_the_studys_500_images():
+    """At N = 500 the customary subset size (1000) would make every subset the whole set (no
+    spread); the default takes half the images, so the subsets differ."""
+    from inpaint.metrics.features import kid_subset_size
+
+    assert kid_subset_size(500) == 250 and kid_subset_size(2000) == 1000 and kid_subset_size(50_000) == 1000
+    assert kid_subset_size(3) == 2
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, (500, 8)), rng.normal(0.2, 1, (500, 8))
+    result = kid(x, y, subsets=10, seed=0)
+    assert result.subset_size == 250 and result.subsets == 10 and result.std > 0
+    assert result == kid(x, y, subsets=10, subset_size=250, seed=0)
+

@@ -25,7 +25,9 @@ def test_reproduction_recipe_runs_offline_in_its_tiny_mode_and_resumes(tmp_path)
     assert "ddpm" in report and "sd" in report
     assert (work / "runs" / "ddpm" / "config.json").is_file()
     assert (work / "runs" / "lora" / "pytorch_lora_weights.safetensors").is_file()
-    assert json.loads((work / "data" / "train" / "captions.json").read_text())
+    captions = json.loads((work / "data" / "captions.json").read_text())  # made by train-lora itself
+    assert len(captions) == 10 and all(text.endswith("sharp focus") for text in captions.values())
+    assert sorted(p.name for p in (work / "masks").glob("*.png")) == sorted(p.name for p in (work / "test").glob("*.png"))
 
     # Every stage resumes: a second run reuses what is done and ends with the same numbers.
     second = subprocess.run(["bash", str(SCRIPT), "--tiny", str(work)], env=env, capture_output=True, text=True,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from inpaint import atomic, io
 from inpaint.errors import InputError
+from inpaint.models.weight_files import TRANSFORMERS, Component, ModelFiles
 from inpaint.progress import NullProgress, Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +39,8 @@ CAPTIONS_NAME = "captions.json"
 #: Longest caption, in tokens (BLIP-base captions are ~10 tokens).
 MAX_NEW_TOKENS = 40
 
-_BLIP_FILES = ("*.json", "*.txt", "*.safetensors")
+#: What a BLIP repository is fetched as: configs, the tokenizer's vocabulary, the weights.
+BLIP_FILES = ModelFiles(other=("*.json", "*.txt"), components=(Component("", TRANSFORMERS),))
 
 #: A captioner: PIL images -> one caption each.
 Captioner = Callable[[Sequence["Image.Image"]], list[str]]
@@ -47,32 +49,39 @@ Captioner = Callable[[Sequence["Image.Image"]], list[str]]
 class BlipCaptioner:
     """BLIP image captioning (``BlipForConditionalGeneration``), greedy decoding.
 
-    ``model`` is a hub id or a local folder holding the model and its processor (``config.json``,
-    ``model.safetensors``, ``preprocessor_config.json`` and the tokenizer files). Runs in fp16 on
-    CUDA, fp32 elsewhere.
+    ``model`` is a hub id (at ``revision``: a branch, tag or commit) or a local folder holding the
+    model and its processor (``config.json``, ``model.safetensors``, ``preprocessor_config.json``
+    and the tokenizer files). ``variant`` picks a weights variant (``fp16``). Weights published as
+    ``pytorch_model.bin`` only are converted once through torch's weights-only unpickler
+    (:mod:`inpaint.models.weight_files`). Runs in fp16 on CUDA, fp32 elsewhere.
     """
 
-    def __init__(self, model: str = DEFAULT_CAPTION_MODEL, device: str = "auto") -> None:
+    def __init__(self, model: str = DEFAULT_CAPTION_MODEL, device: str = "auto", *, revision: str | None = None,
+                 variant: str | None = None) -> None:
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         from inpaint.devices import resolve_device
         from inpaint.models.hub import quiet_loading, resolve
+        from inpaint.models.weight_files import safetensors_view
 
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        folder = resolve(model, _BLIP_FILES)
+        folder = resolve(model, BLIP_FILES, revision=revision, variant=variant)
         if not (folder / "config.json").is_file():
             raise InputError(f"{model}: no config.json; expected a BLIP captioning model folder")
-        if not any(folder.glob("*.safetensors")):
-            raise InputError(f"{model}: no safetensors weights (pickle weights are never loaded)")
+        missing_files = BLIP_FILES.missing(folder, variant)
+        if missing_files:
+            raise InputError(f"{model}: no {missing_files[0]} (nor pytorch_model.bin) in {folder}; expected a BLIP "
+                             "captioning model folder")
+        view = safetensors_view(folder, ("",), model, variant)  # .bin weights: converted, no pickle in sight
         from safetensors import SafetensorError
 
         with quiet_loading():
             try:
                 self.processor = BlipProcessor.from_pretrained(folder)
                 self.model, loading = BlipForConditionalGeneration.from_pretrained(
-                    folder, use_safetensors=True, output_loading_info=True)
+                    view, use_safetensors=True, output_loading_info=True, variant=variant)
             # RuntimeError: weights of another architecture (shapes that do not fit).
             except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -126,13 +135,16 @@ def caption_folder(
     overwrite: bool = False,
     captioner: Captioner | None = None,
     progress: Progress | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> CaptionReport:
     """Caption every image of ``folder`` into ``output`` (default ``folder/captions.json``).
 
     Images whose file name is already a key of the output are skipped unless ``overwrite``;
     the JSON (sorted by file name) is rewritten atomically after each batch. ``captioner``
-    replaces BLIP (tests, other backends). Raises :class:`InputError` for a malformed existing
-    file, a missing folder or a bad batch size.
+    replaces BLIP (tests, other backends); ``revision`` and ``variant`` choose BLIP's weights
+    (:class:`BlipCaptioner`). Raises :class:`InputError` for a malformed existing file, a missing
+    folder or a bad batch size.
     """
     started = time.perf_counter()
     folder = Path(folder)
@@ -160,7 +172,7 @@ def caption_folder(
         check_readable(todo, purpose="captioning")
         atomic.ensure_folder(output.parent, f"-o {output}")
         atomic.remove_stale_temporaries(output.parent, name=output.name)  # left by a killed run
-        captioner = captioner or BlipCaptioner(model, device)
+        captioner = captioner or BlipCaptioner(model, device, revision=revision, variant=variant)
         progress.start("Captioning", len(todo))
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -206,3 +218,89 @@ def missing_captions(captions: Mapping[str, str], folder: str | Path) -> list[st
     index = caption_index(captions)
     images, _ = io.list_images(folder)
     return [p.name for p in images if caption_for(index, p.name) is None]
+
+
+# ---- captions for train-lora -----------------------------------------------------------------
+
+
+def blip_unavailable(model: str = DEFAULT_CAPTION_MODEL) -> str | None:
+    """Why BLIP ``model`` cannot caption here, or None: a cheap check that loads and fetches nothing.
+
+    A local folder needs ``config.json``; a hub id must be in the local cache, or downloadable
+    (the hub not switched off with ``HF_HUB_OFFLINE``).
+    """
+    from inpaint.models.hub import cached_availability, looks_like_path
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else f"{model}: no config.json"
+    if path.exists() or looks_like_path(model):
+        return f"{model}: no such folder"
+    fix = "get it with `inpaint download` on a connected machine, or pass a local BLIP folder"
+    return cached_availability(model, ("config.json",), lambda name, file: None, fix, local_only=False)
+
+
+@dataclass
+class TrainingCaptions:
+    """What :func:`captions_for_training` found: the captions (None: one fixed prompt for every
+    image), where they came from, and the images it captioned now."""
+
+    captions: dict[str, str] | None
+    source: Path | None
+    captioned: int = 0
+    #: Why there are no captions (set when ``captions`` is None).
+    reason: str | None = None
+
+
+def captions_for_training(
+    data: str | Path,
+    captions_file: str | Path | None = None,
+    *,
+    fallback_folder: str | Path | None = None,
+    model: str = DEFAULT_CAPTION_MODEL,
+    device: str = "auto",
+    captioner: Captioner | None = None,
+    progress: Progress | None = None,
+) -> TrainingCaptions:
+    """The captions a LoRA trains on, as the study made them: BLIP + :data:`DEFAULT_SUFFIX` per image.
+
+    - ``captions_file`` given: read it; every image of ``data`` must have a caption.
+    - else ``data/captions.json`` (what ``inpaint caption DATA`` writes), created or completed with
+      BLIP when BLIP can run here (:func:`blip_unavailable`; ``captioner`` replaces it) — resumably, as
+      :func:`caption_folder` does. When ``data`` cannot be written to, the file goes to
+      ``fallback_folder/captions.json`` instead (a run folder, say).
+    - else no captions (``captions`` None, ``reason`` says why): one fixed prompt for every image.
+
+    Several processes of one launch must not caption at once (they would race on one file): there,
+    missing captions are an :class:`InputError` asking for ``inpaint caption`` first.
+    """
+    import os
+
+    from inpaint.data import load_captions
+
+    data = Path(data)
+    if captions_file is not None:
+        loaded = load_captions(captions_file)
+        missing = missing_captions(loaded, data)
+        if missing:
+            raise InputError(f"{captions_file}: no caption for {len(missing)} image(s) of {data} (first: "
+                             f"{missing[0]}); run `inpaint caption {data} -o {captions_file}` to add them")
+        return TrainingCaptions(loaded, Path(captions_file))
+    target = data / CAPTIONS_NAME
+    if not os.access(data, os.W_OK) and fallback_folder is not None and not target.is_file():
+        target = Path(fallback_folder) / CAPTIONS_NAME
+    existing = read_captions_for_resume(target)
+    missing = missing_captions(existing, data)
+    if not missing:
+        return TrainingCaptions(existing, target)
+    reason = None if captioner is not None else blip_unavailable(model)
+    if reason is not None:
+        if existing:
+            raise InputError(f"{target}: no caption for {len(missing)} image(s) of {data} (first: {missing[0]}), and "
+                             f"BLIP cannot add them ({reason}); run `inpaint caption {data}` where it can")
+        return TrainingCaptions(None, None, reason=reason)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(f"{data}: {len(missing)} image(s) have no caption, and the processes of a launch cannot "
+                         f"caption together; run `inpaint caption {data}` once first")
+    report = caption_folder(data, target, model=model, device=device, captioner=captioner, progress=progress)
+    return TrainingCaptions(load_captions(target), target, captioned=len(report.captioned))

@@ -317,10 +317,17 @@ def _as_uint8_array(image: np.ndarray) -> np.ndarray:
     return image
 
 
+#: ``inpaint complete photo.jpg mask.png`` writes ``photo_inpainted.png`` beside the photo.
+COMPLETED_SUFFIX = "_inpainted"
+
+
 def list_images(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     """Image files directly inside ``folder`` (sorted by name) and the other files skipped.
 
-    Hidden files (``.name``) and our own temporary files are ignored altogether.
+    Hidden files (``.name``) and our own temporary files are ignored altogether, and so are the
+    results ``inpaint complete`` writes beside its input when no ``-o`` is given
+    (``NAME_inpainted.png`` next to an image ``NAME.*``): completing a test image must not add a
+    test image, nor a training image a training image.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -330,7 +337,10 @@ def list_images(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]
         if path.name.startswith(".") or not path.is_file():
             continue
         (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
-    return images, others
+    stems = {path.stem for path in images}
+    results = {path for path in images if path.suffix.lower() == ".png" and path.stem.endswith(COMPLETED_SUFFIX)
+               and path.stem[: -len(COMPLETED_SUFFIX)] in stems}
+    return [path for path in images if path not in results], others
 
 
 # ---- tensors: the [0, 255] <-> [0, 1] <-> [-1, 1] conversions -------------------------------

@@ -29,7 +29,8 @@ _RESERVED = {"local_only"}
 
 @dataclass
 class BenchConfig:
-    """A benchmark run. Paths may be relative; ``masks`` is a folder or a mask preset name.
+    """A benchmark run. Paths may be relative; ``masks`` is a folder, a mask preset name or a
+    comma-separated mixture of presets.
 
     ``method_options`` maps a method name to MethodOptions field overrides (see
     :func:`parse_method_settings`); ``device`` and ``dtype`` apply to every method unless
@@ -60,11 +61,15 @@ class BenchConfig:
     worst_k: int = 8
     grid_images: int = 8
     kid_subsets: int = 100
-    kid_subset_size: int = 1000
+    #: None: :func:`inpaint.metrics.features.kid_subset_size` (1000, or half the images below 2000).
+    kid_subset_size: int | None = None
     n_boot: int = 1000
     overwrite: bool = False
     invert_mask: bool = False
     resize_mask: bool = False
+    #: Values the command line filled in by the project layout (:mod:`inpaint.project`), one line
+    #: each: recorded in results.json so a report says what it was not told.
+    implicit_choices: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -77,7 +82,8 @@ class BenchConfig:
             (self.worst_k >= 0, f"--worst-k {self.worst_k}: must not be negative"),
             (self.grid_images >= 0, f"--grid-images {self.grid_images}: must not be negative"),
             (self.kid_subsets >= 1, f"--kid-subsets {self.kid_subsets}: must be at least 1"),
-            (self.kid_subset_size >= 2, f"--kid-subset-size {self.kid_subset_size}: must be at least 2"),
+            (self.kid_subset_size is None or self.kid_subset_size >= 2,
+             f"--kid-subset-size {self.kid_subset_size}: must be at least 2"),
             (self.lpips_net in ("alex", "vgg"), f"--lpips-net {self.lpips_net!r}: choose alex or vgg"),
         ]
         for ok, message in checks:

@@ -80,25 +80,28 @@ def set_sha256(entries: list[tuple[str, str]]) -> str:
 def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, str]:
     """Write ``preset`` masks for every image of ``data`` into ``output/masks`` unless they are there.
 
-    Masks depend only on (preset, seed, stem, size), so existing files from the same preset and
-    seed, made for images of the sizes found now, are kept; anything else is regenerated (an image
-    replaced by one of another size gets a new mask, not a refusal or a stretched old one). An
-    image whose header cannot be read gets no mask; returns those images, by stem, with the error.
-    Call on one process.
+    ``preset`` is a preset name or a comma-separated mixture (each mask picks one of them, as
+    ``make-masks -p a -p b`` does). Masks depend only on (presets, seed, stem, size), so existing
+    files from the same presets and seed, made for images of the sizes found now, are kept;
+    anything else is regenerated (an image replaced by one of another size gets a new mask, not a
+    refusal or a stretched old one). An image whose header cannot be read gets no mask; returns
+    those images, by stem, with the error. Call on one process.
     """
-    from inpaint import atomic, io, mask_sets, masks
+    from inpaint import atomic, io, mask_sets
 
-    masks.get_preset(preset)
+    presets = preset_names(preset)
+    if presets is None:
+        raise InputError(f"--masks {preset}: not a mask preset")
     folder = output / MASKS_SUBDIR
     atomic.remove_stale_temporaries(folder)  # left by a killed run
     manifest = _read_manifest(folder)
-    if manifest is not None and manifest.get("presets") == [preset] and manifest.get("seed") == seed:
+    if manifest is not None and manifest.get("presets") == presets and manifest.get("seed") == seed:
         images, _ = io.list_images(data)
         entries = manifest.get("files", {})
         if all(_mask_fits(entries.get(f"{p.stem}.png", {}), p) and (folder / f"{p.stem}.png").is_file()
                for p in images):
             return {}
-    summary = mask_sets.masks_for_images(data, folder, presets=[preset], seed=seed, overwrite=True,
+    summary = mask_sets.masks_for_images(data, folder, presets=presets, seed=seed, overwrite=True,
                                          skip_unreadable=True)
     return {Path(name).stem: error for name, error in summary.unreadable.items()}
 
@@ -126,11 +129,19 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_preset(masks: str) -> bool:
-    """``--masks`` names a preset (not an existing path)."""
+def preset_names(masks: str) -> list[str] | None:
+    """The presets ``--masks`` names (one, or a comma-separated mixture), or None for a path."""
     from inpaint import masks as mask_presets
 
-    return masks in mask_presets.PRESETS and not Path(masks).exists()
+    names = [name.strip() for name in masks.split(",") if name.strip()]
+    if not names or Path(masks).exists() or not all(name in mask_presets.PRESETS for name in names):
+        return None
+    return names
+
+
+def is_preset(masks: str) -> bool:
+    """``--masks`` names a preset or a mixture of presets (not an existing path)."""
+    return preset_names(masks) is not None
 
 
 def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal["folder", "preset"],
@@ -195,7 +206,7 @@ def check_inputs(data: Path, masks: str, output: Path) -> None:
     if not is_preset(masks) and not Path(masks).is_dir():
         from inpaint import masks as mask_presets
 
-        raise InputError(f"--masks {masks}: neither a folder nor a mask preset "
+        raise InputError(f"--masks {masks}: neither a folder nor a mask preset or comma-separated mixture "
                          f"({', '.join(mask_presets.preset_names())})")
     if output.exists() and not output.is_dir():
         raise InputError(f"-o {output}: exists and is not a folder")

@@ -90,7 +90,9 @@ def protocol_block(config: BenchConfig, source: MaskSource, suite: MetricSuite, 
             "evaluation size", "min_images_for_unbiased": FID_MIN_IMAGES},
         "kid": None if suite.inception is None else {
             "kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2", "subsets": config.kid_subsets,
-            "subset_size": f"min({config.kid_subset_size}, N)", "seed": config.seed},
+            "subset_size": f"min({config.kid_subset_size}, N)" if config.kid_subset_size is not None
+            else "1000, or N // 2 when N < 2000 (subsets that differ, so KID has a spread)", "seed": config.seed},
+        "implicit_choices": list(config.implicit_choices),
         "bootstrap": {"resamples": config.n_boot, "level": 0.95, "seed": config.seed,
                       "method": "percentile, over images"},
         "masks": {**source.to_dict(), "inverted_on_read": config.invert_mask,

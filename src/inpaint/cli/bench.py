@@ -53,13 +53,16 @@ def bench(
         typer.Option("--models", "-m", help="Methods to compare: --models ddpm sd, --models ddpm,sd or a repeated "
                      "--models (see 'inpaint complete --list-models').", show_default=False),
     ],
-    data: Annotated[Path, typer.Option("--data", help="Folder of test images (the ground truth).",
-                                       file_okay=False, show_default=False)],
-    masks: Annotated[str, typer.Option("--masks", help="Folder of masks matched to the images by file stem, or a "
-                                       "mask preset (see 'inpaint make-masks --list-presets'): one mask per image, "
-                                       "written to OUTPUT/masks.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Results folder: outputs/, reports, pictures. "
-                                         "Rerunning resumes.", file_okay=False, show_default=False)],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of test images (the ground truth; "
+                                                 "default: ./test/).", file_okay=False, show_default=False)] = None,
+    masks: Annotated[Optional[str], typer.Option("--masks", help="Folder of masks matched to the images by file "
+                                                 "stem, or a mask preset or comma-separated mixture of presets (see "
+                                                 "'inpaint make-masks --list-presets'): one mask per image, written "
+                                                 "to OUTPUT/masks (default: ./masks/ with the default --data, else "
+                                                 "lama-thin,lama-medium,lama-thick).", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Results folder: outputs/, reports, "
+                                                   "pictures; rerunning resumes (default: ./results/).",
+                                                   file_okay=False, show_default=False)] = None,
     eval_size: Annotated[int, typer.Option("--eval-size", help="Every image is scored at this square size "
                                            "(bicubic for images, nearest for masks).")] = 256,
     raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Score the methods' raw outputs; default: composites, with the "
@@ -67,7 +70,8 @@ def bench(
     weights: Annotated[
         Optional[list[str]],
         typer.Option("--weights", "-w", help="NAME=PATH: weights of method NAME (hub id or folder), e.g. "
-                     "ddpm=runs/ddpm. Repeatable.", show_default=False),
+                     "ddpm=runs/ddpm (ddpm's default: ./runs/ddpm; sd takes the LoRA in ./runs/lora when there "
+                     "is one). Repeatable.", show_default=False),
     ] = None,
     model_option: Annotated[
         Optional[list[str]],
@@ -93,8 +97,10 @@ def bench(
     worst_k: Annotated[int, typer.Option("--worst-k", help="Images in each method's worst-case gallery.")] = 8,
     grid_images: Annotated[int, typer.Option("--grid-images", help="Images in grid.png (a fixed sample).")] = 8,
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", help="KID: number of random subsets.")] = 100,
-    kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", help="KID: subset size (at most the number "
-                                                 "of images).")] = 1000,
+    kid_subset_size: Annotated[Optional[int], typer.Option("--kid-subset-size", help="KID: images per subset "
+                                                           "(default: 1000, or half the images when there are "
+                                                           "fewer than 2000, so the subsets differ and KID has a "
+                                                           "spread).", show_default=False)] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
                                        "bf16, for every method.")] = "auto",
     seed: options.Seed = 0,
@@ -115,6 +121,7 @@ def bench(
     Examples:
 
     ```
+    inpaint bench --models ddpm sd       # ./test/, ./masks/ (or LaMa masks), ./runs/ddpm, ./runs/lora -> ./results/
     inpaint bench --models ddpm sd --data test/ --masks masks/ -o results/
     inpaint bench --models telea,biharmonic --data test/ --masks lama-thick -o results/
     inpaint bench -m ddpm -w ddpm=runs/ddpm --model-option ddpm.steps=50 --data test/ --masks masks/ -o results/
@@ -125,17 +132,23 @@ def bench(
     from inpaint.bench.distributed import is_main_process
     from inpaint.cli.progress import RichProgress
 
+    from inpaint import project
+
     names = unique_models(models)
+    method_options = parse_method_settings(weights or [], model_option or [], names)
+    data, masks, output, implicit = project.bench_defaults(names, data, masks, output, method_options)
+    main = is_main_process()
+    for choice in implicit if main else []:
+        console.info(f"using {choice}")
     bench_config = BenchConfig(
         models=names, data=data, masks=masks, output=output, seed=seed, eval_size=eval_size, raw=raw,
-        device=device, dtype=dtype, method_options=parse_method_settings(weights or [], model_option or [], names),
+        device=device, dtype=dtype, method_options=method_options, implicit_choices=implicit,
         lpips=lpips, lpips_net=lpips_net, lpips_weights=None if lpips_weights is None else str(lpips_weights),
         fid=fid, fid_weights=None if fid_weights is None else str(fid_weights), strict=strict,
         seam_width=seam_width, batch_size=batch_size, worst_k=worst_k, grid_images=grid_images,
         kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, overwrite=overwrite, invert_mask=invert_mask,
         resize_mask=resize_mask,
     )
-    main = is_main_process()
     with RichProgress(disable=json_output or not main) as progress:
         result = run_bench(bench_config, progress=progress)
     if result is None:  # another process of a multi-process run: the main one reports

@@ -26,14 +26,16 @@ def complete(
         ),
     ],
     output: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "-o",
             "--output",
-            help="Output file (format from its extension, PNG by default), folder, or - for PNG on stdout.",
+            help="Output file (format from its extension, PNG by default), folder, or - for PNG on stdout "
+            "(default: IMAGE_inpainted.png beside the image, a folder IMAGES_inpainted/ beside a folder, "
+            "stdout for stdin).",
             show_default=False,
         ),
-    ],
+    ] = None,
     model: Annotated[
         Optional[str],
         typer.Option("--model", "-m", help="Completion method (see 'inpaint complete --list-models'); "
@@ -45,6 +47,8 @@ def complete(
                      "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256; "
                      "sd: an inpainting pipeline, default stable-diffusion-v1-5/stable-diffusion-inpainting)."),
     ] = None,
+    revision: options.Revision = None,
+    variant: options.Variant = None,
     sampler: Annotated[
         Optional[str],
         typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default ddpm with 25 "
@@ -59,6 +63,8 @@ def complete(
                                                          "jump (default 10).")] = None,
     lora: Annotated[Optional[str], typer.Option("--lora", help="sd: a LoRA, the output folder of train-lora or a "
                                                 "diffusers LoRA .safetensors file.")] = None,
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="ddpm, sd --lora: a training run's EMA weights "
+                                      "(default) or --no-ema its raw weights.")] = True,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="sd: the prompt of every image (default: its "
                                                   "caption with --captions, else a generic photo prompt).")] = None,
     negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="sd: what to steer away "
@@ -119,13 +125,14 @@ def complete(
     Examples:
 
     ```
+    inpaint complete photo.png mask.png            # -> photo_inpainted.png
     inpaint complete photo.png mask.png -o out.png
     inpaint complete images/ masks/ -o out/    # matched by file stem; a re-run resumes
     inpaint complete images/ masks/ -o out/ -m sd --batch-size 8 --compile   # faster on a GPU
     cat a.png | inpaint complete - mask.png -o - > b.png
     ```
     """
-    from inpaint import models
+    from inpaint import models, project
     from inpaint.models.base import MethodOptions
 
     method_options = MethodOptions(device=device, dtype=dtype, weights=weights, sampler=sampler, steps=steps,
@@ -133,23 +140,32 @@ def complete(
                                    negative_prompt=negative_prompt, guidance=guidance, strength=strength,
                                    mask_blur=mask_blur, crop_padding=crop_padding, captions=captions,
                                    channels_last=channels_last, compile=compile_, attention_slicing=attention_slicing,
-                                   vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload)
+                                   vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
+                                   ema=ema, revision=revision, variant=variant)
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    info = models.get_method(model) if model else models.best_available(method_options)
-    if model is None:
-        console.info(f"using {info.name} (the best method available here; choose with --model)")
+    for argument in (image, mask):  # before a method is chosen or the output path looked at
+        path = Path(argument)
+        if argument != STDIO and not path.exists() and path.parent.is_dir():
+            raise InputError(f"{argument}: no such file")
+    info = models.get_method(model) if model else models.best_available(
+        method_options, adjust=lambda name, opts: project.method_defaults(name, opts)[0])
     ignored = info.ignored_options(method_options)
     if ignored:
         console.warn(f"{info.name} does not use {', '.join(ignored)}: ignored")
+    # The project's run folders (runs/ddpm, runs/lora) serve when no --weights/--lora names others.
+    method_options, chosen = project.method_defaults(info.name, method_options)
+    using = f" ({'; '.join(chosen)})" if chosen else ""
+    if model is None:
+        console.info(f"using {info.name}{using}: the best method available here; choose with --model")
+    elif chosen:
+        console.info(f"using {'; '.join(chosen)} (the project's run folder; --weights/--lora choose others)")
+    if output is None:
+        output = STDIO if image == STDIO else str(project.completed_path(Path(image)))
     if output == STDIO and (json_output or concat):
         raise InputError("-o -: the PNG goes to stdout, so --json and --concat cannot be used with it")
     if image == STDIO and mask == STDIO:
         raise InputError("only one of IMAGE and MASK can be read from stdin")
-    for argument in (image, mask):  # before anything else looks at the output path
-        path = Path(argument)
-        if argument != STDIO and not path.exists() and path.parent.is_dir():
-            raise InputError(f"{argument}: no such file")
 
     if image != STDIO and Path(image).is_dir():
         _complete_folder(info, method_options, Path(image), mask, output, seed=seed, overwrite=overwrite,
@@ -165,7 +181,7 @@ def _print_models() -> None:
     """Print the registry as a table and exit (an eager option: IMAGE and MASK are not needed)."""
     from rich.table import Table
 
-    from inpaint import models
+    from inpaint import models, project
     from inpaint.models.base import MethodOptions
 
     from rich.table import Column
@@ -174,7 +190,8 @@ def _print_models() -> None:
     table = Table("method", Column("available", overflow="fold"), Column("description", overflow="fold"))
     for name in models.method_names():
         info = models.get_method(name)
-        reason = info.unavailable(MethodOptions(local_only=True))
+        # The project's run folders count, as they do when completing (runs/ddpm for ddpm).
+        reason = info.unavailable(project.method_defaults(name, MethodOptions(local_only=True))[0])
         table.add_row(name, "yes" if reason is None else f"no: {reason}", info.summary)
     console.stdout.print(table)
     raise typer.Exit()

@@ -15,6 +15,10 @@ key that is an option of no command, or a key in the command's own table that is
 options, is an error: a typo must not be silently ignored. A list goes to a repeatable option
 (a single value is taken as a one-item list); a list for a single-valued option is an error.
 
+Without ``--config``, a file named ``inpaint.toml`` in the current directory is read the same way
+(the project's defaults, beside its ``data/`` and ``runs/``; see :mod:`inpaint.project`); the
+command says so on stderr. ``--config FILE`` reads FILE instead (``--config /dev/null``: none).
+
 Mechanism: ``--config`` is an eager option, processed before the others, whose callback fills the
 context's ``default_map`` — the values click uses for options absent from the command line.
 """
@@ -32,8 +36,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: The project's option file, read from the current directory when ``--config`` is not given.
+PROJECT_CONFIG = Path("inpaint.toml")
 #: Subcommands whose tables a config file may carry (others' tables are skipped, not errors).
-SUBCOMMANDS = ("make-masks", "complete", "demo", "caption", "train-ddpm", "train-lora", "bench", "doctor")
+SUBCOMMANDS = ("make-masks", "complete", "demo", "caption", "train-ddpm", "train-lora", "bench", "doctor",
+               "download")
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -101,9 +108,16 @@ def _option_keys(command) -> dict[str, tuple[str, bool]]:
 
 
 def config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Eager ``--config`` callback: load the file into ``ctx.default_map``."""
-    if value is None or ctx.resilient_parsing:
+    """Eager ``--config`` callback: load the file (default: ``./inpaint.toml``) into ``ctx.default_map``."""
+    if ctx.resilient_parsing:
         return value
+    if value is None:
+        if not PROJECT_CONFIG.is_file():
+            return value
+        from inpaint.cli import console
+
+        console.info(f"reading option defaults from ./{PROJECT_CONFIG} (--config FILE reads another)")
+        value = PROJECT_CONFIG
     root = ctx.find_root().command
     others = getattr(root, "commands", {})
     elsewhere = frozenset(key for name, command in others.items() if name != ctx.info_name

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from inpaint import project
 from inpaint.cli import options
 from inpaint.cli import train_options as t
 
@@ -14,9 +15,11 @@ DEFAULT_BASE = "google/ddpm-celebahq-256"
 
 def train_ddpm(
     data: t.Data,
-    output: t.Output,
+    output: t.Output = project.DDPM_RUN,
     base: Annotated[str, typer.Option("--base", help="Pretrained UNet2DModel: hub id or local folder (flat or "
                                       "pipeline layout); 3 channels are widened to 7.")] = DEFAULT_BASE,
+    revision: options.Revision = None,
+    variant: options.Variant = None,
     resolution: t.Resolution = 256,
     batch_size: t.BatchSize = 8,
     lr: t.Lr = 1e-5,
@@ -35,6 +38,7 @@ def train_ddpm(
     ema_decay: t.EmaDecay = 0.999,
     validate_every: t.ValidateEvery = 0,
     val_images: t.ValImages = 4,
+    val_data: t.ValData = None,
     val_steps: Annotated[int, typer.Option("--val-steps", help="Ancestral DDPM steps for validation samples.")] = 25,
     hole_weight: Annotated[float, typer.Option("--hole-weight", help="Loss weight of hole pixels.")] = 1.0,
     known_weight: Annotated[float, typer.Option("--known-weight", help="Loss weight of known pixels.")] = 0.05,
@@ -56,13 +60,14 @@ def train_ddpm(
     Examples:
 
     ```
-    inpaint train-ddpm faces/ -o runs/ddpm
-    inpaint train-ddpm faces/ -o runs/ddpm --base ./ddpm-celebahq-256 --max-steps 20000
+    inpaint train-ddpm faces/                  # -> runs/ddpm
+    inpaint train-ddpm faces/ -o runs/ddpm-long --base ./ddpm-celebahq-256 --max-steps 20000
     ```
     """
     from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
 
     task = DDPMTask(base, DDPMOptions(hole_weight=hole_weight, known_weight=known_weight, val_steps=val_steps,
-                                      gradient_checkpointing=gradient_checkpointing))
+                                      gradient_checkpointing=gradient_checkpointing), revision=revision,
+                     variant=variant)
     config_ = t.build_config("ddpm", locals())
     t.run_training(task, config_, resume=resume, json_output=json_output)

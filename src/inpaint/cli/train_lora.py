@@ -10,21 +10,28 @@ import typer
 from inpaint.cli import console, options
 from inpaint.cli import train_options as t
 
+from inpaint import project
+from inpaint.captions import DEFAULT_CAPTION_MODEL
 from inpaint.models.sd import DEFAULT_PROMPT
 from inpaint.models.sd_weights import DEFAULT_SD_BASE as DEFAULT_BASE
 
 
 def train_lora(
     data: t.Data,
-    output: t.Output,
+    output: t.Output = project.LORA_RUN,
     base: Annotated[str, typer.Option("--base", help="Stable Diffusion inpainting pipeline (9-channel UNet): hub "
                                       "id or local folder.")] = DEFAULT_BASE,
+    revision: options.Revision = None,
+    variant: options.Variant = None,
     captions: Annotated[Optional[Path], typer.Option("--captions", help="Captions JSON {file name: caption} from "
-                                                     "'inpaint caption' (default: DATA/captions.json when present, "
-                                                     "else --prompt for every image).", dir_okay=False)] = None,
-    prompt: Annotated[str, typer.Option("--prompt", help="Prompt of every image when there are no captions.")] = (
-        DEFAULT_PROMPT
-    ),
+                                                     "'inpaint caption' (default: DATA/captions.json, made or "
+                                                     "completed with BLIP first when BLIP is available).",
+                                                     dir_okay=False)] = None,
+    caption_model: Annotated[str, typer.Option("--caption-model", help="BLIP model that captions DATA when it has "
+                                               "no captions file: hub id or local folder.")] = DEFAULT_CAPTION_MODEL,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="One prompt for every image instead of captions "
+                                                  f"(default when BLIP is unavailable: {DEFAULT_PROMPT!r}).",
+                                                  show_default=False)] = None,
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 16,
     alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank).")] = 16.0,
     lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="Dropout on the LoRA path.")] = 0.05,
@@ -58,6 +65,7 @@ def train_lora(
     ema_decay: t.EmaDecay = 0.0,
     validate_every: t.ValidateEvery = 0,
     val_images: t.ValImages = 4,
+    val_data: t.ValData = None,
     val_steps: Annotated[int, typer.Option("--val-steps", help="DPM-Solver++ steps for validation samples.")] = 20,
     flip: t.Flip = True,
     workers: t.Workers = 0,
@@ -68,43 +76,65 @@ def train_lora(
     """Train a LoRA on SD 1.5 Inpainting's UNet (to_q, to_k, to_v, to_out.0) for completion.
 
     Defaults are the study's: 512 px, batch 2, AdamW lr 1e-4, 5 epochs, rank 16, alpha 16,
-    dropout 0.05, captions dropped 15% of the time, fp16 with a grad scaler on GPU. The result,
-    OUTPUT/pytorch_lora_weights.safetensors, loads in stock diffusers and in
-    'inpaint complete --model sd --lora OUTPUT'. Interrupt at will: the same command resumes.
+    dropout 0.05, BLIP captions (made first, into DATA/captions.json, when missing) dropped 15% of
+    the time, fp16 with a grad scaler on GPU. The result, OUTPUT/pytorch_lora_weights.safetensors,
+    loads in stock diffusers and in 'inpaint complete --model sd' (found in runs/lora by default).
+    Interrupt at will: the same command resumes.
 
     Examples:
 
     ```
-    inpaint caption faces/ && inpaint train-lora faces/ -o runs/lora
-    inpaint train-lora faces/ -o runs/lora --base ./sd-inpainting --max-steps 5000
+    inpaint train-lora faces/                  # captions faces/ with BLIP, then trains -> runs/lora
+    inpaint train-lora faces/ -o runs/lora-5k --base ./sd-inpainting --max-steps 5000
+    inpaint train-lora faces/ --prompt "a photo of a face"   # one prompt, no captions
     ```
     """
+    from inpaint.data import check_readable, list_folder_images
     from inpaint.training.lora_task import LoRAOptions, LoRATask
 
-    captions_data = _captions(data, captions)
     lora_options = LoRAOptions(rank=rank, alpha=alpha, dropout=lora_dropout, caption_dropout=caption_dropout,
-                               prompt=prompt, noise_offset=noise_offset, snr_gamma=snr_gamma,
+                               prompt=DEFAULT_PROMPT if prompt is None else prompt, noise_offset=noise_offset,
+                               snr_gamma=snr_gamma,
                                gradient_checkpointing=gradient_checkpointing, cache_latents=cache_latents,
                                val_steps=val_steps)
-    task = LoRATask(base, lora_options, captions=captions_data, seed=seed)
     config_ = t.build_config("lora", locals())
+    # Bad values, data and a base that cannot load fail before any captioning (BLIP takes minutes).
+    lora_options.validate()
+    config_.validate()
+    check_readable(list_folder_images(data, warn=False))  # the training run warns about stray files itself
+    _check_base(base, revision, variant)
+    captions_data = None if prompt is not None and captions is None else _captions(
+        data, captions, output, caption_model, device, quiet=json_output)
+    task = LoRATask(base, lora_options, captions=captions_data, seed=seed, revision=revision, variant=variant)
     t.run_training(task, config_, resume=resume, json_output=json_output)
 
 
-def _captions(data: Path, captions: Path | None) -> dict[str, str] | None:
-    """The captions to train with: the given file, else DATA/captions.json if present, else None."""
-    from inpaint.captions import CAPTIONS_NAME, missing_captions
-    from inpaint.data import load_captions
+def _check_base(base: str, revision: str | None, variant: str | None) -> None:
+    """The cheap check the sd method makes: an inpainting pipeline on disk, cached or downloadable."""
     from inpaint.errors import InputError
+    from inpaint.models.base import MethodOptions
+    from inpaint.models.sd import sd_unavailable
 
-    if captions is None:
-        if not (data / CAPTIONS_NAME).is_file():
-            return None
-        captions = data / CAPTIONS_NAME
-        console.info(f"training with the captions in {captions}")
-    loaded = load_captions(captions)
-    missing = missing_captions(loaded, data)
-    if missing:
-        raise InputError(f"{captions}: no caption for {len(missing)} image(s) of {data} (first: {missing[0]}); "
-                         f"run `inpaint caption {data} -o {captions}` to add them")
-    return loaded
+    reason = sd_unavailable(MethodOptions(weights=base, revision=revision, variant=variant))
+    if reason is not None:
+        raise InputError(f"--base {reason}")
+
+
+def _captions(data: Path, captions: Path | None, output: Path, caption_model: str, device: str,
+              quiet: bool) -> dict[str, str] | None:
+    """The captions to train with (BLIP-made when missing and possible), or None for one prompt."""
+    from inpaint.captions import captions_for_training
+    from inpaint.cli.progress import RichProgress
+
+    with RichProgress(disable=quiet) as progress:
+        found = captions_for_training(data, captions, fallback_folder=output, model=caption_model, device=device,
+                                      progress=progress)
+    if found.captions is None:
+        console.warn(f"{data} has no captions, so every image trains on the prompt {DEFAULT_PROMPT!r}: BLIP "
+                     f"cannot caption here ({found.reason}); for the study's captions run `inpaint caption "
+                     f"{data}` where BLIP is available, or choose the prompt with --prompt")
+        return None
+    if found.captioned:
+        console.info(f"captioned {found.captioned} image(s) with {caption_model} -> {found.source}")
+    console.info(f"training with the captions in {found.source}")
+    return found.captions

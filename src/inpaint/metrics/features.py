@@ -219,16 +219,34 @@ class KIDValue:
     n_fake: int
 
 
-def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> KIDValue:
+#: KID's customary subset size (Bińkowski et al.; torchmetrics, clean-fid).
+KID_SUBSET_SIZE = 1000
+
+
+def kid_subset_size(n: int) -> int:
+    """The default KID subset size for sets of ``n`` images: 1000, or ``n // 2`` (at least 2) below 2000.
+
+    Subsets as large as the sets would all be the same set (no spread to report); halves give
+    subsets that differ, so the standard deviation over subsets says how much KID moves with the
+    draw: at the study's 500 test images, 100 subsets of 250.
+    """
+    return max(2, min(KID_SUBSET_SIZE, n // 2))
+
+
+def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int | None = None,
+        seed: int = 0) -> KIDValue:
     """Kernel Inception distance, unbiased MMD^2 with a cubic polynomial kernel.
 
     Each of ``subsets`` rounds draws ``m = min(subset_size, n_real, n_fake)`` real and m fake
     features without replacement (``torch.randperm`` of a generator seeded with ``seed``, real then
     fake: torchmetrics' scheme, so ``torch.manual_seed(seed)`` + torchmetrics gives the same numbers).
+    ``subset_size=None`` takes :func:`kid_subset_size` of the smaller set.
     When m covers both sets whole, one subset is all there is: it is computed once, std is NaN.
     """
     x_all = torch.from_numpy(_accumulator(real).features)
     y_all = torch.from_numpy(_accumulator(fake).features)
+    if subset_size is None:
+        subset_size = kid_subset_size(min(x_all.shape[0], y_all.shape[0]))
     m = min(subset_size, x_all.shape[0], y_all.shape[0])
     if m < 2:
         raise ValueError(f"KID needs at least 2 images per set, have {x_all.shape[0]} and {y_all.shape[0]}")
