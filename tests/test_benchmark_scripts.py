@@ -1,5 +1,6 @@
 """The GPU benchmark script runs end to end (on the CPU, tiny models) before a GPU session spends
-its few minutes on it; it measures nothing here."""
+its few minutes on it, and the real-size script's stages run on tiny look-alikes of the real bases;
+they measure nothing here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +55,27 @@ def test_gpu_parts_run_separately_accumulate_in_the_docs(tmp_path):
     assert "| ddpm row | 2.0 s |" in text and "| sd row again | 0.9 s |" in text and "| sd row | 1.0 s |" not in text
     assert text.count("Not measured yet.") == 2  # lora and levers
     assert text.count("<!-- gpu:begin -->") == 1 and text.startswith("# Benchmarks")
+
+
+@pytest.mark.slow  # eleven `python -m inpaint` processes and three model builds: about two minutes on two cores
+def test_real_size_smoke_run_runs_every_stage_as_a_user_types_it(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import real_size
+
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_size.py"), "--smoke", "--print",
+                             "--cache", str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out, data = result.stdout.split("<!-- real-size-results")  # the table, and the rows as JSON for --only
+    assert "**Smoke run**" in out and len(data.strip().splitlines()) == len(real_size.stages()) + 1
+    for stage in real_size.stages():  # every stage ran, with its command as typed, and succeeded
+        assert f"| {stage.name} | `{stage.command}` |" in out
+    assert "**failed**" not in out and "**not run**" not in out
+    # The figures derived from the commands' own records: training steps, sampling steps, bench images.
+    assert out.count("CPU s per image (this row minus") == 2 and out.count("; a step: ") == 2
+    assert "CPU of the second image: ddpm" in out
+    # The hub ids resolved from the private cache: parameter counts read from its snapshots.
+    assert re.search(r"SD 1\.5 Inpainting UNet [\d.]+ M", out)
+    assert docs.read_bytes() == before  # a smoke run prints; it never overwrites the recorded figures
