@@ -32,6 +32,29 @@ def _reset_warn_once():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _same_cpu_everywhere():
+    """Precision choices as on a CPU with oneDNN's bf16 kernels, no native bf16 and no fp16 ones,
+    whatever machine runs the tests: ``--dtype auto`` and ``--mixed-precision auto`` stay fp32
+    (they pick bf16 on CPUs with native bf16), ``--dtype bf16`` runs, fp16 is refused. Tests of
+    the other cases patch these probes themselves. Session-scoped, so that module- and
+    session-scoped fixtures (a training run several tests read) see the same CPU as the tests."""
+    from inpaint import devices
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(devices, "cpu_capabilities", lambda: {})  # so no native bf16
+        patch.setattr(devices, "cpu_half_kernels", lambda dtype: str(dtype) == "torch.bfloat16")  # torch unimported
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _announce_afresh(monkeypatch):
+    """Each test sees the once-per-process notes (``--dtype auto: bf16 ...``) as a new process would."""
+    from inpaint import devices
+
+    monkeypatch.setattr(devices, "_announced", set())
+
+
 @pytest.fixture(scope="session")
 def tiny_ddpm_dir(tmp_path_factory) -> Path:
     """A tiny unconditional (3-channel) pixel DDPM in the flat hub layout."""

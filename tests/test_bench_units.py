@@ -101,7 +101,7 @@ def test_path_fingerprint_follows_the_weight_files_not_their_times_or_other_file
     import os
     import shutil
 
-    from inpaint.bench.runner import path_fingerprint
+    from inpaint.provenance import path_fingerprint
 
     model = tmp_path / "model"
     (model / "unet").mkdir(parents=True)
@@ -135,7 +135,8 @@ def test_path_fingerprint_follows_the_weight_files_not_their_times_or_other_file
 
 
 def test_run_settings_fingerprint_local_paths_only(tmp_path):
-    from inpaint.bench.runner import path_fingerprint, run_settings
+    from inpaint.bench.runner import run_settings
+    from inpaint.provenance import path_fingerprint
 
     lora = tmp_path / "lora.safetensors"
     lora.write_bytes(b"lora")

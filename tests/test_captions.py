@@ -122,3 +122,12 @@ def test_lookup_by_file_name_or_stem(tmp_path, train_images):
     assert caption_for(index, "x.jpg") == "x2"
     assert sorted(missing_captions({"cat.png": "a cat", "coffee": "coffee"}, train_images)) == [
         "astronaut.png", "camera.png", "chelsea.png", "rocket.png"]
+
+
+def test_an_empty_caption_gets_the_suffix_alone(tmp_path, train_images):
+    """A captioner that finds no words (an unusual image, an untrained model) must not leave a
+    prompt that starts with ", "."""
+    out = tmp_path / "captions.json"
+    caption_folder(train_images, out, captioner=lambda images: [""] * len(images))
+    captions = json.loads(out.read_text())
+    assert set(captions.values()) == {DEFAULT_SUFFIX.lstrip(", ")}

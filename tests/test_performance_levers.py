@@ -50,8 +50,9 @@ def _files(folder):
 def test_batches_group_one_size_stream_and_give_the_same_bytes(tmp_path, photo, monkeypatch):
     images, masks = _folder(tmp_path, photo)
     reads = [0]
-    read_image = io.read_image
-    monkeypatch.setattr(io, "read_image", lambda *a, **k: reads.__setitem__(0, reads[0] + 1) or read_image(*a, **k))
+    read_image = io.read_image_keeping_profile  # folders keep each image's colour profile for its result
+    monkeypatch.setattr(io, "read_image_keeping_profile",
+                        lambda *a, **k: reads.__setitem__(0, reads[0] + 1) or read_image(*a, **k))
     spy = Spy(models.load_inpainter("telea"), reads)
     report = _run(spy, images, masks, tmp_path / "b3", batch_size=3, concat=True)
     # Consecutive images of one size, at most 3 at a time; the 48-px image breaks the run.
@@ -296,7 +297,7 @@ def test_compile_failures_are_one_line(monkeypatch):
         ("ddpm", dict(vae_tiling=True), "--vae-tiling: only the sd method has it"),
         ("ddpm", dict(attention_slicing=True), "--attention-slicing: only the sd method has it"),
         ("repaint", dict(cpu_offload=True), "--cpu-offload: only the sd method has it"),
-        ("sd", dict(dtype="fp16"), "--dtype fp16: half precision needs a GPU"),
+        ("sd", dict(dtype="fp16"), "--dtype fp16: this CPU has no fp16 arithmetic"),
     ],
 )
 def test_bad_lever_combinations(method, options, needle, tiny_sd_inpaint_dir, tiny_unet7_dir, tiny_ddpm_dir):

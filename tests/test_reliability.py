@@ -206,7 +206,8 @@ def test_folder_complete_reports_and_skips_pairs_it_cannot_use(cli, tmp_path, ph
     summary = json.loads(result.out)
     assert sorted(summary["failed"]) == ["img1", "img2", "img3"] and summary["written"] == ["img0", "img4"]
     assert all(f"{name}.png" in error for name, error in summary["failed"].items())  # each names its file
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img0.png", "img4.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # and the record of what made them
+        ".inpaint-log.jsonl", ".inpaint-run.json", "img0.png", "img4.png"]
 
 
 # ---- masks, sizes, pixel modes, EXIF ------------------------------------------------------------
@@ -354,7 +355,7 @@ def _option_cases():
          "steps 0 must be at least 1"),
         ([*bench, "--models", "sd", "-w", "sd={sd}", "--model-option", "sd.guidance=nan"], "guidance nan must be"),
         ([*bench, "--models", "telea", "--eval-size", "0"], "--eval-size 0: must be at least 16"),
-        ([*train, "--lr", "nan"], "--lr nan: must be a positive number"),
+        ([*train, "--lr", "nan"], "--lr nan: must be a finite number"),
         ([*train, "--max-steps", "0"], "--max-steps 0: must be at least 1"),
         ([*train, "--ema-decay", "1.5"], "--ema-decay 1.5: must be in [0, 1)"),
         (["make-masks", "--size", "32", "--count", "0", "-o", "{out}"], "--count"),

@@ -101,6 +101,7 @@ def test_a_run_from_before_the_split_resumes_on_the_whole_folder(tmp_path, train
     for key in ("val_source", "val_names"):
         del state["config"][key]
     (latest / "state.json").write_text(json.dumps(state))
+    (latest / ckpt.MARKER).write_text(json.dumps({"format": ckpt.FORMAT_VERSION}))  # that version kept no checksums
     task = RecordingTask(tiny_ddpm_dir)
     with caplog.at_level(logging.WARNING, logger="inpaint"):
         result = train(task, _config(train_images, tiny_ddpm_dir, run, val_images=1, max_steps=7))

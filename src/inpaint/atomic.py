@@ -8,7 +8,6 @@ complete. A crash leaves either the old file or the new one, plus at worst a ``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaint.errors import InputError
+from inpaint.names import json_text, printable
 
 
 @contextlib.contextmanager
@@ -147,10 +147,19 @@ def write_bytes(destination: str | os.PathLike[str], data: bytes) -> None:
 
 
 def write_text(destination: str | os.PathLike[str], text: str) -> None:
-    """Atomically write UTF-8 ``text`` to ``destination``."""
-    write_bytes(destination, text.encode("utf-8"))
+    """Atomically write UTF-8 ``text`` to ``destination``.
+
+    A file name that is not valid UTF-8 in ``text`` (reports, tables) is written with its odd
+    bytes shown as ``\\xNN`` (:func:`inpaint.names.printable`): the file stays valid UTF-8
+    and still names the file, where encoding it would fail.
+    """
+    write_bytes(destination, printable(text).encode("utf-8"))
 
 
 def write_json(destination: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (keys in insertion order) to ``destination``."""
-    write_text(destination, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Atomically write ``obj`` as indented JSON (keys in insertion order) to ``destination``.
+
+    Names that are not valid UTF-8 are written as ``\\udcXX`` escapes, which ``json.loads``
+    reads back to the same str (:func:`inpaint.names.json_text`), so they match their files again.
+    """
+    write_text(destination, json_text(obj, indent=2) + "\n")

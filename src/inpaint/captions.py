@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inpaint import atomic, io
+from inpaint import atomic, io, locking
 from inpaint.errors import InputError
 from inpaint.models.weight_files import TRANSFORMERS, Component, ModelFiles
 from inpaint.progress import NullProgress, Progress
@@ -115,6 +115,8 @@ class CaptionReport:
     captioned: list[str] = field(default_factory=list)
     already_done: int = 0
     seconds: float = 0.0
+    #: True when ``stop_requested`` ended the call before every image was captioned.
+    stopped: bool = False
 
 
 def read_captions_for_resume(path: Path) -> dict[str, str]:
@@ -137,14 +139,18 @@ def caption_folder(
     progress: Progress | None = None,
     revision: str | None = None,
     variant: str | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> CaptionReport:
     """Caption every image of ``folder`` into ``output`` (default ``folder/captions.json``).
 
     Images whose file name is already a key of the output are skipped unless ``overwrite``;
     the JSON (sorted by file name) is rewritten atomically after each batch. ``captioner``
     replaces BLIP (tests, other backends); ``revision`` and ``variant`` choose BLIP's weights
-    (:class:`BlipCaptioner`). Raises :class:`InputError` for a malformed existing file, a missing
-    folder or a bad batch size.
+    (:class:`BlipCaptioner`). ``stop_requested()`` returning True after a batch ends the call
+    there (``report.stopped``; the file holds every caption made, and a rerun does the rest).
+    The output's lock (:func:`inpaint.locking.lock_file`) is held while it is written: a second
+    run on the same file is refused. Raises :class:`InputError` for a malformed existing file, a
+    missing folder, a bad batch size or an output in use.
     """
     started = time.perf_counter()
     folder = Path(folder)
@@ -153,13 +159,15 @@ def caption_folder(
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     images, others = io.list_images(folder)
     if not images:
-        raise InputError(f"{folder}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+        raise InputError(io.no_images_message(folder, others))
     for image in images:
         if output.resolve() == image.resolve():
             raise InputError(f"{output}: the captions file would overwrite the input image {image}")
-    strays = [p for p in others if p.suffix.lower() != ".json"]  # captions files are expected here
+    unsupported, strays = io.split_unsupported(p for p in others if p.suffix.lower() != ".json")  # captions live here
+    if unsupported:
+        log.warning(io.unsupported_message(folder, unsupported))
     if strays:
-        log.warning(f"{folder}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
+        log.warning(f"{folder}: skipped {len(strays)} non-image file(s), e.g. {strays[0]}")
     captions = {} if overwrite else read_captions_for_resume(output)
     todo = [p for p in images if p.name not in captions]
     report = CaptionReport(output=output, total=len(images), already_done=len(images) - len(todo))
@@ -170,23 +178,45 @@ def caption_folder(
         from inpaint.data import check_readable
 
         check_readable(todo, purpose="captioning")
-        atomic.ensure_folder(output.parent, f"-o {output}")
-        atomic.remove_stale_temporaries(output.parent, name=output.name)  # left by a killed run
-        captioner = captioner or BlipCaptioner(model, device, revision=revision, variant=variant)
-        progress.start("Captioning", len(todo))
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            texts = captioner([_open(p) for p in batch])
-            for path, text in zip(batch, texts):
-                captions[path.name] = text + suffix
-                report.captioned.append(path.name)
-            atomic.write_json(output, dict(sorted(captions.items())))
-            progress.advance(len(batch), file=batch[-1].name)
-        progress.finish()
-    elif overwrite or not output.exists():
-        atomic.write_json(output, dict(sorted(captions.items())))
+    if todo or overwrite or not output.exists():
+        with locking.lock_file(output, create_label=f"-o {output}"):
+            _write_captions(output, images, captions, todo, report, overwrite=overwrite, model=model, suffix=suffix,
+                            batch_size=batch_size, device=device, captioner=captioner, progress=progress,
+                            revision=revision, variant=variant, stop_requested=stop_requested)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_captions(output: Path, images: list[Path], captions: dict[str, str], todo: list[Path],
+                    report: CaptionReport, *, overwrite: bool, model: str, suffix: str, batch_size: int, device: str,
+                    captioner: Captioner | None, progress: Progress, revision: str | None, variant: str | None,
+                    stop_requested: Callable[[], bool] | None) -> None:
+    """The writing part of :func:`caption_folder`, under the output's lock."""
+    if not overwrite:
+        # Read again under the lock: a run that held it until now may have added captions.
+        captions.update(read_captions_for_resume(output))
+        todo[:] = [p for p in todo if p.name not in captions]
+        report.already_done = len(images) - len(todo)
+    if not todo:
+        if overwrite or not output.exists():
+            atomic.write_json(output, dict(sorted(captions.items())))
+        return
+    atomic.remove_stale_temporaries(output.parent, name=output.name)  # left by a killed run
+    captioner = captioner or BlipCaptioner(model, device, revision=revision, variant=variant)
+    progress.start("Captioning", len(todo))
+    for start in range(0, len(todo), batch_size):
+        if stop_requested is not None and stop_requested():
+            report.stopped = True
+            break
+        batch = todo[start : start + batch_size]
+        texts = captioner([_open(p) for p in batch])
+        for path, text in zip(batch, texts):
+            # An empty caption gets the suffix alone, not a caption starting with ", ".
+            captions[path.name] = text + suffix if text else suffix.lstrip(", ")
+            report.captioned.append(path.name)
+        atomic.write_json(output, dict(sorted(captions.items())))
+        progress.advance(len(batch), file=batch[-1].name)
+    progress.finish()
 
 
 def _open(path: Path) -> Image.Image:
@@ -250,6 +280,8 @@ class TrainingCaptions:
     captioned: int = 0
     #: Why there are no captions (set when ``captions`` is None).
     reason: str | None = None
+    #: True when ``stop_requested`` ended the captioning part-way (``captions`` is then None).
+    stopped: bool = False
 
 
 def captions_for_training(
@@ -261,6 +293,7 @@ def captions_for_training(
     device: str = "auto",
     captioner: Captioner | None = None,
     progress: Progress | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> TrainingCaptions:
     """The captions a LoRA trains on, as the study made them: BLIP + :data:`DEFAULT_SUFFIX` per image.
 
@@ -273,6 +306,8 @@ def captions_for_training(
 
     Several processes of one launch must not caption at once (they would race on one file): there,
     missing captions are an :class:`InputError` asking for ``inpaint caption`` first.
+    ``stop_requested`` is handed to :func:`caption_folder`; when it ends the captioning part-way,
+    ``stopped`` is True and there are no captions to train with yet.
     """
     import os
 
@@ -302,5 +337,8 @@ def captions_for_training(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise InputError(f"{data}: {len(missing)} image(s) have no caption, and the processes of a launch cannot "
                          f"caption together; run `inpaint caption {data}` once first")
-    report = caption_folder(data, target, model=model, device=device, captioner=captioner, progress=progress)
+    report = caption_folder(data, target, model=model, device=device, captioner=captioner, progress=progress,
+                            stop_requested=stop_requested)
+    if report.stopped:
+        return TrainingCaptions(None, target, captioned=len(report.captioned), stopped=True)
     return TrainingCaptions(load_captions(target), target, captioned=len(report.captioned))

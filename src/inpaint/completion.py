@@ -2,27 +2,30 @@
 
 The library behind ``inpaint complete``. It reads and checks inputs (through :mod:`inpaint.io`),
 runs an :class:`~inpaint.models.base.Inpainter` with one seed per image derived from the user's
-seed and the image's stem, and writes results atomically. Folders resume: outputs that already
-exist are skipped unless ``overwrite``; an image that fails (a corrupt file, say) is reported and
-the rest go on. Folders are completed ``batch_size`` images at a time: consecutive images of one
-size go through the inpainter together, each with its own seed, so the results are those of one
-image at a time; at most one batch of images is held in memory.
+seed and the image's stem, and writes results atomically. Folders resume: an output already
+made by these settings from the same input bytes is skipped unless ``overwrite``, as a record
+beside the outputs says (:mod:`inpaint.folder_record`); other settings are refused; an image
+that fails (a corrupt file, say) is reported and the rest go on. Folders are completed
+``batch_size`` images at a time: consecutive images of one size go through the inpainter
+together, each with its own seed, so the results are those of one image at a time; at most one
+batch of images is held in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from inpaint import atomic, io
+from inpaint import atomic, folder_record, io
 from inpaint.errors import InputError
 from inpaint.models.base import Inpainter
 from inpaint.progress import NullProgress, Progress
@@ -55,11 +58,20 @@ class CompletionReport:
     seed: int
     written: list[str] = field(default_factory=list)
     skipped_existing: list[str] = field(default_factory=list)
+    #: Of ``written``: outputs that existed, redone because their image or mask file changed
+    #: (``redone_inputs_changed``) or because the folder's record has no line for them (a kill
+    #: between the file and its line, say: ``redone_unrecorded``).
+    redone_inputs_changed: list[str] = field(default_factory=list)
+    redone_unrecorded: list[str] = field(default_factory=list)
+    #: Of ``skipped_existing``: outputs of an earlier version, which kept no record, taken as done.
+    skipped_unverified: list[str] = field(default_factory=list)
     unchanged_empty_mask: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     ignored_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
     batch_size: int = 1
+    #: True when ``stop_requested`` ended the run before every pair was done.
+    stopped: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -68,6 +80,9 @@ class CompletionReport:
             "batch_size": self.batch_size,
             "written": self.written,
             "skipped_existing": self.skipped_existing,
+            "skipped_unverified": self.skipped_unverified,
+            "redone_inputs_changed": self.redone_inputs_changed,
+            "redone_unrecorded": self.redone_unrecorded,
             "unchanged_empty_mask": self.unchanged_empty_mask,
             "failed": self.failed,
             "ignored_files": self.ignored_files,
@@ -77,12 +92,18 @@ class CompletionReport:
 
 @dataclass(frozen=True)
 class Completed:
-    """The result of one image: (H, W, 3) uint8 arrays, and whether the mask was empty."""
+    """The result of one image: (H, W, 3) uint8 arrays, and whether the mask was empty.
+
+    ``icc_profile``: the colour profile the image's (and so the result's) values are in, kept
+    from the input file (:func:`read_pair_keeping_profile`) to be written into the outputs;
+    ``None`` for sRGB.
+    """
 
     result: np.ndarray
     image: np.ndarray
     mask: np.ndarray
     empty_mask: bool
+    icc_profile: bytes | None = None
 
     def concat(self) -> np.ndarray:
         """input | masked | result side by side, (H, 3W + 4, 3) uint8 with 2-px white gaps."""
@@ -140,6 +161,18 @@ def read_pair(image: io.ImageSource, mask: io.ImageSource, *, image_label: str, 
     return pixels, io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
 
 
+def read_pair_keeping_profile(image: io.ImageSource, mask: io.ImageSource, *, image_label: str, mask_label: str,
+                              invert_mask: bool = False,
+                              resize_mask: bool = False) -> tuple[np.ndarray, np.ndarray, bytes | None]:
+    """:func:`read_pair`, but an RGB colour profile of the image is kept, not converted to sRGB:
+    its pixels as stored, and the profile (``None`` for sRGB) for the outputs to carry, so that a
+    completed Display P3 or Adobe RGB photo looks like its input, known pixels bit for bit."""
+    pixels, profile = io.read_image_keeping_profile(image, name=image_label)
+    holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
+    holes = io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
+    return pixels, holes, profile
+
+
 def complete_file(
     inpainter: Inpainter,
     image: io.ImageSource,
@@ -156,15 +189,17 @@ def complete_file(
     """Read an image and its mask (paths, bytes or streams), check them, and complete.
 
     ``name`` seeds the image (default: the image file's stem). Raises :class:`InputError` for
-    unreadable files and mismatched sizes.
+    unreadable files and mismatched sizes. The image's colour profile is kept and returned with the
+    result (``icc_profile``), for the outputs to embed.
     """
     image_label = image_label or str(image if isinstance(image, (str, os.PathLike)) else "<stream>")
     mask_label = mask_label or str(mask if isinstance(mask, (str, os.PathLike)) else "<stream>")
     if name is None:
         name = Path(image).stem if isinstance(image, (str, os.PathLike)) else "stdin"
-    pixels, holes = read_pair(image, mask, image_label=image_label, mask_label=mask_label, invert_mask=invert_mask,
-                              resize_mask=resize_mask)
+    pixels, holes, profile = read_pair_keeping_profile(image, mask, image_label=image_label, mask_label=mask_label,
+                                                       invert_mask=invert_mask, resize_mask=resize_mask)
     completed = complete_arrays(inpainter, pixels, holes, seed=seed, name=name, paste_back=paste_back)
+    completed = dataclasses.replace(completed, icc_profile=profile)
     if completed.empty_mask:
         log.warning(f"{mask_label}: empty mask, the image is returned unchanged")
     return completed
@@ -238,7 +273,7 @@ def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: st
     if images_dir.resolve() == masks_dir.resolve():
         images = [p for p in images if not _MASK_SUFFIX.search(p.stem)]
     if not images:
-        raise InputError(f"{images_dir}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+        raise InputError(io.no_images_message(images_dir, others))
     masks_by_stem: dict[str, list[Path]] = {}
     for mask in masks:
         masks_by_stem.setdefault(_MASK_SUFFIX.sub("", mask.stem), []).append(mask)
@@ -272,6 +307,7 @@ class _Read:
     pair: Pair
     image: np.ndarray
     mask: np.ndarray
+    profile: bytes | None = None
 
 
 def complete_folder(
@@ -286,49 +322,91 @@ def complete_folder(
     paste_back: bool = True,
     batch_size: int = 1,
     progress: Progress | None = None,
+    settings: dict | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> CompletionReport:
-    """Complete every pair, skipping outputs that exist unless ``overwrite``.
+    """Complete every pair, skipping outputs that this run would make again unless ``overwrite``.
 
     Pairs are read one by one as they are reached; up to ``batch_size`` consecutive pairs of one
     image size are then completed in one call (:func:`complete_batch`), so the results do not
     depend on ``batch_size`` and memory holds one batch. A pair that fails with an
     :class:`InputError` (unreadable image, wrong mask size, a mask the method cannot fill) is
     recorded in ``report.failed`` and the others go on. ``concat`` also writes
-    ``<output>/concat/<name>.png``, with its pair: the result file marks a pair done, so a pair
-    redone (its result missing, or ``overwrite``) replaces its concat file too; a concat folder
-    that holds inputs is refused (:func:`check_concat_folders`).
+    ``<output>/concat/<name>.png``, with its pair: the result marks a pair done, so a pair redone
+    (its result missing, its inputs changed, or ``overwrite``) replaces its concat file too; a
+    concat folder that holds inputs is refused (:func:`check_concat_folders`).
+
+    Each output folder keeps a record of what made its outputs (:mod:`inpaint.folder_record`):
+    ``settings`` (default: :func:`~inpaint.folder_record.folder_settings` of the inpainter's
+    options and these arguments) other than those recorded are refused with an InputError
+    before anything is written; an existing output is skipped only when the record says it was
+    made from the same image and mask bytes, else redone (``report.redone_*``). A redone pair's
+    existing concat file is rewritten too, with or without ``concat``: it would show an old result.
+
+    ``stop_requested()`` returning True ends the run after the image or batch in hand
+    (``report.stopped``): what is written is complete and recorded, and a rerun does the rest.
     """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     if concat:
         check_concat_folders(pairs)
+    if settings is None:
+        settings = folder_record.folder_settings(inpainter.name, getattr(inpainter, "options", None), seed=seed,
+                                                 paste_back=paste_back, invert_mask=invert_mask,
+                                                 resize_mask=resize_mask)
+    suffixes = {pair.output.suffix.lower() for pair in pairs}
+    records = {folder: folder_record.FolderRecord(folder, settings, suffixes)
+               for folder in dict.fromkeys(pair.output.parent for pair in pairs)}
+    for record in records.values():  # every folder checked before any is touched
+        record.check(overwrite=overwrite)
+    follow_concat = set() if concat else _concat_files_to_follow(pairs)
     progress = progress or NullProgress()
     report = CompletionReport(method=inpainter.name, seed=seed, batch_size=batch_size)
     for folder in {pair.output.parent for pair in pairs} | {concat_folder(pair.output.parent) for pair in pairs}:
         atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
+    adopted = {name for folder, record in records.items()
+               for name in record.open([p for p in pairs if p.output.parent == folder], overwrite=overwrite)}
+    redo: dict[str, list[str]] = {}  # name -> the report's list of why an existing output is redone
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
     pending: list[_Read] = []
 
     def flush() -> None:
         for item, outcome in zip(pending, _complete_isolated(inpainter, pending, seed, paste_back)):
-            _record(item.pair, outcome, report, concat, progress)
+            _record(item.pair, outcome, report, concat or item.pair.name in follow_concat, progress)
+            if not isinstance(outcome, InputError):  # recorded once its files are written
+                records[item.pair.output.parent].add(item.pair)
+                redone = redo.pop(item.pair.name, None)
+                if redone is not None:
+                    redone.append(item.pair.name)
         pending.clear()
 
     for pair in pairs:
+        if stop_requested is not None and stop_requested():
+            pending.clear()  # read, not started: the rerun does them
+            report.stopped = True
+            break
+        record = records[pair.output.parent]
         if pair.output.exists() and not overwrite:
-            report.skipped_existing.append(pair.name)
-            progress.advance(1)
-            continue
+            status = record.status(pair)
+            if status == "done":
+                report.skipped_existing.append(pair.name)
+                if pair.name in adopted:
+                    report.skipped_unverified.append(pair.name)
+                progress.advance(1)
+                continue
+            redo[pair.name] = report.redone_inputs_changed if status == "changed" else report.redone_unrecorded
+        record.hashes(pair)  # of the bytes about to be read (FolderRecord.hashes)
         try:  # read before batching, so that a bad file fails alone
-            image, mask = read_pair(pair.image, pair.mask, image_label=str(pair.image), mask_label=str(pair.mask),
-                                    invert_mask=invert_mask, resize_mask=resize_mask)
+            image, mask, profile = read_pair_keeping_profile(
+                pair.image, pair.mask, image_label=str(pair.image), mask_label=str(pair.mask),
+                invert_mask=invert_mask, resize_mask=resize_mask)
         except InputError as e:
             _record(pair, e, report, concat, progress)
             continue
         if pending and pending[0].image.shape != image.shape:
             flush()
-        pending.append(_Read(pair, image, mask))
+        pending.append(_Read(pair, image, mask, profile))
         if len(pending) == batch_size:
             flush()
     flush()
@@ -337,14 +415,28 @@ def complete_folder(
     return report
 
 
+def _concat_files_to_follow(pairs: Sequence[Pair]) -> set[str]:
+    """Names whose concat file exists, from an earlier ``--concat`` run, in a folder that holds no
+    inputs: a run without ``concat`` rewrites it when it redoes the result, so it never shows an
+    old result beside a new one."""
+    inputs = {path.parent.resolve() for pair in pairs for path in (pair.image, pair.mask)}
+    follow = set()
+    for pair in pairs:
+        folder = concat_folder(pair.output.parent)
+        if (folder / f"{pair.name}.png").is_file() and folder.resolve() not in inputs:
+            follow.add(pair.name)
+    return follow
+
+
 def _complete_isolated(inpainter: Inpainter, items: Sequence[_Read], seed: int,
                        paste_back: bool) -> list[Completed | InputError]:
     """Complete a batch; if the method refuses it, run its images one by one so only the bad one fails."""
     if not items:
         return []
     try:
-        return list(complete_batch(inpainter, [i.image for i in items], [i.mask for i in items], seed=seed,
-                                   names=[i.pair.name for i in items], paste_back=paste_back))
+        completed = complete_batch(inpainter, [i.image for i in items], [i.mask for i in items], seed=seed,
+                                   names=[i.pair.name for i in items], paste_back=paste_back)
+        return [dataclasses.replace(c, icc_profile=i.profile) for c, i in zip(completed, items)]
     except InputError as e:
         if len(items) == 1:  # name the file: the method's message is about the mask, not the file
             where = str(items[0].pair.image)
@@ -361,8 +453,9 @@ def _record(pair: Pair, outcome: Completed | InputError, report: CompletionRepor
         progress.advance(1)
         return
     if concat:
-        io.save_image(outcome.concat(), concat_folder(pair.output.parent) / f"{pair.name}.png")
-    io.save_image(outcome.result, pair.output)
+        io.save_image(outcome.concat(), concat_folder(pair.output.parent) / f"{pair.name}.png",
+                      icc_profile=outcome.icc_profile)
+    io.save_image(outcome.result, pair.output, icc_profile=outcome.icc_profile)
     report.written.append(pair.name)
     if outcome.empty_mask:
         report.unchanged_empty_mask.append(pair.name)

@@ -30,6 +30,7 @@ from PIL import Image
 
 from inpaint import io, masks
 from inpaint.errors import InputError
+from inpaint.names import name_bytes
 from inpaint.seeding import derive_seed, numpy_random_state
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class MaskSource:
         if not specs:
             return cls()
         names = [name.strip() for spec in specs for name in spec.split(",") if name.strip()]
+        if len(names) == 1 and Path(names[0]).is_file():
+            raise InputError(f"--masks {names[0]}: is a file; give a folder of masks (matched to the images by "
+                             "file stem) or a mask preset")
         if len(names) == 1 and (Path(names[0]).is_dir() or "/" in names[0]):
             folder = Path(names[0])
             if not folder.is_dir():
@@ -136,7 +140,7 @@ class CompletionDataset:
         """A short hash of the file names and sizes: recorded so a resumed run can check its data."""
         digest = hashlib.sha256()
         for path in self.paths:
-            digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+            digest.update(name_bytes(f"{path.name}:{path.stat().st_size}\n"))  # a name's own bytes, UTF-8 or not
         return digest.hexdigest()[:16]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, object]:
@@ -178,10 +182,12 @@ def list_folder_images(folder: Path, label: str | None = None, purpose: str = "t
     label = label or str(folder)
     images, skipped = io.list_images(folder)
     if not images:
-        raise InputError(f"{label}: no {purpose} images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
-    strays = [p for p in skipped if p.suffix.lower() != ".json"]
+        raise InputError(io.no_images_message(label, skipped, purpose=purpose))
+    unsupported, strays = io.split_unsupported([p for p in skipped if p.suffix.lower() != ".json"])
+    if unsupported and warn:
+        log.warning(io.unsupported_message(label, unsupported))
     if strays and warn:
-        log.warning(f"{label}: skipped {len(strays)} non-image file(s), e.g. {strays[0].name}")
+        log.warning(f"{label}: skipped {len(strays)} non-image file(s), e.g. {strays[0]}")
     return images
 
 

@@ -113,6 +113,10 @@ def run_demo(
     methods = list(methods or available_methods())
     if size < 32:
         raise InputError(f"--size {size}: the demo needs at least 32 pixels")
+    # Before anything of that size is allocated: each photo, and the grid of them all.
+    io.check_image_size(size, size, f"--size {size}")
+    io.check_image_size(size * (2 + len(methods)), size * len(photos),
+                        f"--size {size} (a grid of {len(photos)} photos by {2 + len(methods)} columns)")
     out_dir = Path(out_dir)
     result = DemoResult(out_dir=out_dir, grid=out_dir / "grid.png", table=out_dir / "metrics.md", photos=photos)
 

@@ -107,8 +107,22 @@ def devices() -> list[dict[str, Any]]:
                           "memory_gib": round(props.total_memory / 2**30, 1)})
     found.append({"device": "mps", "available": bool(torch.backends.mps.is_available())})
     found.append({"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                  "torch_threads": torch.get_num_threads(), "cuda_build": torch.version.cuda})
+                  "torch_threads": torch.get_num_threads(), "cuda_build": torch.version.cuda, **cpu_precision()})
     return found
+
+
+def cpu_precision() -> dict[str, Any]:
+    """The CPU's physical cores, and what ``auto`` picks there (:func:`inpaint.devices.auto_cpu_bf16`):
+    ``auto_dtype`` (``bf16`` or ``fp32``), ``auto_mixed_precision`` (``bf16`` or ``no``) and
+    ``native_bf16``, the instruction set that makes bf16 fast here (``avx512_bf16``, ``amx_bf16``;
+    ``None`` without)."""
+    from inpaint.devices import auto_cpu_bf16, cpu_capabilities, native_bf16_cpu
+
+    auto = auto_cpu_bf16()
+    # torch's default thread count is the physical cores: a lower torch_threads means a setting
+    # (OMP_NUM_THREADS) holds it back.
+    return {"physical_cores": cpu_capabilities().get("num_physical_cores"), "native_bf16": native_bf16_cpu(),
+            "auto_dtype": "bf16" if auto else "fp32", "auto_mixed_precision": "bf16" if auto else "no"}
 
 
 def cached_models() -> list[dict[str, Any]]:

@@ -18,3 +18,9 @@ class InputError(InpaintError):
     """Bad usage or bad input: a file, an option value or missing weights (exit code 2)."""
 
     exit_code = 2
+
+
+class Stopped(Exception):
+    """A long job ended early because its caller asked it to (a ``stop_requested`` callable
+    returned True at a boundary between units of work). Everything it finished is on disk, and
+    running it again resumes. Not an :class:`InpaintError`: the caller asked for it."""

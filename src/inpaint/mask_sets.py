@@ -33,6 +33,12 @@ from inpaint.progress import NullProgress, Progress
 
 MANIFEST_NAME = "manifest.json"
 POLARITY = "white (255) = fill, black (0) = keep"
+#: The most standalone masks in one set. Its manifest lists every mask (about 250 bytes each,
+#: held in memory while it is written, and by every reader), so a set must stay a size a
+#: manifest can describe: 100,000 is twice the largest common evaluation set (ImageNet's 50,000
+#: validation images) and what the default names ``mask_00000``… count to. More masks are refused
+#: before anything is allocated; make several sets (another ``-o`` and ``--seed``) instead.
+MAX_STANDALONE_MASKS = 100_000
 
 
 @dataclass
@@ -99,7 +105,7 @@ def masks_for_images(
     resolve_presets(presets, min_ratio, max_ratio)
     images, others = io.list_images(image_dir)
     if not images:
-        raise InputError(f"{image_dir}: no images found (looked for {', '.join(io.IMAGE_SUFFIXES)})")
+        raise InputError(io.no_images_message(image_dir, others))
     if out_dir.resolve() == image_dir.resolve():
         raise InputError(f"{out_dir}: the output folder is the image folder; masks would replace images")
     seen: dict[str, Path] = {}
@@ -142,12 +148,20 @@ def standalone_masks(
     progress: Progress | None = None,
     name_format: str = "mask_{:05d}",
 ) -> MaskSetSummary:
-    """``count`` masks of ``width`` x ``height`` named ``name_format.format(i)`` + ``.png``."""
+    """``count`` masks of ``width`` x ``height`` named ``name_format.format(i)`` + ``.png``.
+
+    ``count`` is at most :data:`MAX_STANDALONE_MASKS` and the size within the readers' pixel limit
+    (:func:`inpaint.io.check_image_size`): both are checked before anything is allocated.
+    """
     resolve_presets(presets, min_ratio, max_ratio)
     if count < 1:
         raise InputError(f"--count {count}: must be at least 1")
+    if count > MAX_STANDALONE_MASKS:
+        raise InputError(f"--count {count}: at most {MAX_STANDALONE_MASKS:,} masks in one set (its manifest.json "
+                         "lists every mask); make several sets with other -o folders and seeds")
     if width < 1 or height < 1:
         raise InputError(f"--size {width}x{height}: sides must be positive")
+    io.check_image_size(width, height, f"--size {width}x{height}")
     names = [name_format.format(i) for i in range(count)]
     if len(set(names)) != count:
         raise InputError(f"name format {name_format!r} does not give {count} different names")
@@ -183,11 +197,62 @@ def _write_set(
     preset_list = [p.name for p in resolve_presets(presets, min_ratio, max_ratio)]
     check_fixed_presets(preset_list, [(job.width, job.height) for job in jobs], min_ratio, max_ratio)
     _check_targets(out_dir, jobs, overwrite)
+    created = [folder for folder in [out_dir, *out_dir.parents] if not folder.exists()]
     atomic.ensure_folder(out_dir)  # an output folder that cannot be made fails before any progress is shown
     # A manifest vouches for a complete set: the old one goes before the first mask is replaced,
-    # so a run stopped part-way cannot leave it describing files it no longer matches.
+    # so a run stopped part-way cannot leave it describing files it no longer matches. The masks
+    # it listed that the new set does not make go with it (a smaller --count, fewer images): left,
+    # they would sit beside the new manifest as if they belonged to it.
+    _remove_old_set(out_dir, {f"{job.name}.png" for job in jobs})
+    try:
+        return _write_masks(jobs, out_dir, preset_list, seed, min_ratio, max_ratio, progress, skipped)
+    except InputError:
+        # A mask that cannot be drawn (hole-ratio bounds no mask meets): a folder this run created
+        # is removed again, with the masks it wrote, so a refused run leaves nothing behind.
+        if created:
+            for job in jobs:
+                with contextlib.suppress(OSError):
+                    (out_dir / f"{job.name}.png").unlink()
+            atomic.remove_stale_temporaries(out_dir)
+            for folder in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
+
+
+def _remove_old_set(out_dir: Path, keep: set[str]) -> None:
+    """Delete the manifest in ``out_dir`` and the masks it lists that are not in ``keep``.
+
+    Only files the old manifest names, directly in ``out_dir``, are touched: never a user's other
+    files. A manifest that cannot be read is deleted alone.
+    """
+    import json
+
+    manifest = out_dir / MANIFEST_NAME
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        listed = {}
     with contextlib.suppress(FileNotFoundError):
-        (out_dir / MANIFEST_NAME).unlink()
+        manifest.unlink()
+    for name in listed if isinstance(listed, dict) else ():
+        if isinstance(name, str) and name not in keep and name == Path(name).name and name.endswith(".png") \
+                and name != MANIFEST_NAME:
+            with contextlib.suppress(OSError):
+                (out_dir / name).unlink()
+
+
+def _write_masks(
+    jobs: Sequence[_Job],
+    out_dir: Path,
+    preset_list: list[str],
+    seed: int,
+    min_ratio: float | None,
+    max_ratio: float | None,
+    progress: Progress | None,
+    skipped: int,
+) -> MaskSetSummary:
+    """Draw, write and hash every mask into ``out_dir`` (which exists), then write the manifest."""
     progress = progress or NullProgress()
     progress.start("Making masks", len(jobs))
     entries: dict[str, dict[str, Any]] = {}

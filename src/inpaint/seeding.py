@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inpaint.names import name_bytes
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -23,7 +25,9 @@ def derive_seed(seed: int, *identity: object) -> int:
     True
     """
     text = "\x1f".join([str(int(seed)), *(str(part) for part in identity)])
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    # A name that is not valid UTF-8 is seeded by its own bytes; a valid one by its UTF-8 bytes,
+    # as always, so its seeds never change.
+    digest = hashlib.sha256(name_bytes(text)).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 

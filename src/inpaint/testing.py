@@ -357,3 +357,49 @@ def install_in_hub_cache(folder: str | os.PathLike[str], repo_id: str, hub_cache
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     (shutil.move if move else shutil.copytree)(str(folder), str(snapshot))
     return snapshot
+
+
+# ---- colour profiles --------------------------------------------------------------------------
+
+#: Display P3's primaries as an ICC matrix/TRC profile stores them: XYZ, adapted to the D50 of
+#: the profile connection space (Bradford), as in Apple's published profile.
+DISPLAY_P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
+
+
+def rgb_icc_profile(description: str = "Display P3 (test)", colorants=DISPLAY_P3_COLORANTS,
+                    gamma: float = 2.2) -> bytes:
+    """A minimal, valid ICC v2 RGB display profile (matrix and gamma curves), built from numbers.
+
+    The default is Display P3 with a plain 2.2 gamma: a wide-gamut profile whose pixels mean
+    other colours than the same sRGB values, for testing colour management without shipping or
+    downloading a profile. LittleCMS (Pillow's ``ImageCms``) reads and applies it.
+    """
+    import struct
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(values) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(v) for v in values)
+
+    ascii_text = description.encode("ascii") + b"\0"
+    desc = (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
+            + bytes(4) + bytes(4) + bytes(2) + bytes(1) + bytes(67))  # no Unicode, no ScriptCode text
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+    tags = [(b"desc", desc), (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+            (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
+            (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])), (b"bXYZ", xyz(colorants[2])),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)  # every tag starts on a 4-byte boundary
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + bytes(4) + bytes((2, 0x10, 0, 0)) + b"mntr" + b"RGB " + b"XYZ "
+              + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + bytes(4) + bytes(4) + bytes(4) + bytes(4)
+              + bytes(8) + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16)
+              + bytes(28))
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inpaint.errors import InputError
+from inpaint.names import name_bytes
+from inpaint.provenance import file_sha256
 
 MASKS_SUBDIR = "masks"
 OUTPUTS_SUBDIR = "outputs"
@@ -63,18 +65,10 @@ class MaskSource:
         }
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def set_sha256(entries: list[tuple[str, str]]) -> str:
     """One hash for a set of (name, file hash) pairs, independent of their order."""
     text = "".join(f"{name}\t{digest}\n" for name, digest in sorted(entries))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(name_bytes(text)).hexdigest()  # a name's own bytes, UTF-8 or not
 
 
 def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, str]:
@@ -202,7 +196,11 @@ def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal[
 def check_inputs(data: Path, masks: str, output: Path) -> None:
     """Fail early, with one line, on folders that do not exist or an output inside the inputs."""
     if not data.is_dir():
-        raise InputError(f"--data {data}: no such folder")
+        problem = "is a file, not a folder of images" if data.exists() else "no such folder"
+        raise InputError(f"--data {data}: {problem}")
+    if not is_preset(masks) and Path(masks).is_file():
+        raise InputError(f"--masks {masks}: is a file; give a folder of masks (matched to the images by file stem) "
+                         "or a mask preset or comma-separated mixture")
     if not is_preset(masks) and not Path(masks).is_dir():
         from inpaint import masks as mask_presets
 

@@ -15,11 +15,13 @@ records sorted by image name.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inpaint import atomic
+from inpaint import atomic, io, locking
 from inpaint.bench import data, pictures, report, runner, scoring, summary
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.distributed import Dist
@@ -101,19 +103,79 @@ def _one_line(error: Exception) -> str:
     return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
-def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult | None:
+def run_bench(config: BenchConfig, progress: Progress | None = None,
+              stop_requested: Callable[[], bool] | None = None) -> BenchResult | None:
     """Run the benchmark described by ``config``; returns the result on the main process, None elsewhere.
 
     Raises :class:`InputError` for bad inputs, per-method values out of range (Stable Diffusion's
     ``strength`` below 1), unavailable methods, settings or weight files that differ from those
-    the outputs already in ``config.output`` were made with (unless ``overwrite``), and, with
-    ``strict``, missing metric weights.
+    the outputs already in ``config.output`` were made with (unless ``overwrite``), an output
+    folder another run holds (the main process locks it: :func:`inpaint.locking.lock_folder`),
+    and, with ``strict``, missing metric weights. ``stop_requested()`` returning True after an
+    image or batch (while completing or scoring) raises :class:`~inpaint.errors.Stopped`: the
+    outputs written so far are kept, and a rerun reuses them.
     """
     progress = progress or NullProgress()
     config.check_method_options()
     data.check_inputs(config.data, config.masks, config.output)
     _check_methods(config)
     dist, device = _devices(config)
+    fresh = not config.output.exists()
+    lock = _lock_output(config, dist)
+    try:
+        return _run(config, progress, stop_requested, dist, device)
+    except InputError:
+        if fresh and dist.world == 1:
+            _remove_refused_output(config)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _remove_refused_output(config: BenchConfig) -> None:
+    """Empty a results folder this run created, when the run is refused before any method made an
+    output (weights that fail to load, a sampler name checked at load): the preset masks and
+    ``run.json`` files written so far go, and releasing the lock removes the folder, so a refused
+    run leaves nothing behind. Outputs a method did make are kept: they are work a rerun reuses.
+    """
+    import shutil
+
+    outputs = config.output / data.OUTPUTS_SUBDIR
+    if any(outputs.glob("*/*.png")):
+        return
+    for path in config.output.iterdir():
+        if path.name == locking.FOLDER_LOCK_NAME:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _lock_output(config: BenchConfig, dist: Dist) -> locking.OutputLock | None:
+    """The main process locks the results folder before anything is read or written there (the
+    other processes are part of the same run); when it cannot, every process raises its error."""
+    lock, message = None, None
+    if dist.is_main:
+        try:
+            lock = locking.lock_folder(config.output, create_label=f"-o {config.output}")
+        except InputError as e:
+            if dist.world == 1:
+                raise
+            message = str(e)
+    if dist.world > 1:
+        message = next((m for m in dist.gather(message) if m is not None), None)
+        if message is not None:
+            dist.close()
+            raise InputError(message)
+    return lock
+
+
+def _run(config: BenchConfig, progress: Progress, stop_requested: Callable[[], bool] | None, dist: Dist,
+         device: str) -> BenchResult | None:
+    """:func:`run_bench` once the results folder is locked."""
     suite = scoring.build_suite(config, device)
     pairs, source = _pairs(config, dist)
     stale = [m for m in config.models if runner.check_run_file(config, m)]
@@ -135,11 +197,12 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
     written, reused, memory_kinds, refused = {}, {}, {}, {}
     for model in config.models:
         written[model], reused[model], memory_kinds[model], failed = runner.generate(
-            config, model, share, rank=dist.rank, device=dist.device, progress=progress)
+            config, model, share, rank=dist.rank, device=dist.device, progress=progress,
+            stop_requested=stop_requested)
         refused.update({name: error for name, error in failed.items() if name not in refused})
     dist.barrier()
     # An image a method refused is left out for every method: all are scored on the same pairs.
-    shard = scoring.score_pairs(config, share, suite, progress, skip=refused)
+    shard = scoring.score_pairs(config, share, suite, progress, skip=refused, stop_requested=stop_requested)
     shards = dist.gather(shard)
     counts = dist.gather((written, reused, memory_kinds))
     # The last collective: the main process reduces and writes alone (FID alone can take minutes,
@@ -159,9 +222,11 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
     failed = dict(sorted({**source.unreadable, **merged.failed}.items()))
     unavailable = dict(suite.unavailable)
     warnings: list[str] = []
-    if source.ignored_files:
-        warnings.append(f"{config.data}: {len(source.ignored_files)} non-image file(s) ignored, "
-                        f"e.g. {source.ignored_files[0]}")
+    unsupported, strays = io.split_unsupported(source.ignored_files)
+    if unsupported:
+        warnings.append(io.unsupported_message(config.data, unsupported))
+    if strays:
+        warnings.append(f"{config.data}: {len(strays)} non-image file(s) ignored, e.g. {strays[0]}")
     if merged.empty_masks:
         warnings.append(f"{len(merged.empty_masks)} image(s) have an empty mask and were not scored, "
                         f"e.g. {merged.empty_masks[0]}")

@@ -4,7 +4,8 @@ Each method writes its **raw** output (no known pixels pasted back; scoring deci
 image's own size to ``<output>/outputs/<method>/<stem>.png``, atomically. Beside them:
 
 - ``run.json``: the method's settings and the seed, and a fingerprint of the files that options
-  naming a local path point to (weights, LoRA, captions). A rerun with other settings, or with
+  naming a local path point to (weights, LoRA, captions), as :mod:`inpaint.provenance` records
+  them (folder ``complete`` records the same). A rerun with other settings, or with
   those files changed (a model retrained into the same folder), is refused (``--overwrite``
   regenerates everything), because mixing outputs of two settings would be wrong;
 - ``log-rank<k>.jsonl``: one line per image written (input hashes, seconds, network evaluations,
@@ -18,34 +19,25 @@ process, so all methods see the same pairs and seeds.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
-import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inpaint import atomic, io
+from inpaint import atomic, io, provenance
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.data import OUTPUTS_SUBDIR, BenchPair
-from inpaint.errors import InputError
+from inpaint.errors import InputError, Stopped
 from inpaint.progress import NullProgress, Progress
 from inpaint.seeding import derive_seed
 
 RUN_FILE = "run.json"
 _LOG_GLOB = "log-rank*.jsonl"
-#: Options that may name a local file or folder whose contents the outputs depend on.
-PATH_OPTIONS = ("weights", "lora", "captions")
-#: Files of a folder that the fingerprint covers: weights and the configs beside them.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json")
-#: Bytes read from each end of a file for its fingerprint (weights are GBs; hashing them whole
-#: would cost minutes on every run).
-_FINGERPRINT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,121 +58,18 @@ def output_dir(config: BenchConfig, model: str) -> Path:
 
 
 def recorded_options(config: BenchConfig, model: str) -> dict[str, Any]:
-    """The options of ``model`` that differ from MethodOptions' defaults (device excluded).
-
-    Only those: a field added to MethodOptions later does not make earlier outputs look stale.
-    """
-    from inpaint.models.base import MethodOptions
-
-    defaults = asdict(MethodOptions())
-    return {k: v for k, v in asdict(config.options_for(model)).items()
-            if k not in ("device", "local_only") and v != defaults[k]}
+    """The options of ``model`` that differ from MethodOptions' defaults, device excluded
+    (:func:`inpaint.provenance.recorded_options`)."""
+    return provenance.recorded_options(config.options_for(model))
 
 
 def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
-    """What the outputs of ``model`` depend on besides the input files (device excluded).
-
-    ``fingerprints`` (option -> :func:`path_fingerprint`) is there only when an option of
-    :data:`PATH_OPTIONS` names an existing local path, so that the run.json of a method with no
-    such option (a classical one) stays what it was before fingerprints were recorded.
-    """
-    options = recorded_options(config, model)
-    settings = {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
-                "resize_mask": config.resize_mask, "options": options}
-    fingerprints = {}
-    for key in PATH_OPTIONS:
-        value = options.get(key)
-        if isinstance(value, str) and Path(value).expanduser().exists():
-            fingerprints[key] = path_fingerprint(Path(value).expanduser())
-    if fingerprints:
-        settings["fingerprints"] = fingerprints
-    used = _weights_used(model, config.options_for(model))
-    if used:
-        settings["weights_used"] = used
-    return settings
-
-
-def _weights_used(model: str, options) -> dict[str, str]:
-    """Which file or folder of a training run's folder the method reads (its EMA or raw weights),
-    relative to the folder named: the same folder gives other outputs with ``ema`` on or off, and
-    folders written by earlier versions kept their EMA elsewhere."""
-    from inpaint.models.pixel_unet import completion_weights_folder
-    from inpaint.models.sd_weights import lora_file
-
-    named = {"ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),
-             "sd": ("lora", lambda path: lora_file(path, use_ema=options.ema))}
-    if model not in named:
-        return {}
-    key, resolve = named[model]
-    value = getattr(options, key)
-    path = Path(value).expanduser() if isinstance(value, str) else None
-    if path is None or not path.is_dir():
-        return {}
-    try:
-        return {key: resolve(path).relative_to(path).as_posix()}
-    except (InputError, ValueError):  # reported when the method loads
-        return {}
-
-
-def path_fingerprint(path: Path) -> str:
-    """A cheap SHA-256 that changes when the weights at ``path`` (a file or a folder) change.
-
-    For a folder, every file with a weight or config suffix (:data:`_WEIGHT_SUFFIXES`), searched
-    recursively, skipping names that start with ``.`` (caches, VCS folders); for a file, the file
-    whatever its suffix. Each file contributes its relative path, its size and a SHA-256 of its
-    first and last MiB: retrained weights differ there, and a multi-GB checkpoint is not read
-    whole. Modification times are not used, so a copied model folder is the same model.
-    """
-    if path.is_file():
-        files = [(path, "")]
-    else:
-        files = []
-        seen: set[str] = set()
-        for root, dirs, names in os.walk(path, followlinks=True):
-            real = os.path.realpath(root)
-            if real in seen:  # a symlink loop
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in names:
-                if not name.startswith(".") and name.lower().endswith(_WEIGHT_SUFFIXES):
-                    file = Path(root) / name
-                    files.append((file, file.relative_to(path).as_posix()))
-    digest = hashlib.sha256()
-    for file, name in sorted(files, key=lambda item: item[1]):
-        digest.update(f"{name}\t{_file_fingerprint(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def _file_fingerprint(path: Path) -> str:
-    """``size:sha256(first MiB + last MiB)``, or a marker for a file that cannot be read.
-
-    A ``.safetensors`` file is taken by content: its JSON header (which the library writes in a
-    different key order each time the same tensors are saved) with its keys sorted, then the
-    tensor bytes' first and last MiB. A re-export of the same weights is then the same file.
-    """
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            start, digest = 0, hashlib.sha256()
-            if path.suffix == ".safetensors" and size >= 8:
-                length = int.from_bytes(f.read(8), "little")
-                if 0 < length <= min(size - 8, 100 << 20):
-                    try:
-                        header = json.loads(f.read(length))
-                        digest.update(json.dumps(header, sort_keys=True).encode())
-                        start = 8 + length
-                    except ValueError:  # not a safetensors header after all: take the bytes
-                        pass
-            f.seek(start)
-            digest.update(f.read(_FINGERPRINT_BYTES))
-            if size - start > _FINGERPRINT_BYTES:
-                f.seek(max(size - _FINGERPRINT_BYTES, start + _FINGERPRINT_BYTES))
-                digest.update(f.read(_FINGERPRINT_BYTES))
-    except OSError as e:  # loading reports it; here it only has to be stable
-        return f"unreadable ({type(e).__name__})"
-    return f"{size}:{digest.hexdigest()}"
+    """What the outputs of ``model`` depend on besides the input files (device excluded): the
+    seed, how masks are read, and :func:`inpaint.provenance.method_settings` (the options, the
+    fingerprints of the local paths they name, the weights read inside a run folder)."""
+    method = provenance.method_settings(model, config.options_for(model))
+    return {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
+            "resize_mask": config.resize_mask, **{k: v for k, v in method.items() if k != "model"}}
 
 
 def check_run_file(config: BenchConfig, model: str) -> bool:
@@ -192,24 +81,19 @@ def check_run_file(config: BenchConfig, model: str) -> bool:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return True
-    wanted = run_settings(config, model)
-    if recorded != wanted and not any(path.parent.glob("*.png")):
-        return True  # a run that stopped before its first output (a bad option, say): nothing to protect
-    if recorded != wanted:
-        changed = sorted(k for k in set(recorded.get("options", {})) | set(wanted["options"])
-                         if recorded.get("options", {}).get(k) != wanted["options"].get(k))
-        before, now = recorded.get("fingerprints") or {}, wanted.get("fingerprints", {})
-        for key in PATH_OPTIONS:
-            if key not in changed and before.get(key) != now.get(key):
-                # Same path, other contents (a model retrained into the same folder); or a run.json
-                # written before fingerprints were recorded, which cannot vouch for its files.
-                changed.append(f"{key} ({'files changed' if key in before else 'no fingerprint recorded'})")
-        changed += [k for k in ("seed", "invert_mask", "resize_mask") if recorded.get(k) != wanted[k]]
-        raise InputError(
-            f"{path}: these outputs were made with other settings ({', '.join(changed) or 'model'}); "
-            "pass --overwrite to regenerate them or choose another -o"
-        )
-    return False
+    found = provenance.changes(recorded, run_settings(config, model)) if isinstance(recorded, dict) else None
+    if found == []:
+        return False
+    if found is None or not any(path.parent.glob("*.png")):
+        # Unreadable, or a run that stopped before its first output (a bad option, say): nothing to protect.
+        return True
+    # A path option's files changed: the same path, other contents (a model retrained into the
+    # same folder); or a run.json written before fingerprints were, which cannot vouch for them.
+    changed = [change.key if change.note is None else f"{change.key} ({change.note})" for change in found]
+    raise InputError(
+        f"{path}: these outputs were made with other settings ({', '.join(changed)}); "
+        "pass --overwrite to regenerate them or choose another -o"
+    )
 
 
 def write_run_file(config: BenchConfig, model: str) -> None:
@@ -319,6 +203,7 @@ def generate(
     rank: int = 0,
     device: str | None = None,
     progress: Progress | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> tuple[int, int, str, dict[str, str]]:
     """Write the raw outputs of ``model`` for ``pairs`` that are not done yet.
 
@@ -326,7 +211,8 @@ def generate(
     left to do. ``device`` replaces the configured device (a launcher-assigned GPU). A pair that
     cannot be read (a corrupt image, a mask of the wrong size) is skipped, and scoring reports it;
     a pair the method refuses (a full mask for a classical method) is skipped and returned in
-    ``refused`` (name -> error).
+    ``refused`` (name -> error). ``stop_requested()`` returning True after a batch raises
+    :class:`~inpaint.errors.Stopped` (what is written and logged is reused by a rerun).
     """
     from inpaint import models
     from inpaint.devices import resolve_device
@@ -359,6 +245,8 @@ def generate(
                         progress.advance(1, model=model)
                 readable = [p for p in chunk if p.name in inputs]
                 for batch in _batches(readable, {k: v[0] for k, v in inputs.items()}, config.batch_size):
+                    if stop_requested is not None and stop_requested():
+                        raise Stopped(f"while completing with {model} ({written} new outputs written)")
                     failed = _run_batch(inpainter, batch, inputs, config.seed, folder, log, memory)
                     refused.update(failed)
                     written += len(batch) - len(failed)

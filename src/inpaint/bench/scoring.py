@@ -11,7 +11,7 @@ time and dropped; only numbers and 2048-d features stay in memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from inpaint import io
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.data import BenchPair
 from inpaint.bench.runner import output_dir, read_pair
-from inpaint.errors import InpaintError, InputError
+from inpaint.errors import InpaintError, InputError, Stopped
 from inpaint.progress import NullProgress, Progress
 
 #: PSNR of an exact fill is +inf, and one such image would make a method's mean infinite (and its
@@ -170,11 +170,13 @@ def score_pairs(
     suite: MetricSuite,
     progress: Progress | None = None,
     skip: dict[str, str] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> ScoreShard:
     """Score every method's outputs for ``pairs``, ``config.score_batch_size`` images at a time.
 
     Pairs in ``skip`` (name -> error: a method refused them) and pairs that cannot be read are
-    recorded in ``shard.failed`` and not scored.
+    recorded in ``shard.failed`` and not scored. ``stop_requested()`` returning True after a
+    batch raises :class:`~inpaint.errors.Stopped` (scores are not kept: a rerun scores again).
     """
     from inpaint.masks import area_bin, hole_ratio
 
@@ -182,6 +184,8 @@ def score_pairs(
     shard = ScoreShard()
     progress.start("scoring", len(pairs))
     for start in range(0, len(pairs), config.score_batch_size):
+        if stop_requested is not None and stop_requested():
+            raise Stopped("while scoring (every output is made; a rerun scores them)")
         batch, images, masks = [], [], []
         for pair in pairs[start : start + config.score_batch_size]:
             if skip and pair.name in skip:

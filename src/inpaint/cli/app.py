@@ -1,8 +1,9 @@
 """The ``inpaint`` executable: composes the subcommands and turns failures into exit codes.
 
 Exit codes: 0 success; 1 a failure at run time (or some images of a folder failed); 2 bad usage
-or bad input; 130 interrupted. Errors are one ``error: …`` line on stderr; ``--debug`` adds the
-traceback.
+or bad input; 130 interrupted; 128 + N stopped by signal N (143 SIGTERM, 138 SIGUSR1: the
+resumable commands stop cleanly, :mod:`inpaint.cli.stopping`). Errors are one ``error: …`` line
+on stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 
 from inpaint import __version__
 from inpaint.cli import bench, caption, complete, console, demo, doctor, download, make_masks, train_ddpm, train_lora
+from inpaint.cli import stopping, streams
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     argv = bench.expand_models(sys.argv[1:] if argv is None else list(argv))
     try:
-        with _watching_for_ctrl_c() as interrupted:
+        with _watching_for_ctrl_c() as interrupted, streams.guarded_stdout():
             result = command.main(args=argv, prog_name="inpaint", standalone_mode=False)
         if result == 130 and interrupted:  # typer turns Ctrl-C into a quiet exit code 130
             console.error("interrupted")
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         console.error(str(e))
         return e.exit_code
+    except stopping.Aborted as e:  # a second stop signal of one kind (inpaint.cli.stopping)
+        console.error(e.message())
+        return e.exit_code
     except (KeyboardInterrupt, typer.Abort):
         console.error("interrupted")
         return 130
@@ -124,7 +129,17 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of our stdout went away (`inpaint … | head`): nothing more to say.
         sys.stderr.close()
         return 1
+    except MemoryError:
+        if _debug["enabled"]:
+            traceback.print_exc()
+        console.error("out of memory: the command needed more memory than this machine (or its limit) gives; "
+                      "try a smaller --batch-size or image size")
+        return 1
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        full = streams.describe_os_error(e)  # a full disk is not a bug: say so, without "unexpected"
+        if full is not None:
+            console.error(full)
+            return 1
         if _debug["enabled"]:
             traceback.print_exc()
             console.error(f"unexpected {type(e).__name__}: {e}")

@@ -101,8 +101,9 @@ def bench(
                                                            "(default: 1000, or half the images when there are "
                                                            "fewer than 2000, so the subsets differ and KID has a "
                                                            "spread).", show_default=False)] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
-                                       "bf16, for every method.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
+                                       "AVX512-BF16 or AMX, said on stderr; else fp32), fp32, fp16 or bf16, for "
+                                       "every method.")] = "auto",
     seed: options.Seed = 0,
     device: options.Device = "auto",
     invert_mask: options.InvertMask = False,
@@ -116,7 +117,9 @@ def bench(
     """Compare completion methods on one test set: same pairs, same seeds, one protocol.
 
     Writes OUTPUT/results.json, per_image.csv, report.md, metrics.png, grid.png and
-    galleries/worst-METHOD.png; the methods' outputs go to OUTPUT/outputs/METHOD/.
+    galleries/worst-METHOD.png; the methods' outputs go to OUTPUT/outputs/METHOD/. Interrupt at
+    will (Ctrl-C, SIGTERM, SIGUSR1 stop after the image in hand): the same command reuses the
+    outputs made. One run per OUTPUT: a second is refused.
 
     Examples:
 
@@ -130,7 +133,9 @@ def bench(
     from inpaint.bench import BenchConfig, parse_method_settings, run_bench
     from inpaint.bench.config import unique_models
     from inpaint.bench.distributed import is_main_process
+    from inpaint.cli import stopping
     from inpaint.cli.progress import RichProgress
+    from inpaint.errors import Stopped
 
     from inpaint import project
 
@@ -149,8 +154,14 @@ def bench(
         kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, overwrite=overwrite, invert_mask=invert_mask,
         resize_mask=resize_mask,
     )
-    with RichProgress(disable=json_output or not main) as progress:
-        result = run_bench(bench_config, progress=progress)
+    with stopping.graceful_stop("this image or batch (the outputs made so far are kept)") as stop:
+        try:
+            with RichProgress(disable=json_output or not main) as progress:
+                result = run_bench(bench_config, progress=progress, stop_requested=stop)
+        except Stopped as e:
+            if not main:
+                raise typer.Exit(stop.exit_code) from None
+            raise stopping.stopped(stop, str(e)) from None
     if result is None:  # another process of a multi-process run: the main one reports
         return
     for metric, reason in result.unavailable.items():

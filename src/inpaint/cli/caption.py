@@ -37,7 +37,8 @@ def caption(
     """Caption every image of DATA with BLIP (greedy decoding, deterministic), as the study did.
 
     The JSON file is rewritten atomically after every batch: interrupt at will, and run the same
-    command again to caption only what is missing.
+    command again to caption only what is missing. Ctrl-C, SIGTERM or SIGUSR1 stop it after the
+    batch in hand (exit 128 + the signal's number). One run per output file: a second is refused.
 
     Examples:
 
@@ -47,11 +48,14 @@ def caption(
     ```
     """
     from inpaint.captions import caption_folder
+    from inpaint.cli import stopping
     from inpaint.cli.progress import RichProgress
 
-    with RichProgress(disable=json_output) as progress:
-        report = caption_folder(data, output, model=model, suffix=suffix, batch_size=batch_size, device=device,
-                                overwrite=overwrite, progress=progress, revision=revision, variant=variant)
+    with stopping.graceful_stop("this batch (the captions made so far are saved)") as stop:
+        with RichProgress(disable=json_output) as progress:
+            report = caption_folder(data, output, model=model, suffix=suffix, batch_size=batch_size, device=device,
+                                    overwrite=overwrite, progress=progress, revision=revision, variant=variant,
+                                    stop_requested=stop)
     if json_output:
         typer.echo(json.dumps({"output": str(report.output), "total": report.total,
                                "captioned": len(report.captioned), "already_done": report.already_done,
@@ -59,3 +63,6 @@ def caption(
     else:
         console.info(f"{len(report.captioned)} captioned, {report.already_done} already done -> {report.output} "
                      f"({report.seconds:.1f} s)")
+    if report.stopped:
+        done = report.already_done + len(report.captioned)
+        raise stopping.stopped(stop, f"with {done} of {report.total} images captioned")

@@ -70,9 +70,11 @@ def complete(
     negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="sd: what to steer away "
                                                            "from.")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="sd: classifier-free guidance scale "
-                                                      "(default 7.5; 1 turns it off and halves the cost).")] = None,
+                                                      "(default 7.5; 1 turns it off and halves the cost).",
+                                                      callback=options.finite)] = None,
     strength: Annotated[Optional[float], typer.Option("--strength", help="sd: how far to noise the hole before "
-                                                      "denoising, in (0, 1] (default 1: from pure noise).")] = None,
+                                                      "denoising, in (0, 1] (default 1: from pure noise).",
+                                                      callback=options.finite)] = None,
     mask_blur: Annotated[Optional[int], typer.Option("--mask-blur", help="sd: feather the seam outwards with a "
                                                      "Gaussian of this radius (px): the hole stays fully generated, "
                                                      "the blend reaches into the known pixels around it.")] = None,
@@ -82,8 +84,9 @@ def complete(
     captions: Annotated[Optional[str], typer.Option("--captions", help="sd: captions JSON {file name: caption} "
                                                     "(from 'inpaint caption'); each image's caption is its "
                                                     "prompt.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or "
-                                       "bf16.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
+                                       "AVX512-BF16 or AMX, said on stderr; else fp32), fp32, fp16 or bf16 (fp16 "
+                                       "on the CPU only where it has fp16 arithmetic).")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Folders: complete up to N images of one size "
                                             "together (same results up to float rounding; faster on a GPU, N "
                                             "times the memory).")] = 1,
@@ -198,9 +201,18 @@ def _print_models() -> None:
 
 
 def _source(argument: str) -> tuple[object, str]:
-    """A path, or stdin's bytes for ``-``; with the label used in messages."""
+    """A path, or stdin's bytes for ``-``; with the label used in messages.
+
+    Stdin is read header first and only as far as an image of its size can reach
+    (:func:`inpaint.io.read_stream`): a stream that is not an image, or is larger than the readers
+    accept, is refused before it fills the memory.
+    """
+    from inpaint import io
+
     if argument == STDIO:
-        return sys.stdin.buffer.read(), "<stdin>"
+        if sys.stdin is None:
+            raise InputError("-: stdin is closed; pipe an image into it or give a file")
+        return io.read_stream(sys.stdin.buffer, "<stdin>"), "<stdin>"
     return Path(argument), argument
 
 
@@ -241,13 +253,15 @@ def _complete_one(info, method_options, image: str, mask: str, output: str, *, s
         invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
     )
     written = []
+    profile = completed.icc_profile  # the input's colour profile goes with its pixels
     if out_path is None:
-        sys.stdout.buffer.write(io.encode_image(completed.result, "PNG"))
+        sys.stdout.buffer.write(io.encode_image(completed.result, "PNG", icc_profile=profile))
         sys.stdout.buffer.flush()
     else:
         if concat:
-            written.append(str(io.save_image(completed.concat(), completion.concat_path(out_path))))
-        written.append(str(io.save_image(completed.result, out_path)))
+            written.append(str(io.save_image(completed.concat(), completion.concat_path(out_path),
+                                             icc_profile=profile)))
+        written.append(str(io.save_image(completed.result, out_path, icc_profile=profile)))
     seconds = time.perf_counter() - started
     if json_output:
         summary = {"files": written, "seconds": round(seconds, 3), "method": info.name, "seed": seed,
@@ -260,8 +274,9 @@ def _complete_one(info, method_options, image: str, mask: str, output: str, *, s
 def _complete_folder(info, method_options, images_dir: Path, masks: str, output: str, *, seed: int,
                      overwrite: bool, concat: bool, invert_mask: bool, resize_mask: bool, paste_back: bool,
                      json_output: bool, batch_size: int = 1) -> None:
-    from inpaint import completion
+    from inpaint import completion, folder_record, io, locking
 
+    from inpaint.cli import stopping
     from inpaint.cli.progress import RichProgress
 
     if masks == STDIO or not Path(masks).is_dir():
@@ -272,31 +287,47 @@ def _complete_folder(info, method_options, images_dir: Path, masks: str, output:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{output}: exists and is not a folder")
     pairs, ignored = completion.pair_folders(images_dir, Path(masks), out_dir)
-    if ignored:
-        console.warn(f"{images_dir}: skipped {len(ignored)} non-image file(s), e.g. {ignored[0]}")
+    unsupported, strays = io.split_unsupported(ignored)
+    if unsupported:
+        console.warn(io.unsupported_message(images_dir, unsupported))
+    if strays:
+        console.warn(f"{images_dir}: skipped {len(strays)} non-image file(s), e.g. {strays[0]}")
     if concat:
         completion.check_concat_folders(pairs)
+    # Before the model loads (and before anything is written): outputs of other settings are refused.
+    settings = folder_record.folder_settings(info.name, method_options, seed=seed, paste_back=paste_back,
+                                             invert_mask=invert_mask, resize_mask=resize_mask)
+    folder_record.FolderRecord(out_dir, settings).check(overwrite=overwrite)
     # Before the model loads: an unwritable -o fails at once, not at the first result.
     completion.check_writable(pairs[0].output)
     if concat:
         completion.check_writable(completion.concat_folder(out_dir) / f"{pairs[0].name}.png")
-    inpainter = info.load(method_options)
-    with RichProgress(disable=json_output) as progress:
-        report = completion.complete_folder(
-            inpainter, pairs, seed=seed, overwrite=overwrite, concat=concat,
-            invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back, batch_size=batch_size,
-            progress=progress,
-        )
+    # One run per output folder, locked before the model loads (minutes for sd): a second is refused.
+    with locking.lock_folder(out_dir), stopping.graceful_stop("this image or batch") as stop:
+        inpainter = info.load(method_options)
+        with RichProgress(disable=json_output) as progress:
+            report = completion.complete_folder(
+                inpainter, pairs, seed=seed, overwrite=overwrite, concat=concat,
+                invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back, batch_size=batch_size,
+                progress=progress, settings=settings, stop_requested=stop,
+            )
     report.ignored_files = ignored
     if json_output:
         summary = report.to_dict()
         summary["files"] = [str(out_dir / f"{name}.png") for name in report.written]
         typer.echo(json.dumps(summary))
     else:
+        redone = ", ".join(f"{len(names)} redone: {why}" for names, why in (
+            (report.redone_inputs_changed, "inputs changed"), (report.redone_unrecorded, "not in the record"))
+            if names)
         console.info(
-            f"{len(report.written)} written, {len(report.skipped_existing)} already done, "
+            f"{len(report.written)} written{f' ({redone})' if redone else ''}, "
+            f"{len(report.skipped_existing)} already done, "
             f"{len(report.failed)} failed -> {out_dir} ({info.name}, {report.seconds:.1f} s)"
         )
+    if report.stopped:
+        done = len(report.written) + len(report.skipped_existing)
+        raise stopping.stopped(stop, f"with {done} of {len(pairs)} images done")
     if report.failed:
         console.error(f"{len(report.failed)} of {len(pairs)} images failed (see the warnings above)")
         raise typer.Exit(1)

@@ -11,6 +11,8 @@ import sys
 
 from rich.console import Console
 
+from inpaint.names import printable
+
 #: Rich output meant for people (tables, progress): stderr, so stdout stays clean for pipes.
 stderr = Console(stderr=True, highlight=False)
 #: Rich output meant as the command's result (tables the user asked for).
@@ -18,8 +20,12 @@ stdout = Console(highlight=False)
 
 
 def one_line(text: str) -> str:
-    """Collapse a message onto one line."""
-    return " ".join(str(text).split())
+    """Collapse a message onto one line, a file name that is not UTF-8 shown with ``\\xNN`` bytes.
+
+    Messages name files, and a name's undecodable bytes would make the write fail (or show as
+    ``\\udcNN``) instead of reporting what was meant.
+    """
+    return " ".join(printable(str(text)).split())
 
 
 def error(message: str) -> None:

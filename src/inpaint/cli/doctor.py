@@ -7,6 +7,7 @@ import json
 import typer
 
 from inpaint.cli import console, options
+from inpaint.names import printable
 
 
 def doctor(json_output: options.Json = False, config: options.Config = None) -> None:
@@ -39,7 +40,8 @@ def _print(report) -> None:
     out.print(devices)
 
     offline = " (HF_HUB_OFFLINE=1)" if report.offline else ""
-    models = Table(title=f"Hugging Face cache: {report.hub_cache}{offline}")
+    # Paths come from the environment and may not be UTF-8: shown with their odd bytes as \xNN.
+    models = Table(title=f"Hugging Face cache: {printable(str(report.hub_cache))}{offline}")
     models.add_column("model", overflow="fold")
     models.add_column("status")
     models.add_column("used by", overflow="fold")
@@ -52,7 +54,8 @@ def _print(report) -> None:
     weights.add_column("for")
     weights.add_column("status")
     for row in report.metric_weights:
-        weights.add_row(row["file"], row["purpose"], f"found: {row['found']}" if row["found"] else "missing")
+        found = f"found: {printable(str(row['found']))}" if row["found"] else "missing"
+        weights.add_row(row["file"], row["purpose"], found)
     out.print(weights)
 
     methods = Table("method", "available", title="Methods (local files)")

@@ -43,9 +43,11 @@ def make_masks(
     size: Annotated[Optional[str], typer.Option("--size", help="Standalone masks: N or WxH pixels.")] = None,
     count: Annotated[Optional[int], typer.Option("--count", help="Standalone masks: how many.", min=1)] = None,
     min_ratio: Annotated[Optional[float], typer.Option("--min-ratio", help="Resample until the hole covers at "
-                                                       "least this fraction of the image.")] = None,
+                                                       "least this fraction of the image.",
+                                                       callback=options.finite)] = None,
     max_ratio: Annotated[Optional[float], typer.Option("--max-ratio", help="Resample until the hole covers at "
-                                                       "most this fraction (LaMa presets: 0.5).")] = None,
+                                                       "most this fraction (LaMa presets: 0.5).",
+                                                       callback=options.finite)] = None,
     overwrite: options.Overwrite = False,
     json_output: options.Json = False,
     list_presets: Annotated[

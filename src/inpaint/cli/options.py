@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from inpaint.cli.config_file import config_callback
+from inpaint.errors import InputError
 
 Seed = Annotated[
     int,
@@ -22,6 +24,20 @@ def _check_device(value: str) -> str:
     """Refuse a malformed --device at once, for every method (classical ones never build a torch device)."""
     if value is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower()):
         raise typer.BadParameter(f"{value!r} is not a device name (use auto, cpu, cuda, cuda:N or mps)")
+    return value
+
+
+def finite(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Refuse ``nan`` and ``inf`` for a float option at once, naming it (every float option uses this).
+
+    click reads ``nan`` and ``inf`` as floats, and no range check stops them (every comparison with
+    nan is false): a run would start and fail later for another reason ("training diverged … lower
+    --lr" for ``--hole-weight nan``), blaming the wrong option, with a partial output left behind.
+    Raised as an InputError, the message reads like the library's own range checks.
+    """
+    if value is not None and not math.isfinite(value):
+        flag = max(param.opts, key=len) if param.opts else param.name
+        raise InputError(f"{flag} {value}: must be a finite number")
     return value
 
 

@@ -13,6 +13,7 @@ from rich.progress import (
 )
 
 from inpaint.cli import console
+from inpaint.names import printable
 
 
 class RichProgress:
@@ -56,7 +57,8 @@ class RichProgress:
         if self._task is None:
             return
         text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
-        self._bar.update(self._task, advance=n, info=text)
+        # A figure may be a file name that is not UTF-8; shown as \xNN, it cannot break the display.
+        self._bar.update(self._task, advance=n, info=printable(text))
 
     def finish(self) -> None:
         if self._task is not None:

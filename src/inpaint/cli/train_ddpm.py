@@ -40,8 +40,10 @@ def train_ddpm(
     val_images: t.ValImages = 4,
     val_data: t.ValData = None,
     val_steps: Annotated[int, typer.Option("--val-steps", help="Ancestral DDPM steps for validation samples.")] = 25,
-    hole_weight: Annotated[float, typer.Option("--hole-weight", help="Loss weight of hole pixels.")] = 1.0,
-    known_weight: Annotated[float, typer.Option("--known-weight", help="Loss weight of known pixels.")] = 0.05,
+    hole_weight: Annotated[float, typer.Option("--hole-weight", help="Loss weight of hole pixels.",
+                                               callback=options.finite)] = 1.0,
+    known_weight: Annotated[float, typer.Option("--known-weight", help="Loss weight of known pixels.",
+                                                callback=options.finite)] = 0.05,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute UNet "
                                                          "activations in the backward pass: less memory, ~30% "
                                                          "slower; the same gradients.")] = False,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from inpaint.cli import console, options
+from inpaint.cli import console, options, stopping
 from inpaint.cli import train_options as t
 
 from inpaint import project
@@ -33,14 +33,19 @@ def train_lora(
                                                   f"(default when BLIP is unavailable: {DEFAULT_PROMPT!r}).",
                                                   show_default=False)] = None,
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 16,
-    alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank).")] = 16.0,
-    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="Dropout on the LoRA path.")] = 0.05,
+    alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank).",
+                                         callback=options.finite)] = 16.0,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="Dropout on the LoRA path.",
+                                                callback=options.finite)] = 0.05,
     caption_dropout: Annotated[float, typer.Option("--caption-dropout", help="Probability of training an image "
-                                                   "with the empty prompt (for classifier-free guidance).")] = 0.15,
+                                                   "with the empty prompt (for classifier-free guidance).",
+                                                   callback=options.finite)] = 0.15,
     noise_offset: Annotated[float, typer.Option("--noise-offset", help="Per-channel noise offset (0: off; "
-                                                "0.05-0.1 helps very dark or bright images).")] = 0.0,
+                                                "0.05-0.1 helps very dark or bright images).",
+                                                callback=options.finite)] = 0.0,
     snr_gamma: Annotated[float, typer.Option("--snr-gamma", help="Min-SNR-gamma loss weighting (0: off; 5 is "
-                                             "the paper's).")] = 0.0,
+                                             "the paper's).",
+                                             callback=options.finite)] = 0.0,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute UNet "
                                                          "activations in the backward pass: less memory, "
                                                          "~30% slower.")] = False,
@@ -103,10 +108,12 @@ def train_lora(
     config_.validate()
     check_readable(list_folder_images(data, warn=False))  # the training run warns about stray files itself
     _check_base(base, revision, variant)
-    captions_data = None if prompt is not None and captions is None else _captions(
-        data, captions, output, caption_model, device, quiet=json_output)
-    task = LoRATask(base, lora_options, captions=captions_data, seed=seed, revision=revision, variant=variant)
-    t.run_training(task, config_, resume=resume, json_output=json_output)
+    # One stop request for both phases: a signal while captioning does not let training start.
+    with stopping.graceful_stop("this batch of captions (the captions made so far are saved)") as stop:
+        captions_data = None if prompt is not None and captions is None else _captions(
+            data, captions, output, caption_model, device, quiet=json_output, stop=stop)
+        task = LoRATask(base, lora_options, captions=captions_data, seed=seed, revision=revision, variant=variant)
+        t.run_training(task, config_, resume=resume, json_output=json_output, stop=stop)
 
 
 def _check_base(base: str, revision: str | None, variant: str | None) -> None:
@@ -121,14 +128,20 @@ def _check_base(base: str, revision: str | None, variant: str | None) -> None:
 
 
 def _captions(data: Path, captions: Path | None, output: Path, caption_model: str, device: str,
-              quiet: bool) -> dict[str, str] | None:
+              quiet: bool, stop: stopping.StopRequest) -> dict[str, str] | None:
     """The captions to train with (BLIP-made when missing and possible), or None for one prompt."""
     from inpaint.captions import captions_for_training
     from inpaint.cli.progress import RichProgress
 
     with RichProgress(disable=quiet) as progress:
         found = captions_for_training(data, captions, fallback_folder=output, model=caption_model, device=device,
-                                      progress=progress)
+                                      progress=progress, stop_requested=stop)
+    if found.stopped:
+        raise stopping.stopped(stop, f"while captioning {data}, before training ({found.captioned} captioned, "
+                                     f"saved in {found.source})")
+    if stop():  # the signal came as the last batch was captioned (or before): training does not start
+        done = f" ({found.captioned} captioned, saved in {found.source})" if found.captioned else ""
+        raise stopping.stopped(stop, f"before training{done}")
     if found.captions is None:
         console.warn(f"{data} has no captions, so every image trains on the prompt {DEFAULT_PROMPT!r}: BLIP "
                      f"cannot caption here ({found.reason}); for the study's captions run `inpaint caption "

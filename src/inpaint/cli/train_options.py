@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from inpaint.cli import console
+from inpaint.cli import console, options, stopping
 
 Data = Annotated[Path, typer.Argument(help="Folder of training images.", show_default=False)]
 Output = Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, logs, samples and the "
@@ -19,8 +17,10 @@ Output = Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkp
 Resolution = Annotated[int, typer.Option("--resolution", help="Training size: images are resized (short side) "
                                          "and centre-cropped to a square of this side.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per step and process.")]
-Lr = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
-Epochs = Annotated[float, typer.Option("--epochs", help="Passes over the data (ignored with --max-steps).")]
+Lr = Annotated[float, typer.Option("--lr", help="AdamW learning rate.",
+                                   callback=options.finite)]
+Epochs = Annotated[float, typer.Option("--epochs", help="Passes over the data (ignored with --max-steps).",
+                                       callback=options.finite)]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps to train for "
                                                  "(overrides --epochs).")]
 SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (and at each epoch's end).")]
@@ -34,10 +34,14 @@ Masks = Annotated[Optional[list[str]], typer.Option("--masks", help="Mask preset
 GradAccum = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per optimizer step.")]
 LrSchedule = Annotated[str, typer.Option("--lr-schedule", help="constant, constant_with_warmup, linear or cosine.")]
 WarmupSteps = Annotated[int, typer.Option("--warmup-steps", help="Linear LR warm-up steps.")]
-ClipGradNorm = Annotated[float, typer.Option("--clip-grad-norm", help="Clip the gradient norm to this (0: off).")]
-MixedPrecision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp16 + grad scaler on CUDA, fp32 "
-                                             "elsewhere), no, fp16 or bf16.")]
-EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).")]
+ClipGradNorm = Annotated[float, typer.Option("--clip-grad-norm", help="Clip the gradient norm to this (0: off).",
+                                             callback=options.finite)]
+MixedPrecision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp16 + grad scaler on CUDA; bf16 "
+                                             "autocast on a CPU with native bf16, AVX512-BF16 or AMX, said on "
+                                             "stderr; else fp32), no, fp16 (not on the CPU) or bf16. Weights, "
+                                             "optimiser and EMA stay fp32.")]
+EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).",
+                                         callback=options.finite)]
 ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Validate every N steps (0: at each "
                                             "checkpoint).")]
 ValImages = Annotated[int, typer.Option("--val-images", help="Images completed at validation, with fixed masks and "
@@ -68,34 +72,36 @@ def build_config(method: str, parameters: dict[str, Any]):
     return TrainConfig(method=method, **values)
 
 
-def run_training(task, config, *, resume: bool, json_output: bool) -> None:
-    """Run the shared loop with a progress bar; Ctrl-C stops at the next step with a checkpoint."""
+#: What a stop signal lets a training run finish.
+STOP_AFTER = "this step (a checkpoint will be saved)"
+
+
+def run_training(task, config, *, resume: bool, json_output: bool, stop: stopping.StopRequest | None = None) -> None:
+    """Run the shared loop with a progress bar.
+
+    A stop signal (Ctrl-C, SIGTERM, SIGUSR1: :mod:`inpaint.cli.stopping`) finishes the step in
+    hand, checkpoints it and exits with 128 + the signal's number; the same command resumes.
+    ``stop``: the request of a :func:`~inpaint.cli.stopping.graceful_stop` the command entered
+    already (a signal that came before training then stops it at its first step).
+    """
+    import contextlib
     from dataclasses import asdict
 
     from inpaint.cli.progress import RichProgress
     from inpaint.training.loop import train
 
-    interrupted = {"requested": False}
-    owner = os.getpid()
-
-    def request_stop(signum, frame):  # first Ctrl-C: finish the step and checkpoint; second: abort
-        if os.getpid() != owner:  # a data-loading worker (forked with this handler): the main process decides
-            return
-        if interrupted["requested"]:
-            raise KeyboardInterrupt
-        interrupted["requested"] = True
-        console.warn("stopping after this step (a checkpoint will be saved); press Ctrl-C again to abort")
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
+    if stop is not None:
+        stop.after = STOP_AFTER
+    with stopping.graceful_stop(STOP_AFTER) if stop is None else contextlib.nullcontext(stop) as stop:
         with RichProgress(disable=json_output) as progress:
-            result = train(task, config, progress=progress, resume=resume,
-                           stop_requested=lambda: interrupted["requested"])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            result = train(task, config, progress=progress, resume=resume, stop_requested=stop)
     if not result.main_process:
+        if result.stopped_early and stop():
+            raise typer.Exit(stop.exit_code)
         return
     summary = {**asdict(result), "output": str(result.output), "artefacts": [str(p) for p in result.artefacts]}
+    if result.stopped_early and stop():
+        summary["stopped_by"] = stop.name
     if json_output:
         typer.echo(json.dumps(summary))
     else:
@@ -106,5 +112,7 @@ def run_training(task, config, *, resume: bool, json_output: bool) -> None:
         if result.validation:
             console.info("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items()))
     if result.stopped_early:
-        console.info("stopped early; run the same command again to continue")
-        raise typer.Exit(130 if interrupted["requested"] else 0)
+        if not stop():  # another process of the launch was signalled: this one stopped with it
+            console.info("stopped early; run the same command again to continue")
+            raise typer.Exit(0)
+        raise stopping.stopped(stop, f"at step {result.step} of {result.total_steps} (checkpoint saved)")

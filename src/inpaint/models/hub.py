@@ -45,6 +45,18 @@ def looks_like_path(id_or_dir: str) -> bool:
     )
 
 
+def meant_as_local(id_or_dir: str) -> bool:
+    """Whether a missing ``id_or_dir`` names a local folder, not a hub model: it can only be a path
+    (:func:`looks_like_path`), or its first part is a folder here (``runs/ddpm`` beside ``runs/``).
+
+    Messages about it then say "no such directory", never how to download it from the hub.
+    """
+    if looks_like_path(id_or_dir):
+        return True
+    head, _, rest = id_or_dir.partition("/")
+    return bool(rest) and Path(head).expanduser().is_dir()
+
+
 def any_weights(folder: Path, variant: str | None = None) -> bool:
     """Whether ``folder`` holds a diffusers or transformers model's weights (of ``variant``), as
     safetensors or as ``.bin`` (which the loaders convert)."""

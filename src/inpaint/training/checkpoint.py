@@ -7,7 +7,8 @@ A checkpoint is a directory ``<run>/checkpoints/step-00001234/`` holding
 - ``optimizer.safetensors``: the optimizer's tensors (AdamW moments and step counts);
 - ``state.json``: step, the optimizer's other state, LR schedule, grad scaler and EMA counters,
   and the training configuration;
-- ``INPAINT_CHECKPOINT``: a marker with the format version, written last.
+- ``INPAINT_CHECKPOINT``: a marker with the format version and the SHA-256 of every other
+  file, written last.
 
 Only safetensors and JSON are written or read: nothing is unpickled, so a checkpoint from a
 stranger cannot run code. RNG state is not stored because none is needed: every random draw of
@@ -17,10 +18,18 @@ Saving writes into a temporary directory, reads every file back to verify it, re
 directory into place, then moves the ``latest`` pointer, and only then prunes old checkpoints.
 A kill at any moment leaves the previous checkpoint intact and ``latest`` pointing at a complete
 one.
+
+Resuming checks each file against the SHA-256 its marker recorded: a checkpoint whose bytes
+changed on disk afterwards (a failing disk, a copy cut short, a stray write) may still load, and
+would then train on wrong numbers until the loss diverges. It is refused in one line naming the
+file and the previous checkpoint, rather than silently replaced by that one: the damage says
+something about the disk the user should hear, and the previous checkpoint is one deletion away.
+Checkpoints written before checksums were recorded load as they always did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -128,7 +137,9 @@ def save_checkpoint(run_dir: Path, state: TrainingState, keep_last: int) -> Path
         (tmp / "state.json").write_text(json.dumps(meta, indent=1, default=_json_default))
         _fsync_dir_files(tmp)
         _verify(tmp, files)
-        (tmp / MARKER).write_text(json.dumps({"format": FORMAT_VERSION}))
+        # The checksums of the bytes as they are on disk, verified: what resuming compares against.
+        digests = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        (tmp / MARKER).write_text(json.dumps({"format": FORMAT_VERSION, "sha256": digests}))
         atomic.give_usual_modes(tmp)  # safetensors writes 0600 files
         if final.exists():  # the same step saved again (a resumed run): replace it whole
             shutil.rmtree(final)
@@ -166,6 +177,38 @@ def _verify(folder: Path, files: Mapping[str, Mapping[str, torch.Tensor]]) -> No
         if loaded.keys() != tensors.keys() or not all(torch.equal(loaded[k], tensors[k]) for k in tensors):
             raise OSError(f"checkpoint verification failed for {folder / name}")
     json.loads((folder / "state.json").read_text())
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read a block at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_digests(path: Path, recorded: Any) -> None:
+    """Refuse a checkpoint whose files differ from the SHA-256 recorded in its marker.
+
+    Names the first damaged file and the checkpoint to fall back to. A marker without checksums
+    (written before they were recorded) is not checked.
+    """
+    if not isinstance(recorded, dict):
+        return
+    for name, expected in recorded.items():
+        file = path / name
+        try:
+            actual = file_sha256(file)
+        except OSError as e:
+            actual = f"unreadable ({e.strerror or e})"
+        if actual != expected:
+            earlier = [p for step, p in sorted(_complete_checkpoints(path.parent)) if p.name < path.name]
+            fix = (f"delete {path} to resume from the previous checkpoint, {earlier[-1].name}" if earlier else
+                   f"delete {path} (there is no earlier checkpoint: the run starts over)")
+            what = actual if actual.startswith("unreadable") else \
+                "its SHA-256 differs from the one recorded when it was saved"
+            raise InputError(f"{file}: damaged checkpoint ({what}: its bytes changed on disk); {fix}")
 
 
 def prune(root: Path, keep_last: int) -> None:
@@ -227,6 +270,7 @@ def load_checkpoint(path: Path) -> TrainingState:
         marker = json.loads((path / MARKER).read_text())
         if marker.get("format") != FORMAT_VERSION:
             raise InputError(f"{path}: checkpoint format {marker.get('format')} is not {FORMAT_VERSION}")
+        _check_digests(path, marker.get("sha256"))
         meta = json.loads((path / "state.json").read_text())
         model = load_file(path / "model.safetensors")
         optimizer = _join_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"])

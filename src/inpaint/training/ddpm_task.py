@@ -8,6 +8,7 @@ models; v or x0 for models trained that way), with hole weight 1.0 and known wei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ class DDPMTask(TrainingTask):
         self.base = base
         self.revision, self.variant = revision, variant  # of a hub base
         self.opts = options or DDPMOptions()
+        for option, value in (("--hole-weight", self.opts.hole_weight), ("--known-weight", self.opts.known_weight)):
+            if not math.isfinite(value):  # nan passes every comparison below, and the loss becomes nan
+                raise InputError(f"{option} {value}: must be a finite number")
         if self.opts.hole_weight < 0 or self.opts.known_weight < 0 or self.opts.hole_weight + self.opts.known_weight == 0:
             raise InputError("--hole-weight and --known-weight must be non-negative and not both zero")
         if self.opts.val_steps < 1:

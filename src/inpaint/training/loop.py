@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inpaint import atomic
+from inpaint import atomic, locking
 from inpaint.config import TrainConfig
 from inpaint.data import (
     HOLD_OUT_FACTOR,
@@ -81,12 +81,33 @@ class TrainResult:
 
 
 def mixed_precision_for(config: TrainConfig, device: torch.device) -> str:
-    """``auto`` means fp16 with a grad scaler on CUDA (the study's AMP), full precision elsewhere."""
-    if config.mixed_precision != "auto":
-        if config.mixed_precision != "no" and device.type == "cpu":
-            raise InputError(f"--mixed-precision {config.mixed_precision}: not available on the CPU; use no")
-        return config.mixed_precision
-    return "fp16" if device.type == "cuda" else "no"
+    """``auto`` means fp16 with a grad scaler on CUDA (the study's AMP), bf16 autocast on a CPU that
+    computes in bf16 natively (:func:`inpaint.devices.native_bf16_cpu`; said once on the log), full
+    precision elsewhere. Trainable weights, optimiser state and EMA stay fp32 in every case.
+
+    fp16 is refused on the CPU: accelerate gives it neither autocast nor a grad scaler there, so
+    the run would silently train in fp32 under an fp16 label.
+    """
+    import torch
+
+    from inpaint.devices import announce_once, auto_cpu_bf16, check_cpu_half
+
+    precision = config.mixed_precision
+    if precision == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        native = auto_cpu_bf16() if device.type == "cpu" else None
+        if native is not None:
+            announce_once("mixed-precision", f"--mixed-precision auto: bf16 autocast on this CPU (it has {native}); "
+                                             "--mixed-precision no for fp32")
+            return "bf16"
+        return "no"
+    if device.type == "cpu" and precision == "fp16":
+        raise InputError("--mixed-precision fp16: not available on the CPU (accelerate has no fp16 autocast or grad "
+                         "scaler there: the run would train in fp32); use bf16 or no")
+    if device.type == "cpu" and precision == "bf16":
+        check_cpu_half("--mixed-precision bf16", torch.bfloat16)
+    return precision
 
 
 def _accelerator(config: TrainConfig):
@@ -98,11 +119,28 @@ def _accelerator(config: TrainConfig):
     device = resolve_device(config.device)
     if device.type == "cuda" and (device.index or 0) != 0:
         raise InputError(f"--device {config.device}: choose the GPU with CUDA_VISIBLE_DEVICES (or accelerate launch)")
+    mixed_precision = mixed_precision_for(config, device)
+    _forget_other_precision(mixed_precision)
     return Accelerator(
         cpu=device.type == "cpu",
-        mixed_precision=mixed_precision_for(config, device),
+        mixed_precision=mixed_precision,
         dataloader_config=DataLoaderConfiguration(),
     )
+
+
+def _forget_other_precision(mixed_precision: str) -> None:
+    """Let a run in this process use another mixed precision than an earlier one.
+
+    accelerate keeps one mixed-precision setting per process (``AcceleratorState``, shared by all
+    its instances) and refuses another with "restart your runtime": a second :func:`train` in one
+    process (a notebook, the tests) at another precision would fail. That state holds nothing a
+    finished run still needs; the process group (``PartialState``) is kept.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state()
 
 
 def _lr_scheduler(config: TrainConfig, optimizer, total_steps: int):
@@ -132,7 +170,8 @@ def _check_length(config: TrainConfig, total: int, saved_total: int, step: int, 
 
 
 def _stop_everywhere(accelerator, requested: bool) -> bool:
-    """True on every process if any asked to stop (Ctrl-C reaches them at different steps).
+    """True on every process if any asked to stop (a signal reaches them at different steps, or
+    only one of them: ``kill`` of one pid).
 
     Each process stopping on its own flag would leave the others waiting in the next step's
     gradient all-reduce while it waits in the checkpoint's barrier: a deadlock.
@@ -163,12 +202,11 @@ def train(
     """Train ``task`` on ``config.data`` into ``config.output``; resume from its latest checkpoint.
 
     ``stop_after`` ends the call after that many steps of this call (a checkpoint is saved), as
-    does ``stop_requested()`` returning True at a step boundary (the CLI's Ctrl-C); a later call
-    continues. ``resume=False`` refuses to start in a folder that already holds checkpoints.
+    does ``stop_requested()`` returning True at a step boundary (the CLI's stop signals: Ctrl-C,
+    SIGTERM, SIGUSR1); a later call continues. ``resume=False`` refuses to start in a folder that
+    already holds checkpoints. The main process holds the folder's lock
+    (:func:`inpaint.locking.lock_folder`) for the whole call: a second run on it is refused.
     """
-    import torch
-    from diffusers.training_utils import EMAModel
-
     started = time.perf_counter()
     progress = progress or NullProgress()
     config.validate()
@@ -180,6 +218,41 @@ def train(
     config.method_options = task.options()
 
     accelerator = _accelerator(config)
+    lock = _lock_run(accelerator, output)
+    try:
+        return _train(task, config, accelerator, output, progress, resume, stop_after, stop_requested, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_run(accelerator, output: Path) -> locking.OutputLock | None:
+    """One run per folder: the main process locks it before reading its checkpoints (the other
+    processes of a launch are part of the same run). When it cannot, every process raises its
+    one-line error, rather than the others waiting for it in the first collective."""
+    lock, message = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = locking.lock_folder(output, create_label=f"-o {output}")
+        except InputError as e:
+            if accelerator.num_processes == 1:
+                raise
+            message = str(e)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([message], from_process=0)[0]
+        if message is not None:
+            raise InputError(message)
+    return lock
+
+
+def _train(task: TrainingTask, config: TrainConfig, accelerator, output: Path, progress: Progress, resume: bool,
+           stop_after: int | None, stop_requested: Callable[[], bool] | None, started: float) -> TrainResult:
+    """:func:`train` once the run folder is locked."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
     rank, world = accelerator.process_index, accelerator.num_processes
     resume_from = ckpt.find_checkpoint(output)
     if resume_from is not None and not resume:
@@ -241,6 +314,7 @@ def train(
         collate_fn=collate,
         num_workers=config.workers,
         generator=torch.Generator(),  # keep the global RNG out of the loader
+        worker_init_fn=_leave_stop_signals_to_the_main_process if config.workers else None,
     )
     batches = iter(loader)
     validation = _Validation(task, val_dataset, config, output, ema=ema is not None)
@@ -313,6 +387,39 @@ def train(
     accelerator.wait_for_everyone()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """In a data-loading worker: ignore SIGINT, SIGTERM and SIGUSR1 unless the loader sends them.
+
+    Workers share the main process's process group, so a signal sent to the group reaches them
+    too: Ctrl-C in a terminal, ``timeout`` (it signals its whole group), SLURM (every process of
+    the job step). The main process stops the run at a step boundary with a checkpoint and shuts
+    the workers down itself; a worker ended by the signal would instead fail the run ("DataLoader
+    worker exited unexpectedly") before the checkpoint. Torch's own worker handler ends a worker
+    on any SIGTERM; here only the loader's (the parent's, when a worker does not exit on its
+    own) does, as torch does for it. This touches the worker processes only, never the caller's.
+    """
+    import os
+    import signal
+    import threading
+
+    for name in ("SIGINT", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):  # pragma: no cover - no siginfo (macOS): ignore them all
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return
+    parent = os.getppid()
+    # Blocked in this thread (and the threads it starts), SIGTERM waits for the thread below.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait_for_the_loader() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=wait_for_the_loader, name="inpaint-sigterm", daemon=True).start()
 
 
 def _prepare_output(output: Path) -> None:

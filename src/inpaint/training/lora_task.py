@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +73,8 @@ class LoRAOptions:
             ("--val-steps", self.val_steps, self.val_steps >= 1, "at least 1"),
         ]
         for option, value, ok, expected in checks:
+            if isinstance(value, float) and not math.isfinite(value):  # inf passes ">= 0"
+                raise InputError(f"{option} {value}: must be a finite number")
             if not ok:
                 raise InputError(f"{option} {value}: must be {expected}")
 
