@@ -1,18 +1,36 @@
-"""Random models and synthetic data shared by the sections of run.py (speed does not depend on weights)."""
+"""Small random models and synthetic data for the benchmarks (speed does not depend on the weights' values).
+
+The published architectures (ddpm-celebahq-256, SD 1.5 Inpainting, BLIP) and the test suite's tiny
+models come from :mod:`inpaint.testing`; what is here is sized for timing on a CPU.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-#: ~0.7 M parameters, attention at the lowest resolution (as in ddpm_samplers.py).
-UNET = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), out_channels=3)
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+from inpaint.models.sd import DEFAULT_PROMPT
+from inpaint.testing import DDPM_SCHEDULER
+
+#: The prompt of every SD benchmark: the study's caption suffix, as `inpaint complete -m sd` uses it.
+PROMPT = DEFAULT_PROMPT
+#: A pixel UNet of ~0.7 M parameters, attention at the lowest resolution: between diffusers' test model
+#: and the real 114 M-parameter ddpm-celebahq-256, so that the network, not Python, dominates the time,
+#: as it does for real models, while a CPU still trains it in minutes. ``sample_size`` and
+#: ``in_channels`` are given where it is built.
+UNET = dict(
+    block_out_channels=(16, 32, 64),
+    layers_per_block=1,
+    norm_num_groups=8,
+    attention_head_dim=8,
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    out_channels=3,
+)
+#: Its noise schedule: ddpm-celebahq-256's (1000 linear betas, x0 clipped).
+SCHEDULER = DDPM_SCHEDULER
 
 
 def ratio_line(name: str, ours: float, bare: float, target: float) -> str:
@@ -20,6 +38,14 @@ def ratio_line(name: str, ours: float, bare: float, target: float) -> str:
     ratio = ours / bare
     verdict = "met" if ratio <= target else "**not met**"
     return f"| {name} | {ours * 1000:.1f} ms | {bare * 1000:.1f} ms | {ratio:.3f}x | <= {target:.2f}x: {verdict} |"
+
+
+def square_hole_inputs(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random images in [0, 1] (fixed seed) and masks whose hole is the central square of half the side."""
+    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(n, 1, size, size)
+    masks[:, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    return images, masks
 
 
 def completion_model(directory: Path, size: int) -> Path:

@@ -1,4 +1,8 @@
-"""Shared by the benchmark scripts: the machine description and section writing in docs/benchmarks.md."""
+"""What every benchmark shares: the machine description, the docs writer and the timing loops.
+
+Each section of docs/benchmarks.md names the machine it was measured on in one line made here, so
+that figures from different scripts and days can be told apart the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -26,14 +31,44 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine() -> str:
-    """One line: CPU model, cores, GPU if any, Python and torch versions, date."""
+def code_version() -> str:
+    """``inpaint X`` and, when it runs from a git checkout, the commit (and whether its tree has local changes)."""
+    import inpaint
+
+    folder = Path(inpaint.__file__).resolve().parent
+    text = f"inpaint {inpaint.__version__}"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return text
+    return f"{text} at commit {commit}" + (" with local changes" if changes else "")
+
+
+def machine(packages: Iterable[str] = ("torch",)) -> str:
+    """One line: CPU model, cores, GPU (if any), torch threads; Python and ``packages`` versions; the
+    ``inpaint`` version and commit; the date. Every section's **Machine.** line is this."""
+    from importlib import metadata
+
     import torch
 
-    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"torch threads: {torch.get_num_threads()}; measured {datetime.date.today().isoformat()}")
+    # torch's own version string names its CUDA or CPU build (2.6.0+cu124), which its metadata may not.
+    versions = ", ".join(
+        f"{name} {torch.__version__ if name == 'torch' else metadata.version(name)}" for name in packages
+    )
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores, {gpu}, torch threads: {torch.get_num_threads()}; "
+        f"Python {platform.python_version()}, {versions}; {code_version()}; "
+        f"measured {datetime.date.today().isoformat()}"
+    )
 
 
 def write_section(name: str, body: str, docs: Path = DOCS) -> None:
@@ -46,18 +81,6 @@ def write_section(name: str, body: str, docs: Path = DOCS) -> None:
     from inpaint import atomic
 
     atomic.write_text(docs, text)
-
-
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1) -> dict[str, float]:

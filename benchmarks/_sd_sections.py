@@ -1,4 +1,4 @@
-"""Sections of run.py for Stable Diffusion, LoRA training and batched completion (see run.py)."""
+"""The sections of ``benchmarks.run`` for Stable Diffusion, LoRA training and batched completion."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _fixtures import completion_model, log_step_seconds, ratio_line, tiny_sd, train_images
-from _report import interleaved_medians, machine
 
-PROMPT = "a photo, high quality, realistic, sharp focus"
-
-
-def _inputs(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
-    masks = torch.zeros(n, 1, size, size)
-    masks[:, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
-    return images, masks
+from ._fixtures import PROMPT, completion_model, log_step_seconds, ratio_line, square_hole_inputs, tiny_sd, train_images
+from ._report import interleaved_medians, machine
 
 
 def _params(*modules: torch.nn.Module) -> float:
@@ -34,12 +26,13 @@ def sd_overhead(steps: int = 20, guidance: float = 7.5, repeats: int = 9) -> str
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = tiny_sd(Path(tmp) / "sd")
-        inpainter = load_inpainter("sd", MethodOptions(weights=str(weights), steps=steps, guidance=guidance,
-                                                       prompt=PROMPT, device="cpu"))
+        inpainter = load_inpainter(
+            "sd", MethodOptions(weights=str(weights), steps=steps, guidance=guidance, prompt=PROMPT, device="cpu")
+        )
     pipe = inpainter.pipe
     rows = []
     for size, batch in ((128, 1), (64, 4)):
-        images, masks = _inputs(batch, size)
+        images, masks = square_hole_inputs(batch, size)
         names = [f"image{i}" for i in range(batch)]
 
         def ours() -> None:
@@ -49,9 +42,17 @@ def sd_overhead(steps: int = 20, guidance: float = 7.5, repeats: int = 9) -> str
             # What a user would write with diffusers alone: the same pipeline, prompt, steps and
             # guidance, one generator per image, tensors in and out, no paste-back.
             with torch.inference_mode():
-                pipe(prompt=[PROMPT] * batch, image=images, mask_image=masks, height=size, width=size,
-                     num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
-                     generator=[torch.Generator().manual_seed(i) for i in range(batch)])
+                pipe(
+                    prompt=[PROMPT] * batch,
+                    image=images,
+                    mask_image=masks,
+                    height=size,
+                    width=size,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    output_type="pt",
+                    generator=[torch.Generator().manual_seed(i) for i in range(batch)],
+                )
 
         medians = interleaved_medians({"ours": ours, "bare": bare}, repeats=repeats)
         rows.append(ratio_line(f"{size} px, batch {batch}, {steps} steps", medians["ours"], medians["bare"], 1.03))
@@ -60,7 +61,7 @@ def sd_overhead(steps: int = 20, guidance: float = 7.5, repeats: int = 9) -> str
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only sd-overhead`. The tests' tiny Stable Diffusion inpainting
+**Rerun.** `python -m benchmarks.run --only sd-overhead`. The tests' tiny Stable Diffusion inpainting
 pipeline (`inpaint.testing.save_tiny_sd_inpaint`: UNet {_params(pipe.unet):.2f} M, VAE
 {_params(pipe.vae):.2f} M, text encoder {_params(pipe.text_encoder):.2f} M parameters; random weights,
 loaded back with `from_pretrained` as real weights are), its DDIM scheduler, {steps} steps, guidance
@@ -80,16 +81,28 @@ bit-exact paste-back. *Bare* is `StableDiffusionInpaintPipeline.__call__` on the
 
 def lora_overhead(size: int = 64, batch: int = 4, steps: int = 24) -> str:
     from inpaint.config import TrainConfig
-    from inpaint.training.lora_task import LoRAOptions, LoRATask
     from inpaint.training.loop import train
+    from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = train_images(tmp / "data", batch * steps, size)
         base = tiny_sd(tmp / "sd")
-        config = TrainConfig(method="lora", data=str(data), output=str(tmp / "run"), base=str(base),
-                             resolution=size, batch_size=batch, lr=1e-4, max_steps=steps, save_every=10**6,
-                             val_images=0, ema_decay=0.0, device="cpu", masks=["lama-thick"])
+        config = TrainConfig(
+            method="lora",
+            data=str(data),
+            output=str(tmp / "run"),
+            base=str(base),
+            resolution=size,
+            batch_size=batch,
+            lr=1e-4,
+            max_steps=steps,
+            save_every=10**6,
+            val_images=0,
+            ema_decay=0.0,
+            device="cpu",
+            masks=["lama-thick"],
+        )
         options = LoRAOptions(prompt=PROMPT)  # the study's: rank 16, alpha 16, dropout 0.05, captions dropped 15 %
         train(LoRATask(str(base), options), config)
         ours = log_step_seconds(tmp / "run")
@@ -98,7 +111,7 @@ def lora_overhead(size: int = 64, batch: int = 4, steps: int = 24) -> str:
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only lora-overhead`. The tests' tiny SD inpainting pipeline,
+**Rerun.** `python -m benchmarks.run --only lora-overhead`. The tests' tiny SD inpainting pipeline,
 a LoRA of rank {options.rank} (alpha {options.alpha:g}, dropout {options.dropout}) on
 `to_q/to_k/to_v/to_out.0` ({trainable / 1e3:.0f} k trainable parameters), batch {batch} at {size} px,
 lama-thick masks drawn on the fly, {steps} steps; median step time (the first step and the last, which
@@ -127,16 +140,24 @@ def _hand_written_lora(base: Path, data: Path, size: int, batch: int, steps: int
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     for part in (unet, vae, text_encoder):
         part.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=options.dropout,
-                                init_lora_weights=True, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    unet.add_adapter(
+        LoraConfig(
+            r=options.rank,
+            lora_alpha=options.alpha,
+            lora_dropout=options.dropout,
+            init_lora_weights=True,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        )
+    )
     unet.train()
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     scale = vae.config.scaling_factor
     dataset = CompletionDataset(data, resolution=size, mask_source=MaskSource(("lama-thick",)), seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=PlannedBatches(BatchPlan(len(dataset), batch, 0),
-                                                                               0, steps), collate_fn=collate)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=PlannedBatches(BatchPlan(len(dataset), batch, 0), 0, steps), collate_fn=collate
+    )
     stamps = []
     for item in loader:
         x0, masks = item["pixels"], item["masks"]
@@ -145,8 +166,13 @@ def _hand_written_lora(base: Path, data: Path, size: int, batch: int, steps: int
             z0 = vae.encode(x0).latent_dist.sample() * scale
             z_masked = vae.encode(x0 * (masks < 0.5)).latent_dist.sample() * scale
             mask_latent = F.adaptive_max_pool2d(masks, z0.shape[2:])  # as train-lora does
-            ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                            return_tensors="pt").input_ids
+            ids = tokenizer(
+                prompts,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             text = text_encoder(ids)[0]
         noise = torch.randn_like(z0)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,))
@@ -186,19 +212,22 @@ def batched(count: int = 16, size: int = 64, sizes: tuple[int, ...] = (1, 4, 16)
         for name, options in methods.items():
             inpainter = load_inpainter(name, options)
             pairs, _ = completion.pair_folders(images, masks, tmp / f"out-{name}")
-            runs = {n: (lambda n=n: completion.complete_folder(inpainter, pairs, overwrite=True, batch_size=n))
-                    for n in sizes}
+            runs = {
+                n: (lambda n=n: completion.complete_folder(inpainter, pairs, overwrite=True, batch_size=n))
+                for n in sizes
+            }
             medians = interleaved_medians(runs, repeats=repeats)
             base = medians[sizes[0]]
             for n in sizes:
-                rows.append(f"| `{name}` | {n} | {medians[n]:.2f} s | {count / medians[n]:.2f} | "
-                            f"{base / medians[n]:.2f}x |")
+                rows.append(
+                    f"| `{name}` | {n} | {medians[n]:.2f} s | {count / medians[n]:.2f} | {base / medians[n]:.2f}x |"
+                )
     table = "\n".join(rows)
     return f"""## Batched completion: images per second against `--batch-size`
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only batched`. `inpaint.completion.complete_folder` (what
+**Rerun.** `python -m benchmarks.run --only batched`. `inpaint.completion.complete_folder` (what
 `inpaint complete images/ masks/ -o out/ --batch-size N` runs) over {count} PNG pairs of {size} px,
 reading, completing and writing every file (`overwrite`); medians of {repeats} interleaved runs per
 batch size. `ddpm`: the 0.7 M-parameter 7-channel UNet of the `ddpm-overhead` section, its default
@@ -211,5 +240,5 @@ guidance 7.5. Results do not depend on the batch size (tests/test_performance_le
 
 On one CPU thread a batch mostly saves per-call overhead: the network's arithmetic grows with the
 batch either way. On a GPU, where a single 64-px image leaves most of the device idle, batching is the
-main lever for throughput; the GPU figures are not measured yet (see the GPU section).
+main lever for throughput (the GPU section compares batch 1 and 8 there).
 """

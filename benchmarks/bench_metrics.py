@@ -2,7 +2,7 @@
 
 One command, offline::
 
-    HF_HUB_OFFLINE=1 python benchmarks/bench_metrics.py [--quick] [--images 500] [--memory 500 5000]
+    HF_HUB_OFFLINE=1 python -m benchmarks.bench_metrics [--quick] [--images 500] [--memory 500 5000]
 
 1. **Throughput.** ``--images`` pairs of 256 px photos (crops of scikit-image's pictures, a
    degraded copy filling a LaMa-thick hole) scored for PSNR and SSIM over the whole image and the
@@ -20,9 +20,7 @@ One command, offline::
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,9 +30,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import cpu_name, write_section  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -42,8 +37,11 @@ from inpaint import io  # noqa: E402
 from inpaint.masks import make_mask  # noqa: E402
 from inpaint.seeding import numpy_random_state  # noqa: E402
 
+from ._report import DOCS, machine, write_section  # noqa: E402
+
 SECTION = "bench-metrics"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+#: The libraries whose code the two implementations run, named with their versions in the section.
+PACKAGES = ("torch", "numpy", "scipy", "scikit-image", "pillow", "opencv-python-headless")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "immunohistochemistry", "retina")
 
 
@@ -80,8 +78,9 @@ def make_pairs(count: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
     sources = photos()
     targets = np.stack([draw_image(sources, i, size) for i in range(count)])
-    masks = np.stack([make_mask("lama-thick", seed=0, name=f"img{i:05d}", height=size, width=size)[0]
-                      for i in range(count)])
+    masks = np.stack(
+        [make_mask("lama-thick", seed=0, name=f"img{i:05d}", height=size, width=size)[0] for i in range(count)]
+    )
     rng = np.random.default_rng(0)
     preds = targets.copy()
     for i in range(count):
@@ -139,8 +138,16 @@ def skimage_loop(targets: np.ndarray, preds: np.ndarray, masks: np.ndarray) -> t
         psnr = peak_signal_noise_ratio(target, pred, data_range=255)
         error = (target.astype(np.float64) - pred.astype(np.float64))[mask] ** 2
         psnr_hole = 10 * np.log10(255.0**2 / error.mean())
-        ssim, ssim_map = structural_similarity(target, pred, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-                                               use_sample_covariance=False, data_range=255, full=True)
+        ssim, ssim_map = structural_similarity(
+            target,
+            pred,
+            channel_axis=-1,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            full=True,
+        )
         rows.append([psnr, psnr_hole, ssim, ssim_map[mask].mean()])
     return time.perf_counter() - started, np.array(rows)
 
@@ -171,9 +178,16 @@ def throughput(count: int, size: int, threads: list[int], repeat: int) -> dict:
     torch.set_num_threads(previous)
     reference_psnr = min(skimage_psnr_only(targets, preds, masks) for _ in range(repeat))
     log(f"PSNR part alone: inpaint.metrics.psnr_regions {ours_psnr:.1f} s, numpy/skimage {reference_psnr:.1f} s")
-    return {"count": count, "size": size, "reference_seconds": min(reference_times),
-            "reference_all": reference_times, "runs": runs, "repeat": repeat, "mean_hole_ratio": float(masks.mean()),
-            "psnr_part": {"ours": ours_psnr, "reference": reference_psnr}}
+    return {
+        "count": count,
+        "size": size,
+        "reference_seconds": min(reference_times),
+        "reference_all": reference_times,
+        "runs": runs,
+        "repeat": repeat,
+        "mean_hole_ratio": float(masks.mean()),
+        "psnr_part": {"ours": ours_psnr, "reference": reference_psnr},
+    }
 
 
 def write_images(folder: Path, count: int, size: int) -> None:
@@ -211,8 +225,25 @@ def peak_memory(workdir: Path, count: int, size: int) -> dict:
     write_images(data, count, size)
     out = workdir / f"results-{count}"
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-c", PEAK_WRAPPER, "bench", "--models", "telea", "--data", str(data), "--masks",
-               "lama-thick", "-o", str(out), "--eval-size", str(size), "--no-lpips", "--no-fid", "--json"]
+    command = [
+        sys.executable,
+        "-c",
+        PEAK_WRAPPER,
+        "bench",
+        "--models",
+        "telea",
+        "--data",
+        str(data),
+        "--masks",
+        "lama-thick",
+        "-o",
+        str(out),
+        "--eval-size",
+        str(size),
+        "--no-lpips",
+        "--no-fid",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -224,26 +255,14 @@ def peak_memory(workdir: Path, count: int, size: int) -> dict:
     return {"count": count, "peak_bytes": peak, "seconds": seconds}
 
 
-def machine() -> str:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}"
-
-def versions() -> str:
-    import importlib.metadata as metadata
-
-    names = ("torch", "numpy", "scipy", "scikit-image", "pillow", "opencv-python-headless")
-    return ", ".join(f"{n} {metadata.version(n)}" for n in names) + f", Python {platform.python_version()}"
-
-
 def render(speed: dict, memory: list[dict], load: str) -> str:
     ref = speed["reference_seconds"]
     lines = [
         "## Metrics and `inpaint bench`: throughput and memory",
         "",
-        f"**Machine.** {machine()}; {versions()}. Measured "
-        f"{datetime.date.today().isoformat()}; {load}",
+        f"**Machine.** {machine(PACKAGES)}; {load}",
         "",
-        "**Rerun.** `HF_HUB_OFFLINE=1 python benchmarks/bench_metrics.py` (see benchmarks/README.md).",
+        "**Rerun.** `HF_HUB_OFFLINE=1 python -m benchmarks.bench_metrics` (see benchmarks/README.md).",
         "",
         f"**Throughput.** {speed['count']} image pairs of {speed['size']} px (crops of scikit-image photos; the "
         f"LaMa-thick hole, {100 * speed['mean_hole_ratio']:.0f} % of the pixels on average, filled with a blurred, "
@@ -263,8 +282,10 @@ def render(speed: dict, memory: list[dict], load: str) -> str:
         f"| scikit-image loop | - | {ref:.1f} | {speed['count'] / ref:.0f} | 1.0x | reference |",
     ]
     for n, run in speed["runs"].items():
-        lines.append(f"| `pixel_scores` | {n} | {run['seconds']:.1f} | {speed['count'] / run['seconds']:.0f} | "
-                     f"{ref / run['seconds']:.1f}x | {run['max_abs_diff']:.1e} |")
+        lines.append(
+            f"| `pixel_scores` | {n} | {run['seconds']:.1f} | {speed['count'] / run['seconds']:.0f} | "
+            f"{ref / run['seconds']:.1f}x | {run['max_abs_diff']:.1e} |"
+        )
     part = speed["psnr_part"]
     # The verdict is one thread against the single-threaded scikit-image loop: like for like. More
     # threads are shown beside it, not counted.
@@ -298,13 +319,19 @@ def render(speed: dict, memory: list[dict], load: str) -> str:
             "|---:|---:|---:|---:|",
         ]
         for row in memory:
-            lines.append(f"| {row['count']:,} | {row['peak_bytes'] / 2**20:.0f} | "
-                         f"{row['peak_bytes'] / base['peak_bytes']:.3f} | {row['seconds']:.0f} |")
+            lines.append(
+                f"| {row['count']:,} | {row['peak_bytes'] / 2**20:.0f} | "
+                f"{row['peak_bytes'] / base['peak_bytes']:.3f} | {row['seconds']:.0f} |"
+            )
         ratio = memory[-1]["peak_bytes"] / base["peak_bytes"]
-        lines += ["", f"Target at most 1.1x from {base['count']:,} to {memory[-1]['count']:,} images: "
-                  f"{'**met**' if ratio <= 1.1 else '**not met**'} ({ratio:.3f}x). With FID on, each image also "
-                  "keeps two 2048-d float64 feature vectors (32 KiB; 160 MiB for 5,000 images), needed for FID and "
-                  "KID; images themselves are never accumulated.", ""]
+        lines += [
+            "",
+            f"Target at most 1.1x from {base['count']:,} to {memory[-1]['count']:,} images: "
+            f"{'**met**' if ratio <= 1.1 else '**not met**'} ({ratio:.3f}x). With FID on, each image also "
+            "keeps two 2048-d float64 feature vectors (32 KiB; 160 MiB for 5,000 images), needed for FID and "
+            "KID; images themselves are never accumulated.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -313,12 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 pairs, 100 and 300 images; no docs")
     parser.add_argument("--images", type=int, default=500, help="pairs for the throughput test (default 500)")
     parser.add_argument("--size", type=int, default=256, help="their size in pixels (default 256)")
-    parser.add_argument("--memory", type=int, nargs="*", default=[500, 5000],
-                        help="image counts for the memory test (default 500 5000; none to skip)")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="*",
+        default=[500, 5000],
+        help="image counts for the memory test (default 500 5000; none to skip)",
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads to try (default 1 2)")
     parser.add_argument("--repeat", type=int, default=3, help="timing rounds; the best is reported (default 3)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/inpaint-bench-metrics"),
-                        help="where images and results go (default /tmp/inpaint-bench-metrics)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/inpaint-bench-metrics"),
+        help="where images and results go (default /tmp/inpaint-bench-metrics)",
+    )
     parser.add_argument("--docs", type=Path, default=None, help=f"file to write the section to (default {DOCS})")
     args = parser.parse_args(argv)
     if args.quick:
@@ -326,8 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     speed = throughput(args.images, args.size, args.threads, args.repeat)
     memory = [peak_memory(args.workdir, n, 64) for n in args.memory]
-    load = (f"the machine was shared with other jobs (load average {load_before:.1f} before, "
-            f"{os.getloadavg()[0]:.1f} after), so times are indicative.")
+    load = (
+        f"the machine was shared with other jobs (load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after), so times are indicative."
+    )
     body = render(speed, memory, load)
     print(body)
     docs = args.docs or (None if args.quick else DOCS)

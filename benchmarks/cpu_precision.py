@@ -1,8 +1,8 @@
 """bf16 against fp32 on the CPU: what ``--dtype auto`` and ``--mixed-precision auto`` choose, and why.
 
-    HF_HUB_OFFLINE=1 python benchmarks/cpu_precision.py              # every part; updates docs/benchmarks.md
-    HF_HUB_OFFLINE=1 python benchmarks/cpu_precision.py --only whole --print
-    HF_HUB_OFFLINE=1 python benchmarks/cpu_precision.py --smoke      # tiny models: a check of the script
+    HF_HUB_OFFLINE=1 python -m benchmarks.cpu_precision              # every part; updates docs/benchmarks.md
+    HF_HUB_OFFLINE=1 python -m benchmarks.cpu_precision --only whole --print
+    HF_HUB_OFFLINE=1 python -m benchmarks.cpu_precision --smoke      # tiny models: a check of the script
 
 On a CPU with native bf16 (AVX512-BF16 or AMX) ``auto`` runs the diffusion UNets in bf16. This
 script measures what that buys and what it costs, in parts (``--only PART``, repeatable; the
@@ -17,7 +17,7 @@ results of the other parts are kept in the cache and the section is rendered fro
   with a LaMa-thick mask, 25 steps: hole PSNR of the bf16 result against the fp32 one (same seed), the
   known pixels compared after paste-back; for SD also the pipeline all in bf16 (diffusers' way: the
   latents, the scheduler and the VAE in bf16 too) and the VAE decoder alone in bf16;
-- ``trained``: the tiny *trained* models of ``benchmarks/ddpm_samplers.py`` (its cache; trained on
+- ``trained``: the tiny *trained* models of ``benchmarks.ddpm_samplers`` (its cache; trained on
   first use, about 10 minutes): ddpm (DDPM 25) and RePaint-fast on its 32 held-out images in fp32
   and bf16: hole PSNR against the ground truth, the paired difference, and bf16 against fp32;
 - ``training``: one training step's loss and gradients under bf16 autocast against fp32 (the tiny
@@ -32,7 +32,7 @@ results of the other parts are kept in the cache and the section is rendered fro
 
 The machine may be shared: variants are interleaved (A B A B ...), medians are reported with the
 range, and the load average is recorded before and after each part. The real-size models come from
-``benchmarks/real_size.py``'s cache (``--real-cache``, built there if missing).
+``benchmarks.real_size``'s cache (``--real-cache``, built there if missing).
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import DOCS, machine, write_section  # noqa: E402
+from ._report import DOCS, machine, write_section
 
 SECTION = "cpu-precision"
 PARTS = ("unet", "sd", "ddpm", "trained", "training", "whole", "compile")
@@ -105,7 +104,7 @@ class Models:
     ``--smoke``) in real_size.py's hub cache, the 7-channel ddpm folder and the tiny trained ones."""
 
     def __init__(self, real_cache: Path, cache: Path, smoke: bool) -> None:
-        import real_size
+        from . import real_size
 
         self.smoke, self.cache = smoke, cache
         self.real = real_cache.resolve() / ("smoke" if smoke else "real")
@@ -132,18 +131,21 @@ class Models:
 
     def trained(self) -> tuple[Path, Path, object, object, list[str], object]:
         """ddpm_samplers.py's tiny trained models (its cache; trained on first use) and its test set."""
-        import ddpm_samplers as ds
         import torch
+
+        from . import ddpm_samplers as ds
 
         settings = ds.Settings()
         cache = Path("/tmp/inpaint-bench-ddpm")
         if self.smoke:
             settings = ds.Settings(train_images=64, test_images=4, steps=4, finetune_steps=4, batch_size=8)
             cache = self.cache / "ddpm-smoke"
-        train = ds.write_images(cache / f"train-{settings.train_images}-seed{settings.seed}", settings.train_images,
-                                settings.seed, "train")
-        test = ds.write_images(cache / f"test-{settings.test_images}-seed{settings.seed}", settings.test_images,
-                               settings.seed, "test")
+        train = ds.write_images(
+            cache / f"train-{settings.train_images}-seed{settings.seed}", settings.train_images, settings.seed, "train"
+        )
+        test = ds.write_images(
+            cache / f"test-{settings.test_images}-seed{settings.seed}", settings.test_images, settings.seed, "test"
+        )
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # ddpm_samplers.py's setting: steadier on a busy machine
         try:
@@ -162,9 +164,10 @@ def photo_and_mask(size: int = 512):
     import torch
     from PIL import Image
 
-    import real_size
     from inpaint import io
     from inpaint.masks import make_mask
+
+    from . import real_size
 
     picture = np.asarray(Image.fromarray(real_size._photo(real_size.PHOTO)).convert("RGB").resize((size, size)))
     mask, _ = make_mask("lama-thick", seed=0, name=real_size.PHOTO, height=size, width=size, min_ratio=0.1)
@@ -202,10 +205,20 @@ def part_unet(models: Models, repeats: int) -> dict:
     size = ddpm.config.sample_size
     generator = torch.Generator().manual_seed(0)
     cases = {
-        "sd batch 1": (sd, dict(sample=torch.randn(1, 9, latent, latent, generator=generator),
-                                encoder_hidden_states=torch.randn(1, 77, cross, generator=generator))),
-        "sd batch 2": (sd, dict(sample=torch.randn(2, 9, latent, latent, generator=generator),
-                                encoder_hidden_states=torch.randn(2, 77, cross, generator=generator))),
+        "sd batch 1": (
+            sd,
+            dict(
+                sample=torch.randn(1, 9, latent, latent, generator=generator),
+                encoder_hidden_states=torch.randn(1, 77, cross, generator=generator),
+            ),
+        ),
+        "sd batch 2": (
+            sd,
+            dict(
+                sample=torch.randn(2, 9, latent, latent, generator=generator),
+                encoder_hidden_states=torch.randn(2, 77, cross, generator=generator),
+            ),
+        ),
         "ddpm batch 1": (ddpm, dict(sample=torch.randn(1, 3, size, size, generator=generator))),
     }
     for label, (fp32, inputs) in cases.items():
@@ -220,8 +233,10 @@ def part_unet(models: Models, repeats: int) -> dict:
         errors = {}
         for t in TIMESTEPS:
             reference = call(fp32, False, t=t)
-            errors[t] = {"bf16": relative_error(call(bf16, True, t=t), reference),
-                         "autocast": relative_error(call(fp32, False, True, t=t), reference)}
+            errors[t] = {
+                "bf16": relative_error(call(bf16, True, t=t), reference),
+                "autocast": relative_error(call(fp32, False, True, t=t), reference),
+            }
 
         def formats(memory_format):
             fp32.to(memory_format=memory_format)
@@ -239,14 +254,16 @@ def part_unet(models: Models, repeats: int) -> dict:
         if label != "sd batch 2":  # one thread against torch's default (its physical cores)
             torch.set_num_threads(1)
             try:
-                one = interleaved({"fp32, 1 thread": lambda: call(fp32, False),
-                                   "bf16, 1 thread": lambda: call(bf16, True)}, max(2, repeats // 2))
+                one = interleaved(
+                    {"fp32, 1 thread": lambda: call(fp32, False), "bf16, 1 thread": lambda: call(bf16, True)},
+                    max(2, repeats // 2),
+                )
             finally:
                 torch.set_num_threads(default_threads)
             times.update(one)
         results[label] = {"times": {k: stats(v) for k, v in times.items()}, "errors": errors}
         log(f"unet {label}: " + ", ".join(f"{k} {v['median']:.2f} s" for k, v in results[label]["times"].items()))
-        del bf16
+        bf16 = None  # frees the copy before the next model is built
     results["threads"] = default_threads
     results["load_after"] = load()
     return results
@@ -273,13 +290,18 @@ def part_sd(models: Models, steps: int) -> dict:
 
     image, mask = photo_and_mask(512 if not models.smoke else 64)
     results: dict = {"load_before": load(), "steps": steps}
-    options = {dtype: MethodOptions(weights=str(models.sd), dtype=dtype, steps=steps, device="cpu")
-               for dtype in ("fp32", "bf16")}
+    options = {
+        dtype: MethodOptions(weights=str(models.sd), dtype=dtype, steps=steps, device="cpu")
+        for dtype in ("fp32", "bf16")
+    }
     reference, seconds = _complete("sd", options["fp32"], image, mask)
     results["fp32 seconds"] = seconds
     out, seconds = _complete("sd", options["bf16"], image, mask)
-    results["bf16"] = {"hole_psnr": hole_psnr(out, reference, mask), "known_identical": known_identical(out, image, mask),
-                       "seconds": seconds}
+    results["bf16"] = {
+        "hole_psnr": hole_psnr(out, reference, mask),
+        "known_identical": known_identical(out, image, mask),
+        "seconds": seconds,
+    }
     log(f"sd: bf16 {results['bf16']}")
     # The pipeline all in bf16, as diffusers runs it with torch_dtype=bfloat16: latents, guidance,
     # scheduler and VAE in bf16 too (what unet_in_bf16 avoids).
@@ -305,8 +327,11 @@ def part_sd(models: Models, steps: int) -> dict:
         started = time.perf_counter()
         half.decode(latents.to(torch.bfloat16))
         vae_bf16 = time.perf_counter() - started
-    results["vae decode"] = {"psnr": hole_psnr(decoded_half, decoded, torch.ones_like(mask)),
-                             "fp32 seconds": vae_fp32, "bf16 seconds": vae_bf16}
+    results["vae decode"] = {
+        "psnr": hole_psnr(decoded_half, decoded, torch.ones_like(mask)),
+        "fp32 seconds": vae_fp32,
+        "bf16 seconds": vae_bf16,
+    }
     results["load_after"] = load()
     return results
 
@@ -319,9 +344,12 @@ def part_ddpm(models: Models, steps: int) -> dict:
     outs = {}
     for dtype in ("fp32", "bf16"):
         outs[dtype], results[f"{dtype} seconds"] = _complete(
-            "ddpm", MethodOptions(weights=str(models.ddpm7), dtype=dtype, steps=steps, device="cpu"), image, mask)
-    results["bf16"] = {"hole_psnr": hole_psnr(outs["bf16"], outs["fp32"], mask),
-                       "known_identical": known_identical(outs["bf16"], image, mask)}
+            "ddpm", MethodOptions(weights=str(models.ddpm7), dtype=dtype, steps=steps, device="cpu"), image, mask
+        )
+    results["bf16"] = {
+        "hole_psnr": hole_psnr(outs["bf16"], outs["fp32"], mask),
+        "known_identical": known_identical(outs["bf16"], image, mask),
+    }
     log(f"ddpm: {results}")
     results["load_after"] = load()
     return results
@@ -350,19 +378,27 @@ def _score(method: str, weights: Path, extra: dict, images, masks, names) -> dic
     seeds = [derive_seed(0, "sample", n) for n in names]
     outs = {}
     for dtype in ("fp32", "bf16"):
-        inpainter = registry.load_inpainter(method, MethodOptions(weights=str(weights), dtype=dtype, device="cpu",
-                                                                   **extra))
+        inpainter = registry.load_inpainter(
+            method, MethodOptions(weights=str(weights), dtype=dtype, device="cpu", **extra)
+        )
         outs[dtype] = inpainter(images, masks, seeds)
-    return {"fp32": psnr(outs["fp32"], images, masks).tolist(), "bf16": psnr(outs["bf16"], images, masks).tolist(),
-            "bf16 vs fp32": psnr(outs["bf16"], outs["fp32"], masks).tolist()}
+    return {
+        "fp32": psnr(outs["fp32"], images, masks).tolist(),
+        "bf16": psnr(outs["bf16"], images, masks).tolist(),
+        "bf16 vs fp32": psnr(outs["bf16"], outs["fp32"], masks).tolist(),
+    }
 
 
 def _summary(scores: dict[str, list[float]]) -> dict:
     import numpy as np
 
-    return {"fp32": float(np.mean(scores["fp32"])), "bf16": float(np.mean(scores["bf16"])),
-            "paired": _paired(scores["bf16"], scores["fp32"]),
-            "bf16 vs fp32": float(np.mean(scores["bf16 vs fp32"])), "n": len(scores["fp32"])}
+    return {
+        "fp32": float(np.mean(scores["fp32"])),
+        "bf16": float(np.mean(scores["bf16"])),
+        "paired": _paired(scores["bf16"], scores["fp32"]),
+        "bf16 vs fp32": float(np.mean(scores["bf16 vs fp32"])),
+        "n": len(scores["fp32"]),
+    }
 
 
 def part_trained(models: Models) -> dict:
@@ -399,8 +435,10 @@ def _gradient_check(task_for: Callable[[], object], batch, seeds: list[int], tri
         module = task.build(torch.device("cpu"), mixed)
         module.train()
         for trial in range(trials):
+
             def generators(trial=trial):
                 return [torch.Generator().manual_seed(s + 1000 * trial) for s in seeds]
+
             rows.append((mixed, trial, *_step_gradients(task, module, batch, generators, mixed)))
         del module, task
     losses, errors, cosines = [], [], []
@@ -419,23 +457,28 @@ def part_training(models: Models, finetune_steps: int) -> dict:
     from inpaint.config import TrainConfig
     from inpaint.models.sd import DEFAULT_PROMPT
     from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
-    from inpaint.training.lora_task import LoRAOptions, LoRATask
     from inpaint.training.loop import train
+    from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     unconditional, completion, images, masks, names, (settings, train_dir) = models.trained()
     results: dict = {"load_before": load()}
     n = min(8, len(names))
-    batch = {"pixels": io.to_model_range(images[:n]), "masks": masks[:n], "names": names[:n],
-             "captions": [DEFAULT_PROMPT] * n}
-    results["ddpm step"] = _gradient_check(lambda: DDPMTask(str(completion), DDPMOptions()), batch,
-                                           list(range(n)), trials=8)
+    batch = {
+        "pixels": io.to_model_range(images[:n]),
+        "masks": masks[:n],
+        "names": names[:n],
+        "captions": [DEFAULT_PROMPT] * n,
+    }
+    results["ddpm step"] = _gradient_check(
+        lambda: DDPMTask(str(completion), DDPMOptions()), batch, list(range(n)), trials=8
+    )
     log(f"training: ddpm step {results['ddpm step']}")
     image, mask = photo_and_mask(512 if not models.smoke else 64)
-    lora_batch = {"pixels": io.to_model_range(image), "masks": mask, "names": ["photo"],
-                  "captions": [DEFAULT_PROMPT]}
+    lora_batch = {"pixels": io.to_model_range(image), "masks": mask, "names": ["photo"], "captions": [DEFAULT_PROMPT]}
     # B starts at zero: a LoRA's first gradients reach only B. Both runs start from the same A.
-    results["lora step"] = _gradient_check(lambda: LoRATask(str(models.sd), LoRAOptions(dropout=0.0)), lora_batch,
-                                           [0], trials=2)
+    results["lora step"] = _gradient_check(
+        lambda: LoRATask(str(models.sd), LoRAOptions(dropout=0.0)), lora_batch, [0], trials=2
+    )
     log(f"training: lora step {results['lora step']}")
     # Two fine-tunings from the same unconditional base, as ddpm_samplers.py makes its model.
     runs = {}
@@ -444,11 +487,25 @@ def part_training(models: Models, finetune_steps: int) -> dict:
         if not (output / "config.json").is_file():
             shutil.rmtree(output, ignore_errors=True)
             config = TrainConfig(
-                method="ddpm", data=str(train_dir), output=str(output), base=str(unconditional), resolution=32,
-                batch_size=settings.batch_size, lr=settings.lr, max_steps=finetune_steps, lr_schedule="cosine",
-                warmup_steps=min(100, finetune_steps // 10), save_every=finetune_steps, keep_last=1, val_images=0,
-                ema_decay=settings.ema_decay, device="cpu", mixed_precision=mixed, masks=list(settings.train_masks),
-                seed=settings.seed)
+                method="ddpm",
+                data=str(train_dir),
+                output=str(output),
+                base=str(unconditional),
+                resolution=32,
+                batch_size=settings.batch_size,
+                lr=settings.lr,
+                max_steps=finetune_steps,
+                lr_schedule="cosine",
+                warmup_steps=min(100, finetune_steps // 10),
+                save_every=finetune_steps,
+                keep_last=1,
+                val_images=0,
+                ema_decay=settings.ema_decay,
+                device="cpu",
+                mixed_precision=mixed,
+                masks=list(settings.train_masks),
+                seed=settings.seed,
+            )
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             started = time.perf_counter()
@@ -466,14 +523,19 @@ def part_training(models: Models, finetune_steps: int) -> dict:
     seeds = [derive_seed(0, "sample", n) for n in names]
     scores = {}
     for mixed, folder in runs.items():  # both sampled in fp32: only the training differs
-        inpainter = registry.load_inpainter("ddpm", MethodOptions(weights=str(folder), dtype="fp32", steps=STEPS,
-                                                                  device="cpu"))
+        inpainter = registry.load_inpainter(
+            "ddpm", MethodOptions(weights=str(folder), dtype="fp32", steps=STEPS, device="cpu")
+        )
         scores[mixed] = psnr(inpainter(images, masks, seeds), images, masks).tolist()
     import numpy as np
 
-    results["finetune"] = {"steps": finetune_steps, "fp32": float(np.mean(scores["no"])),
-                           "bf16": float(np.mean(scores["bf16"])), "paired": _paired(scores["bf16"], scores["no"]),
-                           "n": len(names)}
+    results["finetune"] = {
+        "steps": finetune_steps,
+        "fp32": float(np.mean(scores["no"])),
+        "bf16": float(np.mean(scores["bf16"])),
+        "paired": _paired(scores["bf16"], scores["no"]),
+        "n": len(names),
+    }
     log(f"training: finetune {results['finetune']}")
     results["load_after"] = load()
     return results
@@ -485,8 +547,9 @@ def part_training(models: Models, finetune_steps: int) -> dict:
 def _project(models: Models) -> Path:
     """A project folder: test/photo.png with masks/photo.png, data/ with four photos and captions.json
     (so train-lora does not caption first)."""
-    import real_size
     from inpaint import io
+
+    from . import real_size
 
     project = models.cache / ("project-smoke" if models.smoke else "project")
     real_size.lay_out_project(project)
@@ -498,21 +561,44 @@ def _project(models: Models) -> Path:
     return project
 
 
+#: Runs a command and writes its CPU seconds and peak resident memory (KiB) to the file named first.
+#: Linux carries a process's peak-memory mark across fork and exec, so a command started straight
+#: from this benchmark (which holds gigabytes of models by then) would report at least this
+#: process's peak; started from this small launcher it reports its own.
+_MEASURE = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run(args: list[str], project: Path, env: dict[str, str], logs: Path, label: str) -> dict:
-    """One command in its own process: wall seconds, its own CPU seconds and peak memory (os.wait4)."""
+    """One command in its own process: wall seconds, its own CPU seconds and peak memory."""
     logs.mkdir(parents=True, exist_ok=True)
+    usage_file = logs / f"{label}.usage"
     started = time.perf_counter()
     with open(logs / f"{label}.err", "wb") as err:
-        child = subprocess.Popen([sys.executable, "-m", "inpaint", *args], cwd=project, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+        returncode = subprocess.call(
+            [sys.executable, "-c", _MEASURE, str(usage_file), sys.executable, "-m", "inpaint", *args],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
     seconds = time.perf_counter() - started
     stderr = (logs / f"{label}.err").read_text(errors="replace")
-    if child.returncode != 0:
-        raise RuntimeError(f"{label}: exit {child.returncode}: {stderr[-2000:]}")
-    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "peak_gib": usage.ru_maxrss / 2**20,
-            "bf16_said": "auto: bf16" in stderr}
+    if returncode != 0:
+        raise RuntimeError(f"{label}: exit {returncode}: {stderr[-2000:]}")
+    cpu, peak_kib = usage_file.read_text().split()
+    return {
+        "seconds": seconds,
+        "cpu": float(cpu),
+        "peak_gib": int(peak_kib) / 2**20,
+        "bf16_said": "auto: bf16" in stderr,
+    }
 
 
 def part_whole(models: Models, repeats: int) -> dict:
@@ -521,15 +607,48 @@ def part_whole(models: Models, repeats: int) -> dict:
     commands: dict[str, Callable[[str], list[str]]] = {}
     common = ["complete", "photo.png", "photo_mask.png"]
     for steps in SD_STEPS:
-        commands[f"sd {steps}"] = lambda d, s=steps: [*common, "-o", f"out/sd-{d}-{s}.png", "-m", "sd", "--steps",
-                                                      str(s), "--dtype", d, "--overwrite"]
+        commands[f"sd {steps}"] = lambda d, s=steps: [
+            *common,
+            "-o",
+            f"out/sd-{d}-{s}.png",
+            "-m",
+            "sd",
+            "--steps",
+            str(s),
+            "--dtype",
+            d,
+            "--overwrite",
+        ]
     for steps in DDPM_STEPS:
-        commands[f"ddpm {steps}"] = lambda d, s=steps: [*common, "-o", f"out/ddpm-{d}-{s}.png", "-m", "ddpm",
-                                                        "--weights", str(models.ddpm7), "--steps", str(s),
-                                                        "--dtype", d, "--overwrite"]
+        commands[f"ddpm {steps}"] = lambda d, s=steps: [
+            *common,
+            "-o",
+            f"out/ddpm-{d}-{s}.png",
+            "-m",
+            "ddpm",
+            "--weights",
+            str(models.ddpm7),
+            "--steps",
+            str(s),
+            "--dtype",
+            d,
+            "--overwrite",
+        ]
     precision = {"fp32": "no", "auto": "auto"}
-    commands["train-lora"] = lambda d: ["train-lora", "data/", "-o", f"runs/lora-{d}", "--max-steps", "2",
-                                        "--val-images", "0", "--save-every", "2", "--mixed-precision", precision[d]]
+    commands["train-lora"] = lambda d: [
+        "train-lora",
+        "data/",
+        "-o",
+        f"runs/lora-{d}",
+        "--max-steps",
+        "2",
+        "--val-images",
+        "0",
+        "--save-every",
+        "2",
+        "--mixed-precision",
+        precision[d],
+    ]
     results: dict = {"load_before": load(), "runs": {}}
     for name, command in commands.items():
         runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
@@ -539,13 +658,17 @@ def part_whole(models: Models, repeats: int) -> dict:
                     shutil.rmtree(project / "runs" / f"lora-{dtype}", ignore_errors=True)
                 run = _run(command(dtype), project, env, logs, f"{name.replace(' ', '-')}-{dtype}-{repeat}")
                 if name == "train-lora":
-                    records = [json.loads(line) for line in
-                               (project / "runs" / f"lora-{dtype}" / "log.jsonl").read_text().splitlines()]
+                    records = [
+                        json.loads(line)
+                        for line in (project / "runs" / f"lora-{dtype}" / "log.jsonl").read_text().splitlines()
+                    ]
                     walls = [r["seconds"] for r in records if "loss" in r]
                     run["second step"] = walls[1] - walls[0]
                 runs[dtype].append(run)
-                log(f"whole {name} {dtype} #{repeat}: {run['seconds']:.1f} s, peak {run['peak_gib']:.2f} GiB, "
-                    f"load {load()}")
+                log(
+                    f"whole {name} {dtype} #{repeat}: {run['seconds']:.1f} s, peak {run['peak_gib']:.2f} GiB, "
+                    f"load {load()}"
+                )
         results["runs"][name] = runs
     results["load_after"] = load()
     return results
@@ -617,134 +740,197 @@ def section(results: dict, smoke: bool) -> str:
     lines = ["## CPU precision: bf16 against fp32", ""]
     if smoke:
         lines += ["**Smoke run**: tiny models; the figures say nothing about the real ones.", ""]
-    lines += [f"**Machine.** {results.get('machine', machine())}.", "",
-              "**Rerun.** `HF_HUB_OFFLINE=1 python benchmarks/cpu_precision.py` (`--only PART` reruns one part "
-              "and keeps the others). Real architectures with random weights (`inpaint.testing`, from the published "
-              "configurations); tiny *trained* models from `benchmarks/ddpm_samplers.py`. Times are wall seconds, "
-              "median (min-max) of interleaved runs on a machine shared with other work: read ratios, not absolute "
-              "seconds.", ""]
+    lines += [
+        f"**Machine.** {results.get('machine', machine())}.",
+        "",
+        "**Rerun.** `HF_HUB_OFFLINE=1 python -m benchmarks.cpu_precision` (`--only PART` reruns one part "
+        "and keeps the others). Real architectures with random weights (`inpaint.testing`, from the published "
+        "configurations); tiny *trained* models from `benchmarks.ddpm_samplers`. Times are wall seconds, "
+        "median (min-max) of interleaved runs on a machine shared with other work: read ratios, not absolute "
+        "seconds.",
+        "",
+    ]
     unet = results.get("unet")
     if unet:
-        lines += ["### One UNet evaluation", "",
-                  f"Torch threads: {unet['threads']} (torch's default: the physical cores); {_loads(unet)}. "
-                  "Relative error: ||bf16 - fp32|| / ||fp32|| of the UNet's output at t = "
-                  f"{', '.join(map(str, TIMESTEPS))} (largest shown).", "",
-                  "| model | fp32 s | bf16 s | speed-up | bf16 autocast s | speed-up | fp32 channels-last s | "
-                  "bf16 channels-last s | fp32, 1 thread s | bf16, 1 thread s | rel. error bf16 | rel. error autocast |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        labels = {"sd batch 1": "SD 1.5 UNet, 64x64 latents, batch 1", "sd batch 2": "SD 1.5 UNet, batch 2 (guidance)",
-                  "ddpm batch 1": "ddpm-celebahq-256 UNet, 256 px, batch 1"}
+        lines += [
+            "### One UNet evaluation",
+            "",
+            f"Torch threads: {unet['threads']} (torch's default: the physical cores); {_loads(unet)}. "
+            "Relative error: ||bf16 - fp32|| / ||fp32|| of the UNet's output at t = "
+            f"{', '.join(map(str, TIMESTEPS))} (largest shown).",
+            "",
+            "| model | fp32 s | bf16 s | speed-up | bf16 autocast s | speed-up | fp32 channels-last s | "
+            "bf16 channels-last s | fp32, 1 thread s | bf16, 1 thread s | rel. error bf16 | rel. error autocast |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        labels = {
+            "sd batch 1": "SD 1.5 UNet, 64x64 latents, batch 1",
+            "sd batch 2": "SD 1.5 UNet, batch 2 (guidance)",
+            "ddpm batch 1": "ddpm-celebahq-256 UNet, 256 px, batch 1",
+        }
         for key, label in labels.items():
             if key not in unet:
                 continue
             t, errors = unet[key]["times"], unet[key]["errors"]
             worst = {k: max(e[k] for e in errors.values()) for k in ("bf16", "autocast")}
-            lines.append(f"| {label} | {_t(t.get('fp32'))} | {_t(t.get('bf16'))} | {_ratio(t.get('fp32'), t.get('bf16'))} "
-                         f"| {_t(t.get('bf16 autocast'))} | {_ratio(t.get('fp32'), t.get('bf16 autocast'))} | "
-                         f"{_t(t.get('fp32, channels-last'))} | {_t(t.get('bf16, channels-last'))} | "
-                         f"{_t(t.get('fp32, 1 thread'))} | {_t(t.get('bf16, 1 thread'))} | "
-                         f"{worst['bf16']:.4f} | {worst['autocast']:.4f} |")
+            lines.append(
+                f"| {label} | {_t(t.get('fp32'))} | {_t(t.get('bf16'))} | {_ratio(t.get('fp32'), t.get('bf16'))} "
+                f"| {_t(t.get('bf16 autocast'))} | {_ratio(t.get('fp32'), t.get('bf16 autocast'))} | "
+                f"{_t(t.get('fp32, channels-last'))} | {_t(t.get('bf16, channels-last'))} | "
+                f"{_t(t.get('fp32, 1 thread'))} | {_t(t.get('bf16, 1 thread'))} | "
+                f"{worst['bf16']:.4f} | {worst['autocast']:.4f} |"
+            )
         lines.append("")
     whole = results.get("whole")
     if whole:
         runs = whole["runs"]
-        lines += ["### Whole commands", "",
-                  f"Each command its own process (start-up, loading, sampling or training, writing), `--dtype fp32` "
-                  f"against `--dtype auto` (bf16 here), interleaved; {_loads(whole)}. The {STEPS}-step figures are "
-                  f"extrapolated: the run at the fewer steps plus the per-step cost (the difference between the two "
-                  f"step counts) times the steps it lacks.", "",
-                  "| command | fp32 s | auto (bf16) s | speed-up | peak memory fp32 / auto (GiB) |",
-                  "|---|---:|---:|---:|---:|"]
-        for method, counts, what in (("sd", SD_STEPS, "`complete -m sd`, 512 px"),
-                                     ("ddpm", DDPM_STEPS, "`complete -m ddpm`, 256 px")):
+        lines += [
+            "### Whole commands",
+            "",
+            f"Each command its own process (start-up, loading, sampling or training, writing), `--dtype fp32` "
+            f"against `--dtype auto` (bf16 here), interleaved; {_loads(whole)}. The {STEPS}-step figures are "
+            f"extrapolated: the run at the fewer steps plus the per-step cost (the difference between the two "
+            f"step counts) times the steps it lacks.",
+            "",
+            "| command | fp32 s | auto (bf16) s | speed-up | peak memory fp32 / auto (GiB) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for method, counts, what in (
+            ("sd", SD_STEPS, "`complete -m sd`, 512 px"),
+            ("ddpm", DDPM_STEPS, "`complete -m ddpm`, 256 px"),
+        ):
             if f"{method} {counts[0]}" not in runs:
                 continue
             for steps in counts:
                 r = runs[f"{method} {steps}"]
                 a, b = (stats([x["seconds"] for x in r[d]]) for d in ("fp32", "auto"))
                 peaks = [max(x["peak_gib"] for x in r[d]) for d in ("fp32", "auto")]
-                lines.append(f"| {what}, {steps} steps | {_t(a)} | {_t(b)} | {_ratio(a, b)} | "
-                             f"{peaks[0]:.1f} / {peaks[1]:.1f} |")
+                lines.append(
+                    f"| {what}, {steps} steps | {_t(a)} | {_t(b)} | {_ratio(a, b)} | {peaks[0]:.1f} / {peaks[1]:.1f} |"
+                )
             e32, e16 = (extrapolate(runs, method, counts, d) for d in ("fp32", "auto"))
-            lines.append(f"| {what}, **{STEPS} steps** (extrapolated; a step {e32['per_step']:.1f} / "
-                         f"{e16['per_step']:.1f} s) | {e32['total']:.0f} | {e16['total']:.0f} | "
-                         f"**{e32['total'] / e16['total']:.2f}x** | |")
+            lines.append(
+                f"| {what}, **{STEPS} steps** (extrapolated; a step {e32['per_step']:.1f} / "
+                f"{e16['per_step']:.1f} s) | {e32['total']:.0f} | {e16['total']:.0f} | "
+                f"**{e32['total'] / e16['total']:.2f}x** | |"
+            )
         if "train-lora" in runs:
             r = runs["train-lora"]
             a, b = (stats([x["seconds"] for x in r[d]]) for d in ("fp32", "auto"))
             s32, s16 = (stats([x["second step"] for x in r[d]]) for d in ("fp32", "auto"))
             peaks = [max(x["peak_gib"] for x in r[d]) for d in ("fp32", "auto")]
-            lines.append(f"| `train-lora`, 512 px, batch 2, 2 steps (`--mixed-precision no` / `auto`) | {_t(a)} | "
-                         f"{_t(b)} | {_ratio(a, b)} | {peaks[0]:.1f} / {peaks[1]:.1f} |")
+            lines.append(
+                f"| `train-lora`, 512 px, batch 2, 2 steps (`--mixed-precision no` / `auto`) | {_t(a)} | "
+                f"{_t(b)} | {_ratio(a, b)} | {peaks[0]:.1f} / {peaks[1]:.1f} |"
+            )
             lines.append(f"| `train-lora`: its second step alone | {_t(s32)} | {_t(s16)} | **{_ratio(s32, s16)}** | |")
         said = all(x["bf16_said"] for r in runs.values() for x in r["auto"])
         lines += ["", f"Every `auto` run {'said' if said else '**did not say**'} on stderr that it picked bf16.", ""]
     quality = [results.get(k) for k in ("sd", "ddpm")]
     if any(quality):
-        lines += ["### Quality: bf16 against fp32, real-size models", "",
-                  "The same seed in both precisions; hole PSNR (8-bit) of the bf16 result against the fp32 result "
-                  "(the hole is LaMa-thick, ratio >= 0.1, on scikit-image's 512-px immunohistochemistry photo). "
-                  "Random weights make the fp32 images noise-like, so this measures how far bf16 rounding moves "
-                  "the sampling trajectory, not image quality (the trained rows below do that).", "",
-                  "| method | variant | hole PSNR vs fp32 (dB) | known pixels identical | seconds (in-process) |",
-                  "|---|---|---:|---|---:|"]
+        lines += [
+            "### Quality: bf16 against fp32, real-size models",
+            "",
+            "The same seed in both precisions; hole PSNR (8-bit) of the bf16 result against the fp32 result "
+            "(the hole is LaMa-thick, ratio >= 0.1, on scikit-image's 512-px immunohistochemistry photo). "
+            "Random weights make the fp32 images noise-like, so this measures how far bf16 rounding moves "
+            "the sampling trajectory, not image quality (the trained rows below do that).",
+            "",
+            "| method | variant | hole PSNR vs fp32 (dB) | known pixels identical | seconds (in-process) |",
+            "|---|---|---:|---|---:|",
+        ]
         sd = results.get("sd")
         if sd:
             lines.append(f"| sd, {sd['steps']} steps, 512 px | fp32 | - | - | {sd['fp32 seconds']:.0f} |")
-            lines.append(f"| | bf16 (`auto`: the UNet in bf16, text encoder, VAE and latents fp32) | "
-                         f"{sd['bf16']['hole_psnr']:.2f} | {'yes' if sd['bf16']['known_identical'] else '**no**'} | "
-                         f"{sd['bf16']['seconds']:.0f} |")
-            lines.append(f"| | the pipeline all in bf16 (diffusers' way) | {sd['all bf16']['hole_psnr']:.2f} | | "
-                         f"{sd['all bf16']['seconds']:.0f} |")
+            lines.append(
+                f"| | bf16 (`auto`: the UNet in bf16, text encoder, VAE and latents fp32) | "
+                f"{sd['bf16']['hole_psnr']:.2f} | {'yes' if sd['bf16']['known_identical'] else '**no**'} | "
+                f"{sd['bf16']['seconds']:.0f} |"
+            )
+            lines.append(
+                f"| | the pipeline all in bf16 (diffusers' way) | {sd['all bf16']['hole_psnr']:.2f} | | "
+                f"{sd['all bf16']['seconds']:.0f} |"
+            )
             vae = sd["vae decode"]
-            lines.append(f"| | the VAE decoder alone in bf16 (photo's latents; whole image) | {vae['psnr']:.2f} | | "
-                         f"{vae['fp32 seconds']:.1f} fp32, {vae['bf16 seconds']:.1f} bf16 |")
+            lines.append(
+                f"| | the VAE decoder alone in bf16 (photo's latents; whole image) | {vae['psnr']:.2f} | | "
+                f"{vae['fp32 seconds']:.1f} fp32, {vae['bf16 seconds']:.1f} bf16 |"
+            )
         ddpm = results.get("ddpm")
         if ddpm:
-            lines.append(f"| ddpm, DDPM {ddpm['steps']} steps, 256 px | bf16 | {ddpm['bf16']['hole_psnr']:.2f} | "
-                         f"{'yes' if ddpm['bf16']['known_identical'] else '**no**'} | "
-                         f"{ddpm['fp32 seconds']:.0f} fp32, {ddpm['bf16 seconds']:.0f} bf16 |")
+            lines.append(
+                f"| ddpm, DDPM {ddpm['steps']} steps, 256 px | bf16 | {ddpm['bf16']['hole_psnr']:.2f} | "
+                f"{'yes' if ddpm['bf16']['known_identical'] else '**no**'} | "
+                f"{ddpm['fp32 seconds']:.0f} fp32, {ddpm['bf16 seconds']:.0f} bf16 |"
+            )
         lines.append("")
     trained = results.get("trained")
     training = results.get("training")
     if trained or training:
-        lines += ["### Quality: tiny trained models", "",
-                  "`benchmarks/ddpm_samplers.py`'s models (32 px, trained on its synthetic images) on its held-out "
-                  "images: hole PSNR against the ground truth, mean over images; Δ: bf16 minus fp32, paired, with a "
-                  "95 % bootstrap interval; last column: bf16 against fp32.", "",
-                  "| model | fp32 (dB) | bf16 (dB) | Δ (dB) | bf16 vs fp32 (dB) |", "|---|---:|---:|---:|---:|"]
-        for key, label in (("ddpm", f"ddpm, DDPM {STEPS}, bf16 inference"), ("repaint", "repaint-fast (230 NFE), bf16 inference")):
+        lines += [
+            "### Quality: tiny trained models",
+            "",
+            "`benchmarks.ddpm_samplers`'s models (32 px, trained on its synthetic images) on its held-out "
+            "images: hole PSNR against the ground truth, mean over images; Δ: bf16 minus fp32, paired, with a "
+            "95 % bootstrap interval; last column: bf16 against fp32.",
+            "",
+            "| model | fp32 (dB) | bf16 (dB) | Δ (dB) | bf16 vs fp32 (dB) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for key, label in (
+            ("ddpm", f"ddpm, DDPM {STEPS}, bf16 inference"),
+            ("repaint", "repaint-fast (230 NFE), bf16 inference"),
+        ):
             if trained and key in trained:
                 r = trained[key]
-                lines.append(f"| {label} | {r['fp32']:.2f} | {r['bf16']:.2f} | {r['paired']['mean']:+.2f} "
-                             f"[{r['paired']['low']:+.2f}, {r['paired']['high']:+.2f}] | {r['bf16 vs fp32']:.2f} |")
+                lines.append(
+                    f"| {label} | {r['fp32']:.2f} | {r['bf16']:.2f} | {r['paired']['mean']:+.2f} "
+                    f"[{r['paired']['low']:+.2f}, {r['paired']['high']:+.2f}] | {r['bf16 vs fp32']:.2f} |"
+                )
         if training and "finetune" in training:
             r = training["finetune"]
-            lines.append(f"| ddpm fine-tuned {r['steps']} steps with bf16 autocast (sampled in fp32) | {r['fp32']:.2f} | "
-                         f"{r['bf16']:.2f} | {r['paired']['mean']:+.2f} [{r['paired']['low']:+.2f}, "
-                         f"{r['paired']['high']:+.2f}] | - |")
+            lines.append(
+                f"| ddpm fine-tuned {r['steps']} steps with bf16 autocast (sampled in fp32) | {r['fp32']:.2f} | "
+                f"{r['bf16']:.2f} | {r['paired']['mean']:+.2f} [{r['paired']['low']:+.2f}, "
+                f"{r['paired']['high']:+.2f}] | - |"
+            )
         lines.append("")
         if training:
-            lines += ["One training step under bf16 autocast against fp32, same batch and draws (median over draws "
-                      "of timesteps and noise, range in brackets):", ""]
-            for key, label in (("ddpm step", "train-ddpm (tiny completion model, batch 8)"),
-                               ("lora step", "train-lora (real SD 1.5 UNet, LoRA rank 16, 512 px, batch 1)")):
+            lines += [
+                "One training step under bf16 autocast against fp32, same batch and draws (median over draws "
+                "of timesteps and noise, range in brackets):",
+                "",
+            ]
+            for key, label in (
+                ("ddpm step", "train-ddpm (tiny completion model, batch 8)"),
+                ("lora step", "train-lora (real SD 1.5 UNet, LoRA rank 16, 512 px, batch 1)"),
+            ):
                 if key in training:
                     r = training[key]
-                    lines.append(f"- {label}: loss relative difference {r['loss']['median']:.4f} "
-                                 f"[{r['loss']['min']:.4f}, {r['loss']['max']:.4f}], gradient relative error "
-                                 f"{r['grad']['median']:.3f} [{r['grad']['min']:.3f}, {r['grad']['max']:.3f}], cosine "
-                                 f"{r['cosine']['median']:.4f} ({r['trials']} draws)")
+                    lines.append(
+                        f"- {label}: loss relative difference {r['loss']['median']:.4f} "
+                        f"[{r['loss']['min']:.4f}, {r['loss']['max']:.4f}], gradient relative error "
+                        f"{r['grad']['median']:.3f} [{r['grad']['min']:.3f}, {r['grad']['max']:.3f}], cosine "
+                        f"{r['cosine']['median']:.4f} ({r['trials']} draws)"
+                    )
             lines.append("")
     compiled = results.get("compile")
     if compiled:
-        lines += ["### torch.compile", "", f"ddpm-celebahq-256 UNet, 256 px, batch 1; {_loads(compiled)}.", "",
-                  "| dtype | eager s | compiled s | speed-up | compilation s |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "### torch.compile",
+            "",
+            f"ddpm-celebahq-256 UNet, 256 px, batch 1; {_loads(compiled)}.",
+            "",
+            "| dtype | eager s | compiled s | speed-up | compilation s |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name in ("fp32", "bf16"):
             if name in compiled:
                 r = compiled[name]
-                lines.append(f"| {name} | {_t(r['eager'])} | {_t(r['compiled'])} | {_ratio(r['eager'], r['compiled'])} "
-                             f"| {r['compile_seconds']:.0f} |")
+                lines.append(
+                    f"| {name} | {_t(r['eager'])} | {_t(r['compiled'])} | {_ratio(r['eager'], r['compiled'])} "
+                    f"| {r['compile_seconds']:.0f} |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -754,14 +940,27 @@ def section(results: dict, smoke: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", action="append", choices=PARTS, metavar="PART",
-                        help=f"run just this part (repeatable): {', '.join(PARTS)}; the others' results are kept")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        metavar="PART",
+        help=f"run just this part (repeatable): {', '.join(PARTS)}; the others' results are kept",
+    )
     parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
     parser.add_argument("--smoke", action="store_true", help="tiny models, a temporary cache; prints unless --docs")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/inpaint-bench-cpu-precision"),
-                        help="results, the 7-channel ddpm and the project folder (default %(default)s)")
-    parser.add_argument("--real-cache", type=Path, default=Path("/tmp/inpaint-bench-real-size"),
-                        help="real_size.py's cache of the real-size models (default %(default)s)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/inpaint-bench-cpu-precision"),
+        help="results, the 7-channel ddpm and the project folder (default %(default)s)",
+    )
+    parser.add_argument(
+        "--real-cache",
+        type=Path,
+        default=Path("/tmp/inpaint-bench-real-size"),
+        help="real_size.py's cache of the real-size models (default %(default)s)",
+    )
     parser.add_argument("--docs", type=Path, default=None, help=f"file to write the section to (default {DOCS})")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each UNet variant (default 5)")
     parser.add_argument("--whole-repeats", type=int, default=2, help="repeats of each command (default 2)")

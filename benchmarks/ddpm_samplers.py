@@ -2,7 +2,7 @@
 
 One command, deterministic from start to end::
 
-    HF_HUB_OFFLINE=1 python benchmarks/ddpm_samplers.py [--quick] [--cache DIR] [--docs FILE]
+    HF_HUB_OFFLINE=1 python -m benchmarks.ddpm_samplers [--quick] [--cache DIR] [--docs FILE]
 
 1. draws a small structured image set at 32 px (colour gradients, stripes, discs and boxes);
 2. trains an unconditional 3-channel UNet on it (a minimal eps-prediction loop, below), for RePaint;
@@ -23,10 +23,8 @@ nothing written to the docs unless ``--docs`` is given).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -36,31 +34,25 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import cpu_name, write_section  # noqa: E402
 import torch  # noqa: E402
 
 from inpaint import io  # noqa: E402
 from inpaint.masks import make_mask  # noqa: E402
 from inpaint.metrics import bootstrap_ci, psnr  # noqa: E402
-from inpaint.seeding import derive_seed, numpy_random_state  # noqa: E402
+from inpaint.seeding import derive_seed, numpy_random_state, per_image_randn  # noqa: E402
+
+from ._fixtures import SCHEDULER, UNET  # noqa: E402
+from ._report import DOCS, machine, write_section  # noqa: E402
 
 RESOLUTION = 32
 SECTION = "ddpm-samplers"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-#: A UNet between diffusers' test model and a real one: ~0.7 M parameters, attention at 8x8.
-UNET = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), sample_size=RESOLUTION, out_channels=3)
-SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=True)
 #: Diagnostic rows (alternatives measured against the library's choices).
 DPMPP_ODE = "DPM-Solver++ 25, ODE (dpmsolver++)"
 DPMPP_PASTE = "DPM-Solver++ 25, known x0 pasted, no re-imposition"
 FAST_MID_CHAIN = "RePaint-fast, no jump in the last tenth"
 #: The ddpm method's default sampler (inpaint.models.ddpm.DDPMInpainter).
 DEFAULT_ROW = "DDPM 25"
-#: Targets of the DDPM issue: (candidate, reference, allowed shortfall in dB).
+#: What the fast samplers must reach: (candidate, reference, allowed shortfall in dB).
 TARGETS = [("DPM-Solver++ 25", "DDPM 1000", 0.3), (DEFAULT_ROW, "DDPM 1000", 0.3), ("RePaint-fast", "RePaint", 0.2)]
 
 
@@ -80,7 +72,9 @@ class Settings:
 
     def key(self) -> str:
         """The unconditional model's settings."""
-        return f"n{self.train_images}-s{self.steps}-b{self.batch_size}-lr{self.lr:g}-ema{self.ema_decay:g}-seed{self.seed}"
+        return (
+            f"n{self.train_images}-s{self.steps}-b{self.batch_size}-lr{self.lr:g}-ema{self.ema_decay:g}-seed{self.seed}"
+        )
 
     def completion_key(self) -> str:
         """The 7-channel model's settings: its base (the unconditional model) and the fine-tuning."""
@@ -142,8 +136,17 @@ def test_set(folder: Path, settings: Settings) -> tuple[torch.Tensor, torch.Tens
     paths = sorted(folder.glob("*.png"))[: settings.test_images]
     names = [p.stem for p in paths]
     images = io.to_tensor([io.read_image(p) for p in paths])
-    masks = [make_mask(settings.test_mask, seed=settings.seed, name=n, height=RESOLUTION, width=RESOLUTION,
-                       min_ratio=settings.test_min_ratio)[0] for n in names]
+    masks = [
+        make_mask(
+            settings.test_mask,
+            seed=settings.seed,
+            name=n,
+            height=RESOLUTION,
+            width=RESOLUTION,
+            min_ratio=settings.test_min_ratio,
+        )[0]
+        for n in names
+    ]
     return images, torch.from_numpy(np.stack(masks)).float()[:, None], names
 
 
@@ -154,7 +157,7 @@ def new_unet(in_channels: int, seed: int):
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    return UNet2DModel(in_channels=in_channels, **UNET)
+    return UNet2DModel(**UNET, sample_size=RESOLUTION, in_channels=in_channels)
 
 
 def train_completion(cache: Path, data: Path, settings: Settings, base: Path) -> Path:
@@ -170,15 +173,30 @@ def train_completion(cache: Path, data: Path, settings: Settings, base: Path) ->
         return run
     steps = settings.finetune_steps
     config = TrainConfig(
-        method="ddpm", data=str(data), output=str(run), base=str(base), resolution=RESOLUTION,
-        batch_size=settings.batch_size, lr=settings.lr, max_steps=steps, lr_schedule="cosine",
-        warmup_steps=min(100, steps // 10), save_every=steps, keep_last=1, val_images=0,
-        ema_decay=settings.ema_decay, device="cpu", mixed_precision="no", masks=list(settings.train_masks),
+        method="ddpm",
+        data=str(data),
+        output=str(run),
+        base=str(base),
+        resolution=RESOLUTION,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        max_steps=steps,
+        lr_schedule="cosine",
+        warmup_steps=min(100, steps // 10),
+        save_every=steps,
+        keep_last=1,
+        val_images=0,
+        ema_decay=settings.ema_decay,
+        device="cpu",
+        mixed_precision="no",
+        masks=list(settings.train_masks),
         seed=settings.seed,
     )
     started = time.perf_counter()
     result = train(DDPMTask(str(base), DDPMOptions()), config)
-    log(f"  completion model: {result.step} steps in {time.perf_counter() - started:.0f} s, loss {result.last_loss:.4f}")
+    log(
+        f"  completion model: {result.step} steps in {time.perf_counter() - started:.0f} s, loss {result.last_loss:.4f}"
+    )
     return run
 
 
@@ -195,8 +213,9 @@ def train_unconditional(cache: Path, data: Path, settings: Settings) -> Path:
     unet = new_unet(3, settings.seed).train()
     noise_scheduler = DDPMScheduler(**SCHEDULER)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.lr, weight_decay=1e-2)
-    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(100, settings.steps // 10),
-                                num_training_steps=settings.steps)
+    lr_schedule = get_scheduler(
+        "cosine", optimizer, num_warmup_steps=min(100, settings.steps // 10), num_training_steps=settings.steps
+    )
     ema = EMAModel(unet.parameters(), decay=settings.ema_decay)
     rng = torch.Generator().manual_seed(derive_seed(settings.seed, "unconditional"))
     started = time.perf_counter()
@@ -217,7 +236,10 @@ def train_unconditional(cache: Path, data: Path, settings: Settings) -> Path:
     ema.copy_to(unet.parameters())
     unet.eval().save_pretrained(out)
     noise_scheduler.save_pretrained(out)
-    log(f"  unconditional model: {settings.steps} steps in {time.perf_counter() - started:.0f} s, loss {loss.item():.4f}")
+    log(
+        f"  unconditional model: {settings.steps} steps in {time.perf_counter() - started:.0f} s, "
+        f"loss {loss.item():.4f}"
+    )
     return out
 
 
@@ -233,9 +255,16 @@ class Row:
     seconds_per_image: float
 
 
-def run_samplers(completion_dir: Path, unconditional_dir: Path, images: torch.Tensor, masks: torch.Tensor,
-                 names: list[str], settings: Settings, cached: dict[str, Row],
-                 only: set[str] | None = None) -> list[Row]:
+def run_samplers(
+    completion_dir: Path,
+    unconditional_dir: Path,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    names: list[str],
+    settings: Settings,
+    cached: dict[str, Row],
+    only: set[str] | None = None,
+) -> list[Row]:
     """Score every sampler on the held-out set; rows in ``cached`` are reused unless named in ``only``."""
     from inpaint import repaint, samplers
     from inpaint.models.pixel_unet import load_base, load_completion_unet
@@ -245,36 +274,41 @@ def run_samplers(completion_dir: Path, unconditional_dir: Path, images: torch.Te
     unet7.eval(), unet3.eval()
     x0 = io.to_model_range(images)
 
-    def scheduler(fn: Callable, steps: int) -> Callable:
-        return lambda g: fn(samplers.completion_denoiser(unet7, x0, masks), x0, masks, g, config7, steps)
+    def scheduler(name: str, steps: int) -> Callable:
+        return lambda g: samplers.sample_named(
+            name, samplers.completion_denoiser(unet7, x0, masks), x0, masks, g, config7, steps
+        )
 
     def zero_shot(fn: Callable) -> Callable:
         return lambda g: fn(samplers.unconditional_denoiser(unet3), x0, masks, g, config3)
 
     def dpmpp_ode(g: list[torch.Generator]):
-        # The deterministic DPM-Solver++(2M) (the library's dpmpp before the SDE form).
+        # The deterministic DPM-Solver++(2M): the library's dpmpp.
         sched = samplers.make_scheduler("dpmpp", config7)
-        sched = type(sched).from_config(sched.config, algorithm_type="dpmsolver++")
         return samplers.sample_with_scheduler(samplers.completion_denoiser(unet7, x0, masks), sched, x0, masks, g, 25)
 
     def dpmpp_paste(g: list[torch.Generator]):
         # SDE-DPM-Solver++(2M) without re-imposing x_t: the known region of the model's x0 estimate
         # is replaced by the true x0, so the known pixels follow the solver's own trajectory.
-        sched = samplers.make_scheduler("dpmpp", config7)
+        sched = samplers.make_scheduler("dpmpp-sde", config7)
         sched = type(sched).from_config(sched.config, prediction_type="sample")
         inner = samplers.completion_denoiser(unet7, x0, masks)
         kind = config7.get("prediction_type", "epsilon")
         sched.set_timesteps(25)
-        x = samplers.randn_per_image(x0, g) * sched.init_noise_sigma
+        x = per_image_randn(g, x0.shape[1:]) * sched.init_noise_sigma
         for t in sched.timesteps:
             x0_hat = samplers.predict_x0(inner(x, t), x, float(sched.alphas_cumprod[int(t)]), kind)
             x = sched.step(torch.where(masks > 0.5, x0_hat, x0), t, x, generator=g).prev_sample.float()
         return samplers.SampleResult(images=torch.where(masks > 0.5, x, x0).clamp(-1, 1), nfe=25)
 
     def repaint_fast_mid_chain(g: list[torch.Generator]):
-        # The previous fast schedule: no jump in the last (least noisy) tenth of the chain.
-        schedule = repaint.repaint_schedule(repaint.FAST_STEPS, repaint.FAST_JUMP_LENGTH, repaint.FAST_JUMP_N_SAMPLE,
-                                            jump_start=repaint.FAST_STEPS // 10)
+        # Without the jump in the last (least noisy) tenth of the chain: what resampling there buys.
+        schedule = repaint.repaint_schedule(
+            repaint.FAST_STEPS,
+            repaint.FAST_JUMP_LENGTH,
+            repaint.FAST_JUMP_N_SAMPLE,
+            jump_start=repaint.FAST_STEPS // 10,
+        )
         return repaint.run_schedule(samplers.unconditional_denoiser(unet3), x0, masks, g, config3, schedule)
 
     def mean_fill(g: list[torch.Generator]):
@@ -282,14 +316,16 @@ def run_samplers(completion_dir: Path, unconditional_dir: Path, images: torch.Te
         mean = (x0 * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True)
         return samplers.SampleResult(images=x0 * known + mean * masks, nfe=0)
 
-    runs: list[tuple[str, str, Callable]] = [("mean-colour fill", "none", mean_fill),
-                                             ("DDPM 1000", "7-channel", scheduler(samplers.sample_ddpm, 1000))]
+    runs: list[tuple[str, str, Callable]] = [
+        ("mean-colour fill", "none", mean_fill),
+        ("DDPM 1000", "7-channel", scheduler("ddpm", 1000)),
+    ]
     for steps in (10, 25):
-        runs.append((f"DDPM {steps}", "7-channel", scheduler(samplers.sample_ddpm, steps)))
+        runs.append((f"DDPM {steps}", "7-channel", scheduler("ddpm", steps)))
     for steps in (10, 25, 50):
-        runs.append((f"DDIM {steps}", "7-channel", scheduler(samplers.sample_ddim, steps)))
+        runs.append((f"DDIM {steps}", "7-channel", scheduler("ddim", steps)))
     for steps in (10, 25, 50):
-        runs.append((f"DPM-Solver++ {steps}", "7-channel", scheduler(samplers.sample_dpmpp, steps)))
+        runs.append((f"DPM-Solver++ {steps}", "7-channel", scheduler("dpmpp-sde", steps)))
     runs.append((DPMPP_ODE, "7-channel", dpmpp_ode))
     runs.append((DPMPP_PASTE, "7-channel", dpmpp_paste))
     runs.append(("RePaint", "unconditional", zero_shot(repaint.sample_repaint)))
@@ -313,8 +349,9 @@ def run_samplers(completion_dir: Path, unconditional_dir: Path, images: torch.Te
     return rows
 
 
-def conditioning_check(completion_dir: Path, unconditional_dir: Path, images: torch.Tensor, masks: torch.Tensor,
-                       settings: Settings) -> dict[str, dict[str, float]]:
+def conditioning_check(
+    completion_dir: Path, unconditional_dir: Path, images: torch.Tensor, masks: torch.Tensor, settings: Settings
+) -> dict[str, dict[str, float]]:
     """Hole MSE of the models' clipped x0 estimates (model range) at a few noise levels: the 7-channel
     model with its conditioning, with x_masked zeroed, and the unconditional model; plus the
     mean-colour fill. A model that uses x_masked does better with it and beats the unconditional one."""
@@ -330,7 +367,8 @@ def conditioning_check(completion_dir: Path, unconditional_dir: Path, images: to
     abar = samplers.make_scheduler("ddpm", config7).alphas_cumprod
     kind = config7.get("prediction_type", "epsilon")
     rng = torch.Generator().manual_seed(derive_seed(settings.seed, "conditioning-check"))
-    out: dict[str, dict[str, float]] = {"mean-colour fill": {"any": float(((mean.expand_as(x0) - x0)[hole] ** 2).mean())}}
+    fill_error = float(((mean.expand_as(x0) - x0)[hole] ** 2).mean())
+    out: dict[str, dict[str, float]] = {"mean-colour fill": {"any": fill_error}}
     for t in (300, 500, 700):
         a = float(abar[t])
         x_t = samplers.q_sample(x0, a, torch.randn(x0.shape, generator=rng))
@@ -342,8 +380,11 @@ def conditioning_check(completion_dir: Path, unconditional_dir: Path, images: to
         def mse(output: torch.Tensor) -> float:
             return float(((samplers.predict_x0(output, x_t, a, kind).clamp(-1, 1) - x0)[hole] ** 2).mean())
 
-        out[str(t)] = {"7-channel": mse(unet7(inputs, tt).sample), "7-channel, x_masked zeroed": mse(unet7(blind, tt).sample),
-                       "unconditional": mse(unet3(x_t, tt).sample)}
+        out[str(t)] = {
+            "7-channel": mse(unet7(inputs, tt).sample),
+            "7-channel, x_masked zeroed": mse(unet7(blind, tt).sample),
+            "unconditional": mse(unet3(x_t, tt).sample),
+        }
     return out
 
 
@@ -357,23 +398,23 @@ def paired(rows: dict[str, Row], candidate: str, reference: str) -> tuple[float,
     return float(diff.mean()), low, high
 
 
-def machine() -> str:
-    return (f"{cpu_name()}, {os.cpu_count()} cores (torch threads: {torch.get_num_threads()}), no GPU; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
-
 def conditioning_verdict(check: dict[str, dict[str, float]]) -> str:
     """One sentence on whether the 7-channel model uses x_masked (judged at t = 500)."""
     at = check["500"]
     gain = at["7-channel, x_masked zeroed"] / at["7-channel"] - 1.0
     beats = "beats" if at["7-channel"] < at["unconditional"] else "does not beat"
     if gain >= 0.05:
-        return (f"The 7-channel model {beats} the unconditional one, and zeroing its x_masked input raises its "
-                f"error by {gain:.0%} at t = 500: it uses the conditioning.")
-    return (f"The 7-channel model {beats} the unconditional one, but zeroing its x_masked input changes its "
-            f"error by {gain:+.0%} at t = 500: it reads the known region from x_t (where sampling re-imposes it) "
-            "and has not learnt to copy colours from x_masked, likely because the eps loss weighs x0 errors by "
-            "ᾱ/(1-ᾱ), small exactly where x_t carries little of the known region. Training and sampling build "
-            "the same input (`completion_model_input`), so this is undertraining, not a wiring bug.")
+        return (
+            f"The 7-channel model {beats} the unconditional one, and zeroing its x_masked input raises its "
+            f"error by {gain:.0%} at t = 500: it uses the conditioning."
+        )
+    return (
+        f"The 7-channel model {beats} the unconditional one, but zeroing its x_masked input changes its "
+        f"error by {gain:+.0%} at t = 500: it reads the known region from x_t (where sampling re-imposes it) "
+        "and has not learnt to copy colours from x_masked, likely because the eps loss weighs x0 errors by "
+        "ᾱ/(1-ᾱ), small exactly where x_t carries little of the known region. Training and sampling build "
+        "the same input (`completion_model_input`), so this is undertraining, not a wiring bug."
+    )
 
 
 def sampling_code_hash() -> str:
@@ -389,17 +430,20 @@ def sampling_code_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
-           check: dict[str, dict[str, float]] | None = None) -> str:
+def render(
+    rows: list[Row],
+    settings: Settings,
+    train_seconds: dict[str, float],
+    check: dict[str, dict[str, float]] | None = None,
+) -> str:
     by_name = {r.name: r for r in rows}
     refs = {"7-channel": "DDPM 1000", "unconditional": "RePaint", "none": "DDPM 1000"}
     lines = [
         "## DDPM completion samplers: hole PSNR vs network evaluations",
         "",
-        f"**Machine.** {machine()}. Measured {datetime.date.today().isoformat()}; CPU time was shared with "
-        "other jobs, so wall times are indicative only.",
+        f"**Machine.** {machine()}. CPU time was shared with other jobs, so wall times are indicative only.",
         "",
-        "**Rerun.** `HF_HUB_OFFLINE=1 python benchmarks/ddpm_samplers.py` (see benchmarks/README.md).",
+        "**Rerun.** `HF_HUB_OFFLINE=1 python -m benchmarks.ddpm_samplers` (see benchmarks/README.md).",
         "",
         f"**Setup.** {settings.train_images} synthetic 32x32 training images (two-colour gradients, stripes in "
         f"half of them, 0-2 discs or boxes) and {settings.test_images} held-out ones from the same generator. "
@@ -415,8 +459,8 @@ def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
         f"with hole ratio >= {settings.test_min_ratio}, seed {settings.seed}; one noise seed per image, the same "
         "for every sampler. Hole PSNR on 8-bit images; 95 % intervals are percentile bootstraps over images "
         "(1000 resamples); Δ is the paired difference to the reference of the same model (DDPM 1000 for the "
-        "7-channel model and the network-free mean-colour fill, RePaint for the unconditional one). Seconds are wall time of a batch divided by its "
-        "size.",
+        "7-channel model and the network-free mean-colour fill, RePaint for the unconditional one). Seconds are "
+        "wall time of a batch divided by its size.",
         "",
         "| sampler | model | NFE | hole PSNR (dB) | 95 % CI | Δ vs reference (dB) [95 % CI] | s / image |",
         "|---|---|---:|---:|---|---|---:|",
@@ -429,16 +473,19 @@ def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
         else:
             d, dl, dh = paired(by_name, row.name, ref)
             delta = f"{d:+.2f} [{dl:+.2f}, {dh:+.2f}]"
-        lines.append(f"| {row.name} | {row.model} | {row.nfe:,} | {np.mean(row.psnr):.2f} | "
-                     f"[{low:.2f}, {high:.2f}] | {delta} | {row.seconds_per_image:.3f} |")
+        lines.append(
+            f"| {row.name} | {row.model} | {row.nfe:,} | {np.mean(row.psnr):.2f} | "
+            f"[{low:.2f}, {high:.2f}] | {delta} | {row.seconds_per_image:.3f} |"
+        )
     lines += [
         "",
         "Samplers: DDPM is ancestral sampling on `steps` trailing timesteps; DDIM has eta = 0; DPM-Solver++ is "
-        "the library's `dpmpp`, SDE-DPM-Solver++(2M) (`sde-dpmsolver++`); all re-impose the known region "
-        f"after every step. Diagnostic rows: *{DPMPP_ODE}* is the deterministic solver (the previous `dpmpp`); "
+        "the library's `dpmpp-sde`, SDE-DPM-Solver++(2M) (`sde-dpmsolver++`); all re-impose the known region "
+        f"after every step. Diagnostic rows: *{DPMPP_ODE}* is the deterministic form of the same solver, the "
+        "library's `dpmpp`; "
         f"*{DPMPP_PASTE}* replaces the known region of the model's x0 estimate by the true x0 instead of "
         "re-imposing noised x0 in x_t. "
-        f"*{FAST_MID_CHAIN}* is the previous fast schedule, without the jump at the clean end of the chain.",
+        f"*{FAST_MID_CHAIN}* is RePaint-fast's schedule without the jump at the clean end of the chain.",
         "",
     ]
     fast = [r for r in rows if r.model == "7-channel" and r.nfe <= 25 and not r.name.startswith("DPM-Solver++ 25,")]
@@ -452,7 +499,8 @@ def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
     if check:
         levels = [k for k in check if k.isdigit()]
         cells = "; ".join(
-            f"t = {t}: " + ", ".join(f"{name} {value:.3f}" for name, value in check[t].items()) for t in levels)
+            f"t = {t}: " + ", ".join(f"{name} {value:.3f}" for name, value in check[t].items()) for t in levels
+        )
         lines += [
             "**Conditioning check.** Hole MSE of the clipped x0 estimate (model range [-1, 1]) on the test set: "
             f"{cells}; the mean-colour fill: {check['mean-colour fill']['any']:.3f}. " + conditioning_verdict(check),
@@ -467,27 +515,48 @@ def render(rows: list[Row], settings: Settings, train_seconds: dict[str, float],
         if d >= -allowed and dl < -allowed:
             verdict += " by the mean (the interval still reaches below the threshold)"
         note = ", the `ddpm` method's default" if candidate == DEFAULT_ROW else ""
-        lines.append(f"- {candidate} ({by_name[candidate].nfe} NFE{note}) within {allowed} dB of {reference} "
-                     f"({by_name[reference].nfe:,} NFE): Δ = {d:+.2f} dB [{dl:+.2f}, {dh:+.2f}] — {verdict}.")
+        lines.append(
+            f"- {candidate} ({by_name[candidate].nfe} NFE{note}) within {allowed} dB of {reference} "
+            f"({by_name[reference].nfe:,} NFE): Δ = {d:+.2f} dB [{dl:+.2f}, {dh:+.2f}] — {verdict}."
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 training steps, 4 images, no docs")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/inpaint-bench-ddpm"),
-                        help="folder for the image set, trained models and raw results")
-    parser.add_argument("--docs", type=Path, default=None,
-                        help=f"Markdown file whose section to replace (default {DOCS}; none with --quick)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/inpaint-bench-ddpm"),
+        help="folder for the image set, trained models and raw results",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help=f"Markdown file whose section to replace (default {DOCS}; none with --quick)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="training steps of the unconditional model")
-    parser.add_argument("--finetune-steps", type=int, default=None,
-                        help="fine-tuning steps of the 7-channel model (from the unconditional one)")
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=None,
+        help="fine-tuning steps of the 7-channel model (from the unconditional one)",
+    )
     parser.add_argument("--test-images", type=int, default=None, help="held-out images to complete")
-    parser.add_argument("--only", action="append",
-                        help="resample only this row (repeatable), e.g. 'RePaint-fast'; other rows come from the cache")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="resample only this row (repeatable), e.g. 'RePaint-fast'; other rows come from the cache",
+    )
     parser.add_argument("--fresh", action="store_true", help="resample every row, ignoring cached results")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: on a busy 2-core machine two threads spin and run 10x slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a busy 2-core machine two threads spin and run 10x slower)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -502,10 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache.resolve()
 
     log(f"data -> {cache}")
-    train_dir = write_images(cache / f"train-{settings.train_images}-seed{settings.seed}", settings.train_images,
-                             settings.seed, "train")
-    test_dir = write_images(cache / f"test-{settings.test_images}-seed{settings.seed}", settings.test_images,
-                            settings.seed, "test")
+    train_dir = write_images(
+        cache / f"train-{settings.train_images}-seed{settings.seed}", settings.train_images, settings.seed, "train"
+    )
+    test_dir = write_images(
+        cache / f"test-{settings.test_images}-seed{settings.seed}", settings.test_images, settings.seed, "test"
+    )
     log("training")
     train_seconds: dict[str, float] = {}
 
@@ -529,11 +600,20 @@ def main(argv: list[str] | None = None) -> int:
     if results.is_file() and not args.fresh:
         cached = {r["name"]: Row(**r) for r in json.loads(results.read_text())["rows"]}
     with torch.no_grad():
-        rows = run_samplers(completion_dir, unconditional_dir, images, masks, names, settings, cached,
-                            set(args.only) if args.only else None)
+        rows = run_samplers(
+            completion_dir,
+            unconditional_dir,
+            images,
+            masks,
+            names,
+            settings,
+            cached,
+            set(args.only) if args.only else None,
+        )
         check = conditioning_check(completion_dir, unconditional_dir, images, masks, settings)
-    results.write_text(json.dumps({"settings": asdict(settings), "rows": [asdict(r) for r in rows], "check": check},
-                                  indent=1))
+    results.write_text(
+        json.dumps({"settings": asdict(settings), "rows": [asdict(r) for r in rows], "check": check}, indent=1)
+    )
     body = render(rows, settings, train_seconds, check)
     print(body)
     if docs is not None:

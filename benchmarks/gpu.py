@@ -1,13 +1,13 @@
-"""GPU figures (issue 7, item 3) on the real architectures with random weights, on one CUDA GPU.
+"""GPU figures on the real architectures with random weights, on one CUDA GPU.
 
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py                  # every part; writes docs/benchmarks.md
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --only sd --print
-    python benchmarks/gpu.py --check                           # no GPU needed: build on the meta device, count parameters
-    HF_HUB_OFFLINE=1 python benchmarks/gpu.py --smoke          # no GPU needed: every part on tiny models, on the CPU
+    HF_HUB_OFFLINE=1 python -m benchmarks.gpu                  # every part; writes docs/benchmarks.md
+    HF_HUB_OFFLINE=1 python -m benchmarks.gpu --only sd --print
+    python -m benchmarks.gpu --check                           # no GPU needed: build on the meta device, count
+    HF_HUB_OFFLINE=1 python -m benchmarks.gpu --smoke          # no GPU needed: every part on tiny models, on the CPU
 
-Real weights cannot be downloaded on the benchmark machines, and speed does not depend on the weights'
-values, so the models are built from their published configurations (`inpaint.testing`) with random
-weights, saved with ``save_pretrained`` and loaded back through ``inpaint``'s own loaders:
+Speed does not depend on the weights' values, so the models are built from their published
+configurations (``inpaint.testing``) with random weights, which needs no download and no network,
+saved with ``save_pretrained`` and loaded back through ``inpaint``'s own loaders:
 
 - ``sd``: SD 1.5 Inpainting (UNet 9 -> 4 channels, VAE, CLIP ViT-L/14 text encoder, PNDM), 512 px,
   50 steps, guidance 7.5, fp16, batch 1 and 8, without and with ``--compile``; the ``sd`` method
@@ -27,7 +27,6 @@ peak allocated GPU memory.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import statistics
 import sys
@@ -46,9 +45,10 @@ from inpaint.testing import (  # the published configurations, written out once
     SD15_VAE,
 )
 
-PROMPT = "a photo, high quality, realistic, sharp focus"
-#: Issue 7's references for one 50-step guided 512 px SD-1.5 inpainting image: diffusers on an A100
-#: in fp16 (about 22 it/s), compiled, and the compute floor on an H100.
+from ._fixtures import PROMPT, square_hole_inputs
+
+#: References for one 50-step guided 512 px SD-1.5 inpainting image: diffusers on an A100 in fp16
+#: (about 22 it/s), compiled, and the compute floor on an H100.
 A100_SECONDS, A100_SECONDS_COMPILED, H100_FLOOR_SECONDS = 2.2, 1.0, 0.085
 
 
@@ -57,10 +57,12 @@ def _architectures():
     from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return [("ddpm unet", lambda: UNet2DModel(**DDPM_CELEBAHQ_256)),
-            ("sd unet", lambda: UNet2DConditionModel(**SD15_INPAINT_UNET)),
-            ("sd vae", lambda: AutoencoderKL(**SD15_VAE)),
-            ("sd text encoder", lambda: CLIPTextModel(CLIPTextConfig(**SD15_TEXT)))]
+    return [
+        ("ddpm unet", lambda: UNet2DModel(**DDPM_CELEBAHQ_256)),
+        ("sd unet", lambda: UNet2DConditionModel(**SD15_INPAINT_UNET)),
+        ("sd vae", lambda: AutoencoderKL(**SD15_VAE)),
+        ("sd text encoder", lambda: CLIPTextModel(CLIPTextConfig(**SD15_TEXT))),
+    ]
 
 
 def check() -> None:
@@ -87,9 +89,15 @@ def build_sd(directory: Path) -> Path:
     with torch.device("cuda"):
         parts = {name.split()[-1]: build().half() for name, build in _architectures() if name.startswith("sd")}
     pipe = StableDiffusionInpaintPipeline(
-        unet=parts["unet"], vae=parts["vae"], text_encoder=parts["encoder"],
-        tokenizer=tiny_clip_tokenizer(directory / "tok"), scheduler=PNDMScheduler(**SD15_SCHEDULER),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        unet=parts["unet"],
+        vae=parts["vae"],
+        text_encoder=parts["encoder"],
+        tokenizer=tiny_clip_tokenizer(directory / "tok"),
+        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.to("cpu").save_pretrained(directory / "sd")
     return directory / "sd"
 
@@ -128,9 +136,18 @@ class Setup:
 
 
 #: ``--smoke``: every part on the CPU with the test suite's tiny models, to check the script itself
-#: before a GPU session spends its few minutes on it (no compile: it would take minutes on a CPU).
-SMOKE = Setup(device="cpu", sd_size=64, ddpm_size=32, sd_steps=2, ddpm_steps=2, batches=(1, 2), compile=(False,),
-              lora_steps=4, dtype="fp32")
+#: before GPU time is spent on it (no compile: it would take minutes on a CPU).
+SMOKE = Setup(
+    device="cpu",
+    sd_size=64,
+    ddpm_size=32,
+    sd_steps=2,
+    ddpm_steps=2,
+    batches=(1, 2),
+    compile=(False,),
+    lora_steps=4,
+    dtype="fp32",
+)
 
 
 def _synchronize(setup: Setup) -> None:
@@ -174,22 +191,14 @@ def timed(fn, repeats: int, setup: Setup) -> tuple[float, float, float]:
     return first, statistics.median(times), _peak_gib(setup)
 
 
-def _inputs(n: int, size: int):
-    import torch
-
-    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
-    masks = torch.zeros(n, 1, size, size)
-    masks[:, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
-    return images, masks
-
-
 def _load(method: str, weights: Path, setup: Setup, **options):
     from inpaint.models import load_inpainter
     from inpaint.models.base import MethodOptions
 
     _reset_peak(setup)
-    return load_inpainter(method, MethodOptions(weights=str(weights), device=setup.device, dtype=setup.dtype,
-                                                **options))
+    return load_inpainter(
+        method, MethodOptions(weights=str(weights), device=setup.device, dtype=setup.dtype, **options)
+    )
 
 
 def _row(label: str, n: int, first: float, median: float, peak: float, extra: str = "") -> str:
@@ -206,7 +215,7 @@ def sd_part(weights: Path, repeats: int, setup: Setup) -> tuple[str, dict[tuple[
     for compile_ in setup.compile:
         inpainter = _load("sd", weights, setup, prompt=PROMPT, steps=steps, compile=compile_)
         for n in setup.batches:
-            images, masks = _inputs(n, size)
+            images, masks = square_hole_inputs(n, size)
             first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
             per_image[n, compile_] = median / n
             ratio = " - |"
@@ -215,24 +224,42 @@ def sd_part(weights: Path, repeats: int, setup: Setup) -> tuple[str, dict[tuple[
 
                 def bare():
                     with torch.inference_mode():
-                        pipe(prompt=[PROMPT] * n, image=images, mask_image=masks, height=size, width=size,
-                             num_inference_steps=steps, guidance_scale=7.5, output_type="pt",
-                             generator=[torch.Generator().manual_seed(i) for i in range(n)])
+                        pipe(
+                            prompt=[PROMPT] * n,
+                            image=images,
+                            mask_image=masks,
+                            height=size,
+                            width=size,
+                            num_inference_steps=steps,
+                            guidance_scale=7.5,
+                            output_type="pt",
+                            generator=[torch.Generator().manual_seed(i) for i in range(n)],
+                        )
 
                 _, bare_median, _ = timed(bare, repeats, setup)
                 ratio = f" {median / bare_median:.3f}x ({bare_median:.3f} s) |"
-            rows.append(_row(f"sd {size} px, {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}", n,
-                             first, median, peak, ratio))
+            rows.append(
+                _row(
+                    f"sd {size} px, {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}",
+                    n,
+                    first,
+                    median,
+                    peak,
+                    ratio,
+                )
+            )
         # Free the GPU memory before the next configuration loads: `pipe` and the `bare` closure
         # hold the pipeline too, and would add its weights to the next rows' peak memory.
         inpainter = pipe = bare = None
-    table = ("| work | batch | s / call | s / image | first call | peak memory | ours / bare diffusers |\n"
-             "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows))
+    table = (
+        "| work | batch | s / call | s / image | first call | peak memory | ours / bare diffusers |\n"
+        "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows)
+    )
     return table, per_image
 
 
 def compare_with_references(per_image: dict[tuple[int, bool], float]) -> str:
-    """Our SD seconds per image beside issue 7's references (A100 fp16, and the H100 compute floor).
+    """Our SD seconds per image beside the references (A100 fp16, and the H100 compute floor).
 
     The A100 figures are for one image per call, so batch 1 is the like-for-like row; larger
     batches are listed too, marked as such.
@@ -240,13 +267,17 @@ def compare_with_references(per_image: dict[tuple[int, bool], float]) -> str:
     lines = []
     for (n, compiled), seconds in sorted(per_image.items()):
         reference = A100_SECONDS_COMPILED if compiled else A100_SECONDS
-        lines.append(f"batch {n}{', compiled' if compiled else ''}{'' if n == 1 else ' (not like for like)'}: "
-                     f"{seconds:.3f} s per image, "
-                     f"{seconds / reference:.2f}x diffusers' {reference} s on an A100, "
-                     f"{seconds / H100_FLOOR_SECONDS:.1f}x the H100 compute floor ({H100_FLOOR_SECONDS} s)")
-    return ("**Against the references** (50-step guided 512 px images): " + "; ".join(lines) + ". The compiled "
-            "model serves batch 1, then batch 8: a second shape, for which torch.compile makes a dynamic graph, so "
-            "the compiled batch-8 row may understate a static batch-8 graph (a folder of one size gets that).")
+        lines.append(
+            f"batch {n}{', compiled' if compiled else ''}{'' if n == 1 else ' (not like for like)'}: "
+            f"{seconds:.3f} s per image, "
+            f"{seconds / reference:.2f}x diffusers' {reference} s on an A100, "
+            f"{seconds / H100_FLOOR_SECONDS:.1f}x the H100 compute floor ({H100_FLOOR_SECONDS} s)"
+        )
+    return (
+        "**Against the references** (50-step guided 512 px images): " + "; ".join(lines) + ". The compiled "
+        "model serves batch 1, then batch 8: a second shape, for which torch.compile makes a dynamic graph, so "
+        "the compiled batch-8 row may understate a static batch-8 graph (a folder of one size gets that)."
+    )
 
 
 def ddpm_part(weights: Path, repeats: int, setup: Setup) -> str:
@@ -255,38 +286,53 @@ def ddpm_part(weights: Path, repeats: int, setup: Setup) -> str:
     for compile_ in setup.compile:
         inpainter = _load("ddpm", weights, setup, steps=steps, compile=compile_)
         for n in setup.batches:
-            images, masks = _inputs(n, size)
+            images, masks = square_hole_inputs(n, size)
             first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
-            rows.append(_row(f"ddpm {size} px, DDPM {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}",
-                             n, first, median, peak))
+            rows.append(
+                _row(
+                    f"ddpm {size} px, DDPM {steps} steps, {setup.dtype}{', compiled' if compile_ else ''}",
+                    n,
+                    first,
+                    median,
+                    peak,
+                )
+            )
         inpainter = None  # free the GPU memory before the next configuration loads
-    return ("| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
-            + "\n".join(rows))
+    return (
+        "| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+    )
 
 
 def levers_part(weights: Path, repeats: int, setup: Setup) -> str:
     n = max(setup.batches)
-    levers = [("default", {}), ("--channels-last", {"channels_last": True}), ("--vae-slicing", {"vae_slicing": True}),
-              ("--attention-slicing", {"attention_slicing": True})]
+    levers = [
+        ("default", {}),
+        ("--channels-last", {"channels_last": True}),
+        ("--vae-slicing", {"vae_slicing": True}),
+        ("--attention-slicing", {"attention_slicing": True}),
+    ]
     if setup.cuda:  # offloading moves models between the CPU and a GPU: nothing to measure without one
         levers.append(("--cpu-offload", {"cpu_offload": True}))
     rows = []
     for label, options in levers:
         inpainter = _load("sd", weights, setup, prompt=PROMPT, steps=setup.sd_steps, **options)
-        images, masks = _inputs(n, setup.sd_size)
+        images, masks = square_hole_inputs(n, setup.sd_size)
         first, median, peak = timed(lambda: inpainter(images, masks, list(range(n))), repeats, setup)
         rows.append(_row(f"sd batch {n}, {label}", n, first, median, peak))
         inpainter = None  # free the GPU memory before the next configuration loads
-    return ("| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
-            + "\n".join(rows))
+    return (
+        "| work | batch | s / call | s / image | first call | peak memory |\n|---|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+    )
 
 
 def lora_part(weights: Path, tmp: Path, setup: Setup) -> str:
-    from _fixtures import log_step_seconds, train_images
-
     from inpaint.config import TrainConfig
-    from inpaint.training.lora_task import LoRAOptions, LoRATask
     from inpaint.training.loop import train
+    from inpaint.training.lora_task import LoRAOptions, LoRATask
+
+    from ._fixtures import log_step_seconds, train_images
 
     size, steps = setup.sd_size, setup.lora_steps
     data = train_images(tmp / "lora-data", 2 * steps, size)
@@ -295,14 +341,28 @@ def lora_part(weights: Path, tmp: Path, setup: Setup) -> str:
     for checkpointing in (False, True):
         _reset_peak(setup)
         output = tmp / f"lora-run-{checkpointing}"
-        config = TrainConfig(method="lora", data=str(data), output=str(output), base=str(weights), resolution=size,
-                             batch_size=2, lr=1e-4, max_steps=steps, save_every=10**6, val_images=0, ema_decay=0.0,
-                             device=setup.device, mixed_precision=precision, masks=["lama-thick"])
+        config = TrainConfig(
+            method="lora",
+            data=str(data),
+            output=str(output),
+            base=str(weights),
+            resolution=size,
+            batch_size=2,
+            lr=1e-4,
+            max_steps=steps,
+            save_every=10**6,
+            val_images=0,
+            ema_decay=0.0,
+            device=setup.device,
+            mixed_precision=precision,
+            masks=["lama-thick"],
+        )
         train(LoRATask(str(weights), LoRAOptions(gradient_checkpointing=checkpointing)), config)
         step = log_step_seconds(output)
         peak = _peak_gib(setup)
         label = f"train-lora step, batch 2, {size} px, {precision} mixed precision" + (
-            ", --gradient-checkpointing" if checkpointing else "")
+            ", --gradient-checkpointing" if checkpointing else ""
+        )
         rows.append(f"| {label} | {step:.3f} s | {'-' if math.isnan(peak) else f'{peak:.1f} GiB'} |")
     return "| work | median step | peak memory |\n|---|---:|---:|\n" + "\n".join(rows)
 
@@ -320,8 +380,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per row, after one warm-up call")
     parser.add_argument("--print", action="store_true", help="print instead of writing docs/benchmarks.md")
     parser.add_argument("--check", action="store_true", help="build on the meta device and count parameters only")
-    parser.add_argument("--smoke", action="store_true", help="every part on the CPU with tiny models (implies "
-                        "--print): checks this script, measures nothing")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every part on the CPU with tiny models (implies --print): checks this script, measures nothing",
+    )
     args = parser.parse_args()
     if args.check:
         check()
@@ -330,16 +393,20 @@ def main() -> None:
 
     setup = SMOKE if args.smoke else Setup()
     if setup.cuda and not torch.cuda.is_available():
-        print("error: benchmarks/gpu.py needs a CUDA GPU and this machine has none; run it on a GPU machine "
-              "(--check and --smoke work anywhere)", file=sys.stderr)
+        print(
+            "error: benchmarks.gpu needs a CUDA GPU and this machine has none; run it on a GPU machine "
+            "(--check and --smoke work anywhere)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import DOCS, machine, write_section
+    from ._report import DOCS, machine, write_section
 
     parts = args.only or list(PARTS)
-    gpu = f"; {torch.cuda.get_device_name(0)}" if setup.cuda else " (smoke run: tiny models, nothing measured)"
-    stamp = (f"*Measured {datetime.date.today().isoformat()} on {machine()}{gpu}; {args.repeats} timed calls after "
-             "a warm-up call (\"first call\", which includes any compilation).*")
+    smoke = " (smoke run: tiny models, nothing measured)" if args.smoke else ""
+    stamp = (
+        f'*{machine()}{smoke}; {args.repeats} timed calls after a warm-up call ("first call", which '
+        "includes any compilation).*"
+    )
     blocks: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -363,36 +430,71 @@ def main() -> None:
     if args.print or args.smoke:
         print(gpu_section(blocks))
     else:
-        # Parts run separately (a 10-minute limit per command) accumulate: each run replaces only
+        # Parts run separately (where a command's time is limited) accumulate: each run replaces only
         # its own parts and keeps the others' figures, each with its own date and machine.
         kept = {part: block for part, block in recorded_parts(DOCS).items() if part not in blocks}
         write_section("gpu", gpu_section({**kept, **blocks}))
 
 
 #: The parts, in report order, with their headings.
-PARTS = {"sd": "Stable Diffusion 1.5 inpainting, 512 px, 50 steps", "ddpm": "DDPM 256 px sampler",
-         "lora": "train-lora step", "levers": "Memory levers (sd, batch 8)"}
+PARTS = {
+    "sd": "Stable Diffusion 1.5 inpainting, 512 px, 50 steps",
+    "ddpm": "DDPM 256 px sampler",
+    "lora": "train-lora step",
+    "levers": "Memory levers (sd, batch 8)",
+}
+#: What each part measures, for the placeholder of a part not measured yet.
+MEASURES = {
+    "sd": "seconds per image at batch 1 and 8, fp16, guidance 7.5, without and with `--compile`, and the `sd` "
+    "method against a bare diffusers pipeline call on the same GPU, beside diffusers' ~2.2 s per image on "
+    "an A100 (~1.0 s compiled) and the ~85 ms per image compute floor of an H100",
+    "ddpm": "the `ddpm` method on `google/ddpm-celebahq-256`'s UNet widened to 7 channels, 256 px, ancestral DDPM "
+    "25 steps, fp16, batch 1 and 8, without and with `--compile`",
+    "lora": "one `train-lora` step at batch 2, 512 px, fp16 mixed precision, rank 16, with and without "
+    "`--gradient-checkpointing`: step time and peak memory",
+    "levers": "SD at batch 8 with `--channels-last`, `--vae-slicing`, `--attention-slicing` and `--cpu-offload`: "
+    "seconds per image and peak GPU memory",
+}
+#: How a part's block starts until it is measured (and how :func:`recorded_parts` tells it from figures).
+NOT_MEASURED = "Not measured yet"
 
 
 def gpu_section(blocks: dict[str, str]) -> str:
-    """The docs section from per-part blocks (missing parts say so), each between its own markers."""
-    text = ["## GPU figures", "**Rerun.** `python benchmarks/gpu.py` (see its docstring): random weights, the real "
-            "architectures. `--only PART` replaces that part alone."]
+    """The docs section from per-part blocks (missing parts say what they will measure and the command
+    that measures them), each between its own markers."""
+    counts = ", ".join(
+        f"{PUBLISHED_MILLIONS[name]} M" for name in ("sd unet", "sd vae", "sd text encoder", "ddpm unet")
+    )
+    text = [
+        "## GPU figures",
+        "**Rerun.** On one CUDA GPU, from the repository root: `HF_HUB_OFFLINE=1 python -m benchmarks.gpu` "
+        "measures every part; `--only PART` measures one part and keeps the others' figures, each with its own "
+        "date and machine; `--repeats N` sets the timed calls per row (default 3). The models are the real "
+        "architectures built from their published configurations with random weights (speed does not depend "
+        "on the values; `python -m benchmarks.gpu --check` verifies the parameter counts anywhere: "
+        f"{counts}), loaded through `inpaint`'s own loaders. Without CUDA the script stops with one line; "
+        "`python -m benchmarks.gpu --smoke` runs every part on the CPU with the test suite's tiny models and "
+        "prints the tables (the test suite runs it, so the script is known to work before GPU time is spent).",
+    ]
     for part, heading in PARTS.items():
-        body = blocks.get(part, f"### {heading}\n\nNot measured yet.")
+        placeholder = (
+            f"### {heading}\n\n{NOT_MEASURED}: {MEASURES[part]}. Measure it on one CUDA GPU with "
+            f"`HF_HUB_OFFLINE=1 python -m benchmarks.gpu --only {part}`."
+        )
+        body = blocks.get(part, placeholder)
         text.append(f"<!-- gpu-{part}:begin -->\n{body.strip()}\n<!-- gpu-{part}:end -->")
     return "\n\n".join(text) + "\n"
 
 
 def recorded_parts(docs: Path) -> dict[str, str]:
-    """The measured part blocks already in ``docs`` (not the "Not measured yet" placeholders)."""
+    """The measured part blocks already in ``docs`` (not the placeholders of parts not measured yet)."""
     import re
 
     text = docs.read_text() if docs.exists() else ""
     found = {}
     for part in PARTS:
         match = re.search(rf"<!-- gpu-{part}:begin -->\n(.*?)\n<!-- gpu-{part}:end -->", text, re.S)
-        if match and "Not measured yet." not in match.group(1):
+        if match and NOT_MEASURED not in match.group(1):
             found[part] = match.group(1)
     return found
 

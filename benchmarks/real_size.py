@@ -1,8 +1,8 @@
 """A real-size run on the CPU: every command of the study, typed as a user types it, on the real bases.
 
-    HF_HUB_OFFLINE=1 nice -n 19 python benchmarks/real_size.py      # every stage; updates docs/benchmarks.md
-    HF_HUB_OFFLINE=1 python benchmarks/real_size.py --only train-lora --print
-    HF_HUB_OFFLINE=1 python benchmarks/real_size.py --smoke          # ~2 min: tiny look-alikes, prints only
+    HF_HUB_OFFLINE=1 nice -n 19 python -m benchmarks.real_size      # every stage; updates docs/benchmarks.md
+    HF_HUB_OFFLINE=1 python -m benchmarks.real_size --only train-lora --print
+    HF_HUB_OFFLINE=1 python -m benchmarks.real_size --smoke          # ~2 min: tiny look-alikes, prints only
 
 The test suite runs every command on tiny random models; nothing there says what the study's own
 bases cost at the study's sizes, or whether something breaks only there (memory, a 384-px
@@ -63,8 +63,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import DOCS, machine, write_section  # noqa: E402
+from ._report import DOCS, machine, write_section
 
 SECTION = "real-size"
 DATA_MARK = "real-size-results"
@@ -96,12 +95,27 @@ class Model:
 
 
 MODELS = (
-    Model("google/ddpm-celebahq-256", "DDPM (ddpm-celebahq-256)", "save_real_size_ddpm", "save_celebahq_shaped_ddpm",
-          (("UNet", ""),)),
-    Model("stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 Inpainting", "save_real_size_sd_inpaint",
-          "save_sd15_shaped_inpaint", (("UNet", "unet"), ("VAE", "vae"), ("text encoder", "text_encoder"))),
-    Model("Salesforce/blip-image-captioning-base", "BLIP base (captioning)", "save_real_size_blip", "save_tiny_blip",
-          (("", ""),)),
+    Model(
+        "google/ddpm-celebahq-256",
+        "DDPM (ddpm-celebahq-256)",
+        "save_real_size_ddpm",
+        "save_celebahq_shaped_ddpm",
+        (("UNet", ""),),
+    ),
+    Model(
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "SD 1.5 Inpainting",
+        "save_real_size_sd_inpaint",
+        "save_sd15_shaped_inpaint",
+        (("UNet", "unet"), ("VAE", "vae"), ("text encoder", "text_encoder")),
+    ),
+    Model(
+        "Salesforce/blip-image-captioning-base",
+        "BLIP base (captioning)",
+        "save_real_size_blip",
+        "save_tiny_blip",
+        (("", ""),),
+    ),
 )
 
 
@@ -138,7 +152,9 @@ def builder_key(builder_name: str) -> str:
             todo.extend(_referenced_names(value.__code__))
         elif isinstance(value, (dict, list, tuple, str, int, float)):
             parts.append(f"{name} = {value!r}")
-    parts.append(f"torch {torch.__version__}, diffusers {diffusers.__version__}, transformers {transformers.__version__}")
+    parts.append(
+        f"torch {torch.__version__}, diffusers {diffusers.__version__}, transformers {transformers.__version__}"
+    )
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
 
 
@@ -167,12 +183,18 @@ def install_models(cache: Path, smoke: bool, env: dict[str, str], log: Callable[
         stamps_file.write_text(json.dumps(stamps, indent=1))
         staging = cache / "staging"
         shutil.rmtree(staging, ignore_errors=True)
-        code = ("import sys; from pathlib import Path; from inpaint import testing; "
-                f"testing.{builder}(Path(sys.argv[1])); "
-                f"testing.install_in_hub_cache(sys.argv[1], {model.repo_id!r}, Path(sys.argv[2]) / 'hub', move=True)")
+        code = (
+            "import sys; from pathlib import Path; from inpaint import testing; "
+            f"testing.{builder}(Path(sys.argv[1])); "
+            f"testing.install_in_hub_cache(sys.argv[1], {model.repo_id!r}, Path(sys.argv[2]) / 'hub', move=True)"
+        )
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, str(staging), str(hf_home)], check=True,
-                       env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", code, str(staging), str(hf_home)],
+            check=True,
+            env={**env, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+            stdout=subprocess.DEVNULL,
+        )
         built[model.repo_id] = time.perf_counter() - started
         stamps[model.repo_id] = key
         stamps_file.write_text(json.dumps(stamps, indent=1))
@@ -298,35 +320,43 @@ def _training_steps(run: str) -> Callable[[Path], list[str]]:
 
 def _bench_images(project: Path) -> list[str]:
     """The images the bench has completed, as ``method/name`` (its ``log-rank*.jsonl`` lines)."""
-    return [f"{log.parent.name}/{r['name']}" for log in sorted((project / "results").rglob("log-rank*.jsonl"))
-            for r in _records(log)]
+    return [
+        f"{log.parent.name}/{r['name']}"
+        for log in sorted((project / "results").rglob("log-rank*.jsonl"))
+        for r in _records(log)
+    ]
 
 
 def _train_derive(run: str, batch: int) -> Callable[[Path, Result, dict[str, Result]], None]:
     """A training step's cost: the second step (the first includes warm-up), from the marks and log.jsonl."""
+
     def derive(project: Path, result: Result, _: dict[str, Result]) -> None:
         walls = [r["seconds"] for r in _records(project / run / "log.jsonl") if "loss" in r and "seconds" in r]
         if {"step 1", "step 2"} <= result.marks.keys() and len(walls) >= 2:
             step = result.marks["step 2"] - result.marks["step 1"]
             result.figures["step"] = step
-            result.notes += (f"; a step: {step:.1f} CPU s ({step / batch:.1f} per image; "
-                             f"{walls[1] - walls[0]:.1f} s wall)")
+            result.notes += (
+                f"; a step: {step:.1f} CPU s ({step / batch:.1f} per image; {walls[1] - walls[0]:.1f} s wall)"
+            )
         checkpoints = [d for d in (project / run / "checkpoints").glob("step-*") if d.is_dir()]
         result.notes += f"; run folder {_folder_gib(project / run):.2f} GiB"
         if checkpoints:
             result.notes += f", a checkpoint {_folder_gib(checkpoints[-1]):.2f} GiB"
+
     return derive
 
 
 def _steps_derive(base: str, extra: int) -> Callable[[Path, Result, dict[str, Result]], None]:
     """A sampling step's cost: this stage's CPU seconds minus ``base``'s (the same command with ``extra``
     fewer steps: start-up, loading and the steps' fixed costs cancel)."""
+
     def derive(_: Path, result: Result, results: dict[str, Result]) -> None:
         other = results.get(base)
         if other is not None and other.ok and other.cpu_seconds is not None and result.cpu_seconds is not None:
             step = (result.cpu_seconds - other.cpu_seconds) / extra
             result.figures["step"] = step
             result.notes += f"; a sampling step: {step:.1f} CPU s per image (this row minus `{base}`, / {extra})"
+
     return derive
 
 
@@ -361,39 +391,115 @@ def stages() -> list[Stage]:
     training = ("--max-steps", "2", "--val-images", "1", "--val-steps", "2", "--save-every", "2")
     return [
         Stage("make-masks", ("make-masks", "test/", "-o", "masks/"), ("masks",), note="lama-thick, 2 masks"),
-        Stage("train-ddpm", ("train-ddpm", "data/", "-o", "runs/ddpm", "--max-steps", "2", "--batch-size", "2",
-                             *training[2:]),
-              ("runs/ddpm",), note="256 px, batch 2 (the study's: 8), EMA, 1 validation image",
-              watch=_training_steps("runs/ddpm"), derive=_train_derive("runs/ddpm", 2), batch=2, fallback_batch=1),
-        Stage("complete-ddpm", (*complete, "-o", "out/ddpm.png", *ddpm, "--steps", str(STEPS)), ("out/ddpm.png",),
-              ("train-ddpm", "make-masks"), note=f"the 512-px photo, sampled at 256 px, {STEPS} steps"),
-        Stage(f"complete-ddpm-{DDPM_MORE_STEPS}", (*complete, "-o", f"out/ddpm-{DDPM_MORE_STEPS}.png", *ddpm,
-                                                   "--steps", str(DDPM_MORE_STEPS)),
-              (f"out/ddpm-{DDPM_MORE_STEPS}.png",), ("train-ddpm", "make-masks"), note=f"{DDPM_MORE_STEPS} steps",
-              derive=_steps_derive("complete-ddpm", DDPM_MORE_STEPS - STEPS)),
-        Stage("complete-repaint", (*complete, "-o", "out/repaint.png", "-m", "repaint", "--sampler", "fast",
-                                   "--steps", str(REPAINT_STEPS), "--jump-length", str(REPAINT_JUMP),
-                                   "--jump-n-sample", str(REPAINT_PASSES)),
-              ("out/repaint.png",), ("make-masks",),
-              note=f"the default hub base, {repaint_nfe} network evaluations (the fast default: 230)"),
-        Stage("caption", ("caption", "data/"), ("data/captions.json",),
-              note=f"BLIP at 384 px, {len(TRAIN_PHOTOS)} images in one batch; random weights decode all 40 new "
-                   "tokens (real captions stop after about 10): an upper bound"),
-        Stage("train-lora", ("train-lora", "data/", "-o", "runs/lora", *training),
-              ("runs/lora",), ("caption",), note="512 px, batch 2 (the default), rank 16, captions, 1 validation image",
-              watch=_training_steps("runs/lora"), derive=_train_derive("runs/lora", 2), batch=2, fallback_batch=1),
-        Stage("complete-sd", (*complete, "-o", "out/sd.png", *sd, "--steps", str(STEPS)), ("out/sd.png",),
-              ("train-lora", "make-masks"), note=f"512 px, {STEPS} steps, guidance 7.5"),
-        Stage(f"complete-sd-{SD_MORE_STEPS}", (*complete, "-o", f"out/sd-{SD_MORE_STEPS}.png", *sd,
-                                               "--steps", str(SD_MORE_STEPS)),
-              (f"out/sd-{SD_MORE_STEPS}.png",), ("train-lora", "make-masks"), note=f"{SD_MORE_STEPS} steps",
-              derive=_steps_derive("complete-sd", SD_MORE_STEPS - STEPS)),
-        Stage("bench", ("bench", "--models", "ddpm", "sd", "--data", "test/", "--masks", "masks/", "-o", "results/",
-                        "--weights", "ddpm=runs/ddpm", "--model-option", "sd.lora=runs/lora",
-                        "--model-option", f"ddpm.steps={STEPS}", "--model-option", f"sd.steps={STEPS}",
-                        "--no-lpips", "--no-fid"),
-              ("results",), ("train-ddpm", "train-lora", "make-masks"),
-              note=f"2 images (512x512, 500x741), {STEPS} steps each", watch=_bench_images, derive=_bench_derive),
+        Stage(
+            "train-ddpm",
+            ("train-ddpm", "data/", "-o", "runs/ddpm", "--max-steps", "2", "--batch-size", "2", *training[2:]),
+            ("runs/ddpm",),
+            note="256 px, batch 2 (the study's: 8), EMA, 1 validation image",
+            watch=_training_steps("runs/ddpm"),
+            derive=_train_derive("runs/ddpm", 2),
+            batch=2,
+            fallback_batch=1,
+        ),
+        Stage(
+            "complete-ddpm",
+            (*complete, "-o", "out/ddpm.png", *ddpm, "--steps", str(STEPS)),
+            ("out/ddpm.png",),
+            ("train-ddpm", "make-masks"),
+            note=f"the 512-px photo, sampled at 256 px, {STEPS} steps",
+        ),
+        Stage(
+            f"complete-ddpm-{DDPM_MORE_STEPS}",
+            (*complete, "-o", f"out/ddpm-{DDPM_MORE_STEPS}.png", *ddpm, "--steps", str(DDPM_MORE_STEPS)),
+            (f"out/ddpm-{DDPM_MORE_STEPS}.png",),
+            ("train-ddpm", "make-masks"),
+            note=f"{DDPM_MORE_STEPS} steps",
+            derive=_steps_derive("complete-ddpm", DDPM_MORE_STEPS - STEPS),
+        ),
+        Stage(
+            "complete-repaint",
+            (
+                *complete,
+                "-o",
+                "out/repaint.png",
+                "-m",
+                "repaint",
+                "--sampler",
+                "fast",
+                "--steps",
+                str(REPAINT_STEPS),
+                "--jump-length",
+                str(REPAINT_JUMP),
+                "--jump-n-sample",
+                str(REPAINT_PASSES),
+            ),
+            ("out/repaint.png",),
+            ("make-masks",),
+            note=f"the default hub base, {repaint_nfe} network evaluations (the fast default: 230)",
+        ),
+        Stage(
+            "caption",
+            ("caption", "data/"),
+            ("data/captions.json",),
+            note=f"BLIP at 384 px, {len(TRAIN_PHOTOS)} images in one batch; random weights decode all 40 new "
+            "tokens (real captions stop after about 10): an upper bound",
+        ),
+        Stage(
+            "train-lora",
+            ("train-lora", "data/", "-o", "runs/lora", *training),
+            ("runs/lora",),
+            ("caption",),
+            note="512 px, batch 2 (the default), rank 16, captions, 1 validation image",
+            watch=_training_steps("runs/lora"),
+            derive=_train_derive("runs/lora", 2),
+            batch=2,
+            fallback_batch=1,
+        ),
+        Stage(
+            "complete-sd",
+            (*complete, "-o", "out/sd.png", *sd, "--steps", str(STEPS)),
+            ("out/sd.png",),
+            ("train-lora", "make-masks"),
+            note=f"512 px, {STEPS} steps, guidance 7.5",
+        ),
+        Stage(
+            f"complete-sd-{SD_MORE_STEPS}",
+            (*complete, "-o", f"out/sd-{SD_MORE_STEPS}.png", *sd, "--steps", str(SD_MORE_STEPS)),
+            (f"out/sd-{SD_MORE_STEPS}.png",),
+            ("train-lora", "make-masks"),
+            note=f"{SD_MORE_STEPS} steps",
+            derive=_steps_derive("complete-sd", SD_MORE_STEPS - STEPS),
+        ),
+        Stage(
+            "bench",
+            (
+                "bench",
+                "--models",
+                "ddpm",
+                "sd",
+                "--data",
+                "test/",
+                "--masks",
+                "masks/",
+                "-o",
+                "results/",
+                "--weights",
+                "ddpm=runs/ddpm",
+                "--model-option",
+                "sd.lora=runs/lora",
+                "--model-option",
+                f"ddpm.steps={STEPS}",
+                "--model-option",
+                f"sd.steps={STEPS}",
+                "--no-lpips",
+                "--no-fid",
+            ),
+            ("results",),
+            ("train-ddpm", "train-lora", "make-masks"),
+            note=f"2 images (512x512, 500x741), {STEPS} steps each",
+            watch=_bench_images,
+            derive=_bench_derive,
+        ),
     ]
 
 
@@ -416,8 +522,9 @@ def _proc_cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def run_stage(stage: Stage, project: Path, env: dict[str, str], logs: Path, max_memory_gib: float,
-              timeout: float) -> Result:
+def run_stage(
+    stage: Stage, project: Path, env: dict[str, str], logs: Path, max_memory_gib: float, timeout: float
+) -> Result:
     """Run one stage in ``project``: its wall time, and its own CPU time and peak RSS from ``os.wait4``
     on that child alone (not the largest of all children so far, as ``RUSAGE_CHILDREN`` would give)."""
     result = Result(stage.name, stage.command, notes=stage.note)
@@ -428,8 +535,15 @@ def run_stage(stage: Stage, project: Path, env: dict[str, str], logs: Path, max_
     stdout, stderr = logs / f"{stage.name}.out", logs / f"{stage.name}.err"
     started = time.perf_counter()
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        child = subprocess.Popen([sys.executable, "-m", "inpaint", *stage.args], cwd=project, env=env,
-                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "inpaint", *stage.args],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     stopped = ""
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
@@ -464,21 +578,38 @@ def _with_batch(args: tuple[str, ...], batch: int) -> tuple[str, ...]:
     if "--batch-size" not in args:
         return (*args, "--batch-size", str(batch))
     i = args.index("--batch-size")
-    return (*args[:i + 1], str(batch), *args[i + 2:])
+    return (*args[: i + 1], str(batch), *args[i + 2 :])
 
 
-def _run_logged(stage: Stage, project: Path, env: dict[str, str], logs: Path, max_memory_gib: float,
-                timeout: float, log: Callable[[str], None]) -> Result:
+def _run_logged(
+    stage: Stage,
+    project: Path,
+    env: dict[str, str],
+    logs: Path,
+    max_memory_gib: float,
+    timeout: float,
+    log: Callable[[str], None],
+) -> Result:
     log(f"{stage.name}: {stage.command}")
     result = run_stage(stage, project, env, logs, max_memory_gib, timeout)
     status = "ok" if result.ok else f"FAILED (exit {result.returncode}) {result.error.splitlines()[-1:]}"
-    log(f"{stage.name}: {result.seconds:.1f} s, {result.cpu_seconds:.1f} CPU s, peak {result.peak_gib:.2f} GiB, "
-        f"{status}")
+    log(
+        f"{stage.name}: {result.seconds:.1f} s, {result.cpu_seconds:.1f} CPU s, peak {result.peak_gib:.2f} GiB, "
+        f"{status}"
+    )
     return result
 
 
-def run_stages(selected: list[str], all_stages: list[Stage], project: Path, env: dict[str, str], logs: Path,
-               max_memory_gib: float, timeout: float, log: Callable[[str], None]) -> dict[str, Result]:
+def run_stages(
+    selected: list[str],
+    all_stages: list[Stage],
+    project: Path,
+    env: dict[str, str],
+    logs: Path,
+    max_memory_gib: float,
+    timeout: float,
+    log: Callable[[str], None],
+) -> dict[str, Result]:
     """Run ``selected`` in order, first running any stage they need whose outputs are missing."""
     by_name = {s.name: s for s in all_stages}
     order: list[str] = []
@@ -508,9 +639,13 @@ def run_stages(selected: list[str], all_stages: list[Stage], project: Path, env:
             results[result.stage] = result
             small = stage.fallback_batch
             stage = dataclasses.replace(
-                stage, args=_with_batch(stage.args, small), batch=small,
-                note=stage.note.replace(f"batch {stage.batch}", f"batch {small}") +
-                f"; batch {stage.batch} passed {max_memory_gib:g} GiB", derive=_train_derive(stage.outputs[0], small))
+                stage,
+                args=_with_batch(stage.args, small),
+                batch=small,
+                note=stage.note.replace(f"batch {stage.batch}", f"batch {small}")
+                + f"; batch {stage.batch} passed {max_memory_gib:g} GiB",
+                derive=_train_derive(stage.outputs[0], small),
+            )
             result = _run_logged(stage, project, env, logs, max_memory_gib, timeout, log)
         if result.ok and stage.derive is not None:
             stage.derive(project, result, results)
@@ -554,6 +689,7 @@ def _duration(seconds: float) -> str:
 
 def summary(results: dict[str, Result]) -> str:
     """What a user planning a CPU or small-GPU run should take from the table, in CPU seconds."""
+
     def ok(stage: str) -> Result | None:
         r = results.get(stage)
         return r if r is not None and r.ok else None
@@ -569,40 +705,51 @@ def summary(results: dict[str, Result]) -> str:
         if r is None or r.cpu_seconds is None:
             return ""
         whole = _duration(r.cpu_seconds + (steps - STEPS) * per_step)
-        return "" if whole == _duration(steps * per_step) else \
-            f" ({whole} for a one-image `complete`, start-up included)"
+        return (
+            "" if whole == _duration(steps * per_step) else f" ({whole} for a one-image `complete`, start-up included)"
+        )
 
     parts = []
     for stage, size in (("train-ddpm", "256 px"), ("train-lora", "512 px")):
         if (seconds := step(stage)) is not None:
             batch = results[stage].figures.get("batch", 2)
-            parts.append(f"a `{stage}` step at batch {batch:.0f} ({size}) takes {seconds:.0f} s, "
-                         f"{_duration(1000 * seconds)} per 1,000 steps")
+            parts.append(
+                f"a `{stage}` step at batch {batch:.0f} ({size}) takes {seconds:.0f} s, "
+                f"{_duration(1000 * seconds)} per 1,000 steps"
+            )
     if (ddpm := step(f"complete-ddpm-{DDPM_MORE_STEPS}")) is not None:
-        parts.append(f"a DDPM sampling step {ddpm:.1f} s per 256-px image, so the `ddpm` method's default 25 steps "
-                     f"take {_duration(25 * ddpm)} per image{one_image('complete-ddpm', ddpm, 25)}, the study's "
-                     f"1,000 {_duration(1000 * ddpm)}, RePaint-fast's 230 evaluations {_duration(230 * ddpm)} "
-                     f"and the paper's RePaint (2,410) {_duration(2410 * ddpm)}")
+        parts.append(
+            f"a DDPM sampling step {ddpm:.1f} s per 256-px image, so the `ddpm` method's default 25 steps "
+            f"take {_duration(25 * ddpm)} per image{one_image('complete-ddpm', ddpm, 25)}, the study's "
+            f"1,000 {_duration(1000 * ddpm)}, RePaint-fast's 230 evaluations {_duration(230 * ddpm)} "
+            f"and the paper's RePaint (2,410) {_duration(2410 * ddpm)}"
+        )
     if (sd := step(f"complete-sd-{SD_MORE_STEPS}")) is not None:
-        parts.append(f"an SD step {sd:.1f} s per 512-px image with guidance (two UNet evaluations; "
-                     f"`--guidance 1` halves it), so the study's 50 steps take {_duration(50 * sd)} per image"
-                     f"{one_image('complete-sd', sd, 50)}")
+        parts.append(
+            f"an SD step {sd:.1f} s per 512-px image with guidance (two UNet evaluations; "
+            f"`--guidance 1` halves it), so the study's 50 steps take {_duration(50 * sd)} per image"
+            f"{one_image('complete-sd', sd, 50)}"
+        )
     peaks = {name: r.peak_gib for name, r in results.items() if r.peak_gib is not None and r.ok}
     if peaks:
         top = max(peaks, key=peaks.get)
         parts.append(f"the largest process, `{top}`, peaked at {peaks[top]:.1f} GiB of RAM")
     if not parts:
         return ""
-    return ("**For a CPU or small-GPU run.** In CPU seconds on this CPU, fp32: " + "; ".join(parts) +
-            ". A CPU is enough to check a pipeline end to end and to complete a few images with the fast "
-            "settings; training, the study's 1,000-step DDPM and RePaint, and SD at 50 steps over a test set "
-            "need a GPU (seconds per image there: the GPU section). Memory here is fp32: fp16 on a GPU halves "
-            "the weights, and `--gradient-checkpointing` trades about 30 % more time for much less activation "
-            "memory in training.")
+    return (
+        "**For a CPU or small-GPU run.** In CPU seconds on this CPU, fp32: "
+        + "; ".join(parts)
+        + ". A CPU is enough to check a pipeline end to end and to complete a few images with the fast "
+        "settings; training, the study's 1,000-step DDPM and RePaint, and SD at 50 steps over a test set "
+        "need a GPU (seconds per image there: the GPU section). Memory here is fp32: fp16 on a GPU halves "
+        "the weights, and `--gradient-checkpointing` trades about 30 % more time for much less activation "
+        "memory in training."
+    )
 
 
-def section(results: dict[str, Result], fresh: set[str], counts: list[tuple[str, float]], threads: int,
-            smoke: bool) -> str:
+def section(
+    results: dict[str, Result], fresh: set[str], counts: list[tuple[str, float]], threads: int, smoke: bool
+) -> str:
     """The ``real-size`` section: ``fresh`` rows were measured by this run, the others are kept from the docs."""
     today = datetime.date.today().isoformat()
     order = [s.name for s in stages()]
@@ -612,24 +759,37 @@ def section(results: dict[str, Result], fresh: set[str], counts: list[tuple[str,
     for r in rows_in_order:
         notes = r.notes
         if r.error:
-            notes += "; **" + ("failed" if r.returncode not in (0, None) else "not run") + "**: " + \
-                r.error.splitlines()[-1].replace("|", "\\|")
+            notes += (
+                "; **"
+                + ("failed" if r.returncode not in (0, None) else "not run")
+                + "**: "
+                + r.error.splitlines()[-1].replace("|", "\\|")
+            )
         if r.stage not in fresh and r.date != today:  # kept from an earlier run
             notes += f" (measured {r.date})"
-        rows.append(f"| {r.stage} | `{r.command}` | {_fmt(r.seconds, '.1f')} | {_fmt(r.cpu_seconds, '.1f')} | "
-                    f"{_fmt(r.peak_gib, '.2f')} | {notes.lstrip('; ')} |")
+        rows.append(
+            f"| {r.stage} | `{r.command}` | {_fmt(r.seconds, '.1f')} | {_fmt(r.cpu_seconds, '.1f')} | "
+            f"{_fmt(r.peak_gib, '.2f')} | {notes.lstrip('; ')} |"
+        )
     params = ", ".join(f"{label} {millions:.1f} M" for label, millions in counts)
     data = "\n".join(json.dumps(r.record()) for r in rows_in_order)
-    kind = ("**Smoke run**: `inpaint.testing`'s tiny models shaped like the real ones; the figures say nothing "
-            "about the real models.\n\n" if smoke else "")
+    kind = (
+        "**Smoke run**: `inpaint.testing`'s tiny models shaped like the real ones; the figures say nothing "
+        "about the real models.\n\n"
+        if smoke
+        else ""
+    )
     threading = "one torch thread" if threads == 1 else f"{threads} torch threads"
-    cpu = ("what it takes on an idle core; wall time above it means the shared machine was busy" if threads == 1
-           else "summed over its threads")
+    cpu = (
+        "what it takes on an idle core; wall time above it means the shared machine was busy"
+        if threads == 1
+        else "summed over its threads"
+    )
     return f"""## Real-size run on the CPU
 
-{kind}**Machine.** {machine()}; {code_version()}.
+{kind}**Machine.** {machine()}.
 
-**Rerun.** `HF_HUB_OFFLINE=1 nice -n 19 python benchmarks/real_size.py` (`--only STAGE` reruns one
+**Rerun.** `HF_HUB_OFFLINE=1 nice -n 19 python -m benchmarks.real_size` (`--only STAGE` reruns one
 stage and keeps the other rows). The study's bases are built from their published configurations with
 random weights (`inpaint.testing`) and installed in a private Hugging Face cache under their hub ids,
 so every command resolves the default ids offline as after a download. Parameters:
@@ -643,9 +803,9 @@ and loading included; *CPU seconds* its user + system time
 *peak memory* its own maximum resident set. A training step is the second one (the first includes
 warm-up), timed from the process's CPU time when `log.jsonl` records it; a sampling step is the
 difference between two `complete` rows that differ only in `--steps`. Even CPU seconds move between
-runs on a shared machine, whose caches and memory bandwidth other processes use too (on the shared
-2-core machine this script was written on, three runs on the same day differed by up to
-50 % per step): read the figures as rough costs, not as a benchmark of this CPU.
+runs on a shared machine, whose caches and memory bandwidth other processes use too (three runs on one
+day on a shared 2-core machine differed by up to 50 % per step): read the figures as rough costs, not
+as a benchmark of this CPU.
 
 | stage | command | seconds | CPU seconds | peak memory (GiB) | notes |
 |---|---|---:|---:|---:|---|
@@ -662,48 +822,56 @@ runs on a shared machine, whose caches and memory bandwidth other processes use 
 # ---- main ------------------------------------------------------------------------------------------
 
 
-def code_version() -> str:
-    """``inpaint X`` and, when it runs from a git checkout, the commit (and whether its tree has local changes)."""
-    import inpaint
-
-    folder = Path(inpaint.__file__).resolve().parent
-    text = f"inpaint {inpaint.__version__}"
-    try:
-        commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        changes = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), "status", "--porcelain", "--", "."],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return text
-    return f"{text} at commit {commit}" + (" with local changes" if changes else "")
-
-
 def child_env(hf_home: Path, threads: int) -> dict[str, str]:
     """The stages' environment: the private cache, offline, ``threads`` torch threads."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ASSETS_CACHE")}
-    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ASSETS_CACHE")
+    }
+    env.update(
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [s.name for s in stages()]
-    parser.add_argument("--only", action="append", choices=names, metavar="STAGE",
-                        help=f"run just this stage (repeatable; stages it needs run first if their outputs are "
-                             f"missing): {', '.join(names)}")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=names,
+        metavar="STAGE",
+        help=f"run just this stage (repeatable; stages it needs run first if their outputs are "
+        f"missing): {', '.join(names)}",
+    )
     parser.add_argument("--print", action="store_true", help="print the section instead of writing it")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny models shaped like the real ones, in a temporary folder; prints unless --docs")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="built models and the project folder (default /tmp/inpaint-bench-real-size; "
-                             "--smoke: a temporary folder)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny models shaped like the real ones, in a temporary folder; prints unless --docs",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="built models and the project folder (default /tmp/inpaint-bench-real-size; --smoke: a temporary folder)",
+    )
     parser.add_argument("--docs", type=Path, default=None, help=f"file to write the section to (default {DOCS})")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of every stage (default 1: steadier on a shared machine)")
-    parser.add_argument("--max-memory", type=float, default=18.0,
-                        help="stop a stage whose resident memory passes this many GiB (default 18)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of every stage (default 1: steadier on a shared machine)"
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=float,
+        default=18.0,
+        help="stop a stage whose resident memory passes this many GiB (default 18)",
+    )
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="stop a stage after this many seconds")
     args = parser.parse_args(argv)
 
@@ -729,14 +897,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(project, ignore_errors=True)  # a full run starts from an empty project
         lay_out_project(project)
         all_stages = stages()
-        results = run_stages(args.only or names, all_stages, project, env, cache / "logs", args.max_memory,
-                             args.timeout, log)
+        results = run_stages(
+            args.only or names, all_stages, project, env, cache / "logs", args.max_memory, args.timeout, log
+        )
         counts = parameter_counts(hf_home)
 
     docs = args.docs or (None if args.smoke else DOCS)
     rerun = {_base(name) for name in results}
-    kept = ({k: v for k, v in recorded_results(docs).items() if _base(k) not in rerun}
-            if docs and args.only else {})
+    kept = {k: v for k, v in recorded_results(docs).items() if _base(k) not in rerun} if docs and args.only else {}
     body = section({**kept, **results}, set(results), counts, args.threads, args.smoke)
     if args.print or docs is None:
         print(body)

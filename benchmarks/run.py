@@ -1,6 +1,6 @@
 """Speed of `inpaint` against the bare libraries it wraps, measured in one run on one machine.
 
-    HF_HUB_OFFLINE=1 python benchmarks/run.py [--only SECTION ...] [--threads N]
+    HF_HUB_OFFLINE=1 python -m benchmarks.run [--only SECTION ...] [--threads N]
 
 Sections (each replaces its own block of docs/benchmarks.md):
 
@@ -16,7 +16,7 @@ Sections (each replaces its own block of docs/benchmarks.md):
   peft step on the same tiny SD (target <= 1.05x);
 - ``batched``: images per second of folder completion at batch size 1, 4 and 16 (ddpm, sd).
 
-GPU figures (real architectures, fp16, compile) come from ``benchmarks/gpu.py``, on a CUDA machine.
+GPU figures (real architectures, fp16, compile) come from ``python -m benchmarks.gpu``, on a CUDA machine.
 
 Models are random (speed does not depend on the weights): a 0.7 M-parameter UNet, between
 diffusers' test model and the real 114 M-parameter ``google/ddpm-celebahq-256``, so that the
@@ -39,10 +39,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Writing model 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fixtures import UNET, SCHEDULER, completion_model, log_step_seconds, ratio_line, train_images  # noqa: E402
-from _report import interleaved_medians, machine, write_section  # noqa: E402
-from _sd_sections import batched, lora_overhead, sd_overhead  # noqa: E402
+from ._fixtures import SCHEDULER, UNET, completion_model, log_step_seconds, ratio_line, square_hole_inputs, train_images  # noqa: E402
+from ._report import interleaved_medians, machine, write_section  # noqa: E402
+from ._sd_sections import batched, lora_overhead, sd_overhead  # noqa: E402
 
 # ---- startup --------------------------------------------------------------------------------------
 
@@ -58,13 +57,15 @@ def startup() -> str:
             subprocess.run(command, capture_output=True, check=True)
             times.append(time.perf_counter() - started)
         runs["inpaint " + " ".join(args)] = float(np.median(times))
-    rows = "\n".join(f"| `{name}` | {seconds:.3f} s | {'met' if seconds < 0.5 else '**not met**'} |"
-                     for name, seconds in runs.items())
+    rows = "\n".join(
+        f"| `{name}` | {seconds:.3f} s | {'met' if seconds < 0.5 else '**not met**'} |"
+        for name, seconds in runs.items()
+    )
     return f"""## Start-up time
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only startup`. Median of 10 runs of `python -m inpaint …`
+**Rerun.** `python -m benchmarks.run --only startup`. Median of 10 runs of `python -m inpaint …`
 (a fresh interpreter each time; the console script is the same code). Target: < 0.5 s.
 
 | command | median wall time | target |
@@ -87,12 +88,11 @@ def ddpm_overhead(size: int = 64, batch: int = 4, steps: int = 25) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = completion_model(Path(tmp) / "unet7", size)
-        inpainter = load_inpainter("ddpm", MethodOptions(weights=str(weights), sampler="ddim", steps=steps,
-                                                         device="cpu"))
+        inpainter = load_inpainter(
+            "ddpm", MethodOptions(weights=str(weights), sampler="ddim", steps=steps, device="cpu")
+        )
     unet, config = inpainter.unet, inpainter.scheduler_config
-    images = torch.rand(batch, 3, size, size)
-    masks = torch.zeros(batch, 1, size, size)
-    masks[:, :, size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+    images, masks = square_hole_inputs(batch, size)
     seeds = list(range(batch))
 
     def ours() -> None:
@@ -116,7 +116,7 @@ def ddpm_overhead(size: int = 64, batch: int = 4, steps: int = 25) -> str:
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only ddpm-overhead`. A {params:.2f} M-parameter 7-channel UNet
+**Rerun.** `python -m benchmarks.run --only ddpm-overhead`. A {params:.2f} M-parameter 7-channel UNet
 (random weights), {batch} images of {size} px, DDIM {steps} steps; medians of 7 interleaved runs.
 *Ours* is the registered `ddpm` method called through the `Inpainter` interface: per-image
 generators, the known region re-imposed after every step, clamping and the bit-exact paste-back.
@@ -137,7 +137,7 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
 
     from inpaint.config import TrainConfig
     from inpaint.data import BatchPlan, CompletionDataset, MaskSource, PlannedBatches, collate
-    from inpaint.losses import weighted_eps_mse
+    from inpaint.losses import hole_weighted_mse
     from inpaint.models.pixel_unet import load_base, widen_conv_in
     from inpaint.samplers import completion_model_input
     from inpaint.training.ddpm_task import DDPMTask
@@ -154,9 +154,21 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
         DDPMScheduler(**SCHEDULER).save_pretrained(base)
         masks = MaskSource(("lama-thick",))
 
-        config = TrainConfig(method="ddpm", data=str(data), output=str(tmp / "run"), base=str(base),
-                             resolution=size, batch_size=batch, lr=1e-4, max_steps=steps, save_every=10**6,
-                             val_images=0, ema_decay=0.999, device="cpu", masks=["lama-thick"])
+        config = TrainConfig(
+            method="ddpm",
+            data=str(data),
+            output=str(tmp / "run"),
+            base=str(base),
+            resolution=size,
+            batch_size=batch,
+            lr=1e-4,
+            max_steps=steps,
+            save_every=10**6,
+            val_images=0,
+            ema_decay=0.999,
+            device="cpu",
+            masks=["lama-thick"],
+        )
         train(DDPMTask(str(base)), config)
         ours = log_step_seconds(tmp / "run")
 
@@ -169,15 +181,16 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
         optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
         ema = EMAModel(params, decay=0.999)
         dataset = CompletionDataset(data, resolution=size, mask_source=masks, seed=0)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=PlannedBatches(BatchPlan(len(dataset), batch, 0),
-                                                                                   0, steps), collate_fn=collate)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=PlannedBatches(BatchPlan(len(dataset), batch, 0), 0, steps), collate_fn=collate
+        )
         stamps = []
         for item in loader:
             x0, m = item["pixels"], item["masks"]
             noise = torch.randn_like(x0)
             t = torch.randint(0, 1000, (x0.shape[0],))
             x_t = noise_scheduler.add_noise(x0, noise, t)
-            loss = weighted_eps_mse(unet(completion_model_input(x_t, x0, m), t).sample, noise, m)
+            loss = hole_weighted_mse(unet(completion_model_input(x_t, x0, m), t).sample, noise, m)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -190,7 +203,7 @@ def train_overhead(size: int = 64, batch: int = 8, steps: int = 24) -> str:
 
 **Machine.** {machine()}.
 
-**Rerun.** `python benchmarks/run.py --only train-overhead`. A {params_m:.2f} M-parameter UNet widened
+**Rerun.** `python -m benchmarks.run --only train-overhead`. A {params_m:.2f} M-parameter UNet widened
 to 7 channels, batch {batch} at {size} px, lama-thick masks drawn on the fly, {steps} steps; median
 step time (the first step and the last, which writes the final checkpoint, excluded). *Ours* is
 `inpaint.training.loop.train` with the DDPM task: accelerate, per-image seeded noise, the step's RNG
@@ -203,14 +216,22 @@ the progress callback. *Hand-written* does the same tensor work with the same da
 """
 
 
-SECTIONS = {"startup": startup, "ddpm-overhead": ddpm_overhead, "train-overhead": train_overhead,
-            "sd-overhead": sd_overhead, "lora-overhead": lora_overhead, "batched": batched}
+SECTIONS = {
+    "startup": startup,
+    "ddpm-overhead": ddpm_overhead,
+    "train-overhead": train_overhead,
+    "sd-overhead": sd_overhead,
+    "lora-overhead": lora_overhead,
+    "batched": batched,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run just this section")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared machine)"
+    )
     parser.add_argument("--print", action="store_true", help="print the sections instead of writing docs/benchmarks.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -48,8 +48,9 @@ def toy_methods(monkeypatch):
     from inpaint import models
 
     for name in ("test-shift-a", "test-shift-b"):
-        monkeypatch.setitem(models._METHODS, name, models.MethodInfo(
-            name=name, summary="toy", target="test_bench:ShiftInpainter"))
+        monkeypatch.setitem(
+            models._METHODS, name, models.MethodInfo(name=name, summary="toy", target="test_bench:ShiftInpainter")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,14 @@ def bench_data(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("bench")
     (root / "test").mkdir()
-    sizes = {"astronaut": (48, 48), "chelsea": (48, 48), "coffee": (56, 40), "rocket": (48, 48),
-             "camera": (48, 48), "cat": (48, 48)}
+    sizes = {
+        "astronaut": (48, 48),
+        "chelsea": (48, 48),
+        "coffee": (56, 40),
+        "rocket": (48, 48),
+        "camera": (48, 48),
+        "cat": (48, 48),
+    }
     for name, size in sizes.items():
         pixels = getattr(data, name)()
         if pixels.ndim == 2:
@@ -91,18 +98,31 @@ def metric_values(results: dict) -> dict:
     return {m: {k: v for k, v in entry["metrics"].items()} for m, entry in results["models"].items()}
 
 
-def test_usage_line_literally_with_missing_metric_weights(cli, tmp_path, bench_data, no_metric_weights,
-                                                           monkeypatch):
+def test_usage_line_literally_with_missing_metric_weights(cli, tmp_path, bench_data, no_metric_weights, monkeypatch):
     images, masks = bench_data
     monkeypatch.chdir(images.parent)
     out = tmp_path / "results"
-    result = cli("bench", "--models", "telea", "biharmonic", "--data", "test/", "--masks", "masks/", "-o", out,
-                 "--eval-size", "32")
+    result = cli(
+        "bench",
+        "--models",
+        "telea",
+        "biharmonic",
+        "--data",
+        "test/",
+        "--masks",
+        "masks/",
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+    )
     assert result.code == 0, result
     for name in REPORT_FILES:
         assert (out / name).is_file(), name
     for model in ("telea", "biharmonic"):
-        assert sorted(p.stem for p in (out / "outputs" / model).glob("*.png")) == sorted(p.stem for p in images.iterdir())
+        assert sorted(p.stem for p in (out / "outputs" / model).glob("*.png")) == sorted(
+            p.stem for p in images.iterdir()
+        )
         assert (out / "galleries" / f"worst-{model}.png").is_file()
     results, rows = load(out)
     assert list(results["models"]) == ["telea", "biharmonic"] and results["n_images"] == 6
@@ -132,42 +152,102 @@ def test_usage_line_literally_with_missing_metric_weights(cli, tmp_path, bench_d
 def test_comma_repeated_and_config_forms_give_the_same_run(cli, tmp_path, bench_data, no_metric_weights):
     images, masks = bench_data
     out = tmp_path / "r"
-    first = cli("bench", "--models", "telea,biharmonic", "--data", images, "--masks", masks, "-o", out,
-                "--eval-size", "32", "--json")
+    first = cli(
+        "bench",
+        "--models",
+        "telea,biharmonic",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--json",
+    )
     assert first.code == 0, first
     assert list(json.loads(first.out)["models"]) == ["telea", "biharmonic"]
-    again = cli("bench", "--models", "telea", "--models", "biharmonic", "--data", images, "--masks", masks,
-                "-o", out, "--eval-size", "32", "--json")
+    again = cli(
+        "bench",
+        "--models",
+        "telea",
+        "--models",
+        "biharmonic",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--json",
+    )
     assert again.code == 0 and metric_values(json.loads(again.out)) == metric_values(json.loads(first.out))
     config = tmp_path / "bench.toml"
-    config.write_text(f'[bench]\nmodels = ["telea", "biharmonic"]\ndata = "{images}"\nmasks = "{masks}"\n'
-                      f'eval-size = 32\njson = true\n')
+    config.write_text(
+        f'[bench]\nmodels = ["telea", "biharmonic"]\ndata = "{images}"\nmasks = "{masks}"\n'
+        f"eval-size = 32\njson = true\n"
+    )
     from_file = cli("bench", "--config", config, "-o", out)
     assert from_file.code == 0, from_file
     assert metric_values(json.loads(from_file.out)) == metric_values(json.loads(first.out))
     # A setting that differs from the one the outputs were made with is refused, not mixed in.
-    changed = cli("bench", "-m", "telea", "--data", images, "--masks", masks, "-o", out, "--eval-size", "32",
-                  "--model-option", "telea.steps=3")
+    changed = cli(
+        "bench",
+        "-m",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--model-option",
+        "telea.steps=3",
+    )
     assert changed.code == 2 and "made with other settings (steps)" in changed.err
     assert cli("bench", "-m", "nope", "--data", images, "--masks", masks, "-o", out).code == 2
 
 
-def test_strict_fails_before_any_work_when_weights_are_missing(cli, tmp_path, bench_data, no_metric_weights,
-                                                                random_lpips_alex_file):
+def test_strict_fails_before_any_work_when_weights_are_missing(
+    cli, tmp_path, bench_data, no_metric_weights, random_lpips_alex_file
+):
     images, masks = bench_data
     out = tmp_path / "strict"
     result = cli("bench", "-m", "telea", "--data", images, "--masks", masks, "-o", out, "--strict")
     assert result.code == 2
-    assert result.err.strip().splitlines()[-1].startswith("error: LPIPS (AlexNet backbone) needs alexnet-owt-7be5be79.pth")
+    assert (
+        result.err.strip().splitlines()[-1].startswith("error: LPIPS (AlexNet backbone) needs alexnet-owt-7be5be79.pth")
+    )
     assert not (out / "outputs").exists()
     # --strict is about missing files: with LPIPS given and FID switched off it runs.
-    result = cli("bench", "-m", "telea", "--data", images, "--masks", masks, "-o", out, "--strict", "--no-fid",
-                 "--lpips-weights", random_lpips_alex_file, "--eval-size", "32")
+    result = cli(
+        "bench",
+        "-m",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--strict",
+        "--no-fid",
+        "--lpips-weights",
+        random_lpips_alex_file,
+        "--eval-size",
+        "32",
+    )
     assert result.code == 0, result
 
 
 def test_lpips_fid_kid_from_local_files_equal_an_independent_computation(
-        cli, tmp_path, bench_data, monkeypatch, random_lpips_alex_file, random_fid_inception_file):
+    cli, tmp_path, bench_data, monkeypatch, random_lpips_alex_file, random_fid_inception_file
+):
     """Every per-image number is recomputed here from the files on disk (composite at native size,
     PIL bicubic/nearest to 32 px) with skimage and our metric classes, and the set-level numbers from
     independently extracted features. The Fréchet distance itself is replaced by a cheap function of
@@ -187,9 +267,25 @@ def test_lpips_fid_kid_from_local_files_equal_an_independent_computation(
     monkeypatch.setattr(fid_score, "calculate_frechet_distance", frechet_stand_in)
     images, masks = bench_data
     out = tmp_path / "full"
-    result = cli("bench", "-m", "telea", "--data", images, "--masks", masks, "-o", out, "--eval-size", "32",
-                 "--lpips-weights", random_lpips_alex_file, "--fid-weights", random_fid_inception_file,
-                 "--kid-subsets", "5")
+    result = cli(
+        "bench",
+        "-m",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--lpips-weights",
+        random_lpips_alex_file,
+        "--fid-weights",
+        random_fid_inception_file,
+        "--kid-subsets",
+        "5",
+    )
     assert result.code == 0, result
     assert "FID on 6 < 2048 images is biased" in result.err
     results, rows = load(out)
@@ -215,8 +311,15 @@ def test_lpips_fid_kid_from_local_files_equal_an_independent_computation(
     lpips_whole, lpips_hole = lpips_metric(pred, target), lpips_metric(pred, target, hole_t)
     for i, row in enumerate(rows):
         psnr = peak_signal_noise_ratio(originals[i], composites[i], data_range=255)
-        ssim = structural_similarity(originals[i], composites[i], channel_axis=-1, gaussian_weights=True,
-                                     sigma=1.5, use_sample_covariance=False, data_range=255)
+        ssim = structural_similarity(
+            originals[i],
+            composites[i],
+            channel_axis=-1,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+        )
         assert float(row["psnr"]) == pytest.approx(psnr, abs=1e-6)
         assert float(row["ssim"]) == pytest.approx(ssim, abs=1e-6)
         assert float(row["lpips"]) == pytest.approx(float(lpips_whole[i]), abs=1e-6)
@@ -248,8 +351,24 @@ def test_composite_vs_raw_same_seeds_for_every_method(cli, tmp_path, bench_data,
     runs = {}
     for mode in ("composite", "raw"):
         out = tmp_path / mode
-        args = ["bench", "-m", "test-shift-a", "test-shift-b", "--data", images, "--masks", masks, "-o", out,
-                "--eval-size", "48", "--grid-images", "2", "--worst-k", "2"]
+        args = [
+            "bench",
+            "-m",
+            "test-shift-a",
+            "test-shift-b",
+            "--data",
+            images,
+            "--masks",
+            masks,
+            "-o",
+            out,
+            "--eval-size",
+            "48",
+            "--grid-images",
+            "2",
+            "--worst-k",
+            "2",
+        ]
         result = cli(*args, *(["--raw"] if mode == "raw" else []))
         assert result.code == 0, result
         runs[mode] = load(out)
@@ -276,8 +395,23 @@ def test_preset_masks_are_generated_once_and_recorded(cli, tmp_path, bench_data,
 
     images, _ = bench_data
     out = tmp_path / "preset"
-    args = ["bench", "-m", "telea", "--data", images, "--masks", "lama-thin", "-o", out, "--eval-size", "32",
-            "--seed", "3", "--no-lpips", "--no-fid"]
+    args = [
+        "bench",
+        "-m",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        "lama-thin",
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--seed",
+        "3",
+        "--no-lpips",
+        "--no-fid",
+    ]
     assert cli(*args).code == 0
     manifest = json.loads((out / "masks" / "manifest.json").read_text())
     assert manifest["presets"] == ["lama-thin"] and manifest["seed"] == 3
@@ -302,8 +436,24 @@ def test_an_exact_fill_scores_the_psnr_cap_not_infinity(cli, tmp_path, bench_dat
     images = copy_of(source, tmp_path / "images")
     io.save_image(np.full((48, 48, 3), 90, np.uint8), images / "cat.png")  # flat: biharmonic fills it exactly
     out = tmp_path / "out"
-    assert cli("bench", "-m", "biharmonic", "--data", images, "--masks", masks, "-o", out, "--eval-size", "32",
-               "--no-lpips", "--no-fid").code == 0
+    assert (
+        cli(
+            "bench",
+            "-m",
+            "biharmonic",
+            "--data",
+            images,
+            "--masks",
+            masks,
+            "-o",
+            out,
+            "--eval-size",
+            "32",
+            "--no-lpips",
+            "--no-fid",
+        ).code
+        == 0
+    )
     results, rows = load(out)
     flat = [r for r in rows if r["image"] == "cat"]
     assert flat and all(float(r["psnr_hole"]) == PSNR_CAP_DB == float(r["psnr"]) for r in flat)
@@ -320,8 +470,21 @@ def test_a_replaced_image_of_another_size_gets_a_new_preset_mask(cli, tmp_path, 
     source, _ = bench_data
     images = copy_of(source, tmp_path / "images")
     out = tmp_path / "preset"
-    args = ["bench", "-m", "telea", "--data", images, "--masks", "lama-thin", "-o", out, "--eval-size", "32",
-            "--no-lpips", "--no-fid"]
+    args = [
+        "bench",
+        "-m",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        "lama-thin",
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+    ]
     assert cli(*args).code == 0
     kept = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png") if p.name != "cat.png"}
     io.save_image(io.read_image(images / "chelsea.png")[:40, :44], images / "cat.png")  # now 44x40
@@ -335,14 +498,26 @@ def test_a_replaced_image_of_another_size_gets_a_new_preset_mask(cli, tmp_path, 
 
 
 def test_a_plain_rerun_after_an_interrupted_overwrite_reuses_nothing_the_old_settings_made(
-        tmp_path, bench_data, toy_methods, monkeypatch):
+    tmp_path, bench_data, toy_methods, monkeypatch
+):
     from inpaint.bench import BenchConfig, run_bench, runner
 
     images, masks = bench_data
 
     def config(output: Path, **kw) -> BenchConfig:
-        return BenchConfig(models=["test-shift-a"], data=images, masks=str(masks), output=output, eval_size=32,
-                           lpips=False, fid=False, grid_images=0, worst_k=0, n_boot=10, **kw)
+        return BenchConfig(
+            models=["test-shift-a"],
+            data=images,
+            masks=str(masks),
+            output=output,
+            eval_size=32,
+            lpips=False,
+            fid=False,
+            grid_images=0,
+            worst_k=0,
+            n_boot=10,
+            **kw,
+        )
 
     def outputs(output: Path) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in (output / "outputs" / "test-shift-a").glob("*.png")}
@@ -350,18 +525,18 @@ def test_a_plain_rerun_after_an_interrupted_overwrite_reuses_nothing_the_old_set
     out = tmp_path / "out"
     run_bench(config(out, seed=0))
     old = outputs(out)
-    run_batch, calls = runner._run_batch, []
+    save, calls = runner._save, []
 
     def killed_after_two(*args, **kwargs):
         calls.append(1)
         if len(calls) > 2:
             raise KeyboardInterrupt  # as a Ctrl-C would
-        return run_batch(*args, **kwargs)
+        return save(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_run_batch", killed_after_two)
+    monkeypatch.setattr(runner, "_save", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_bench(config(out, seed=1, overwrite=True))
-    monkeypatch.setattr(runner, "_run_batch", run_batch)
+    monkeypatch.setattr(runner, "_save", save)
     resumed = run_bench(config(out, seed=1))
     assert resumed.reused == {"test-shift-a": 2} and resumed.written == {"test-shift-a": 4}
     run_bench(config(tmp_path / "clean", seed=1))
@@ -372,8 +547,22 @@ def test_a_plain_rerun_after_an_interrupted_overwrite_reuses_nothing_the_old_set
 def test_resume_after_lost_outputs_gives_the_same_numbers(cli, tmp_path, bench_data, no_metric_weights, toy_methods):
     images, masks = bench_data
     out = tmp_path / "resume"
-    args = ["bench", "-m", "test-shift-a", "telea", "--data", images, "--masks", masks, "-o", out,
-            "--eval-size", "32", "--batch-size", "4"]
+    args = [
+        "bench",
+        "-m",
+        "test-shift-a",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--batch-size",
+        "4",
+    ]
     assert cli(*args).code == 0
     first, first_rows = load(out)
     folder = out / "outputs" / "test-shift-a"
@@ -387,7 +576,8 @@ def test_resume_after_lost_outputs_gives_the_same_numbers(cli, tmp_path, bench_d
     assert metric_values(second) == metric_values(first)
     strip = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in second_rows] == [
-        {k: v for k, v in r.items() if k not in strip} for r in first_rows]
+        {k: v for k, v in r.items() if k not in strip} for r in first_rows
+    ]
     # A mask that changed invalidates exactly the outputs made from it.
     changed_masks = tmp_path / "masks2"
     changed_masks.mkdir()
@@ -399,22 +589,44 @@ def test_resume_after_lost_outputs_gives_the_same_numbers(cli, tmp_path, bench_d
     assert third.code == 0 and "test-shift-a 1 new / 5 reused" in third.err
 
 
-def test_diffusion_method_with_weights_and_options_from_the_config_file(cli, tmp_path, bench_data, tiny_unet7_dir,
-                                                                      no_metric_weights):
+def test_diffusion_method_with_weights_and_options_from_the_config_file(
+    cli, tmp_path, bench_data, tiny_unet7_dir, no_metric_weights
+):
     images, masks = bench_data
     config = tmp_path / "inpaint.toml"
-    config.write_text(f'[bench]\nweights = ["ddpm={tiny_unet7_dir}"]\n'
-                      'model-option = ["ddpm.sampler=ddim", "ddpm.steps=2"]\ndevice = "cpu"\n')
+    config.write_text(
+        f'[bench]\nweights = ["ddpm={tiny_unet7_dir}"]\n'
+        'model-option = ["ddpm.sampler=ddim", "ddpm.steps=2"]\ndevice = "cpu"\n'
+    )
     out = tmp_path / "diffusion"
-    result = cli("bench", "--models", "ddpm", "telea", "--data", images, "--masks", masks, "-o", out,
-                 "--eval-size", "32", "--config", config, "--no-lpips", "--no-fid")
+    result = cli(
+        "bench",
+        "--models",
+        "ddpm",
+        "telea",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--config",
+        config,
+        "--no-lpips",
+        "--no-fid",
+    )
     assert result.code == 0, result
     results = load(out)[0]
     ddpm = results["models"]["ddpm"]
     assert ddpm["options"]["weights"] == str(tiny_unet7_dir) and ddpm["options"]["steps"] == 2
     assert ddpm["nfe_per_image"] == 2 and results["models"]["telea"]["nfe_per_image"] == 0
     assert json.loads((out / "outputs" / "ddpm" / "run.json").read_text())["options"] == {
-        "weights": str(tiny_unet7_dir), "sampler": "ddim", "steps": 2}
+        "weights": str(tiny_unet7_dir),
+        "sampler": "ddim",
+        "steps": 2,
+    }
     assert "warning: LPIPS" not in result.err  # switched off on purpose: nothing to warn about
 
 
@@ -431,9 +643,20 @@ def test_weights_retrained_into_the_same_folder_are_not_taken_for_the_old_ones(t
     (weights / "unet" / "config.json").write_text('{"layers": 2}')
 
     def config(output: Path, **kw) -> BenchConfig:
-        return BenchConfig(models=["test-shift-a", "telea"], data=images, masks=str(masks), output=output,
-                           eval_size=32, lpips=False, fid=False, grid_images=0, worst_k=0, n_boot=10,
-                           method_options={"test-shift-a": {"weights": str(weights)}}, **kw)
+        return BenchConfig(
+            models=["test-shift-a", "telea"],
+            data=images,
+            masks=str(masks),
+            output=output,
+            eval_size=32,
+            lpips=False,
+            fid=False,
+            grid_images=0,
+            worst_k=0,
+            n_boot=10,
+            method_options={"test-shift-a": {"weights": str(weights)}},
+            **kw,
+        )
 
     out = tmp_path / "out"
     run_bench(config(out))
@@ -441,7 +664,12 @@ def test_weights_retrained_into_the_same_folder_are_not_taken_for_the_old_ones(t
     assert recorded["options"] == {"weights": str(weights)} and set(recorded["fingerprints"]) == {"weights"}
     # A method whose options name no local path records what it always did (old run.json files stay valid).
     assert json.loads((out / "outputs" / "telea" / "run.json").read_text()) == {
-        "model": "telea", "seed": 0, "invert_mask": False, "resize_mask": False, "options": {}}
+        "model": "telea",
+        "seed": 0,
+        "invert_mask": False,
+        "resize_mask": False,
+        "options": {},
+    }
     # A copy of the same files (new modification times) is the same model: everything is reused.
     shutil.copytree(weights, tmp_path / "copy")
     shutil.rmtree(weights)
@@ -468,8 +696,13 @@ def test_python_api_refuses_a_strength_below_one_as_the_command_line_does(tmp_pa
     images, masks = bench_data
     needle = r"strength 0.5 must be 1 in a benchmark \(below 1 the hole starts from the ground truth"
     with pytest.raises(InputError, match=rf"^method_options\['sd'\]: {needle}"):
-        BenchConfig(models=["sd"], data=images, masks=str(masks), output=tmp_path / "o",
-                    method_options={"sd": {"strength": 0.5}})
+        BenchConfig(
+            models=["sd"],
+            data=images,
+            masks=str(masks),
+            output=tmp_path / "o",
+            method_options={"sd": {"strength": 0.5}},
+        )
     # Changed after construction: run_bench checks again, before anything is written.
     config = BenchConfig(models=["sd"], data=images, masks=str(masks), output=tmp_path / "o")
     config.method_options["sd"] = {"strength": 0.5}

@@ -58,16 +58,42 @@ def test_two_processes_equal_one_process(tmp_path, seven_images, random_lpips_al
     entry = tmp_path / "bench_entry.py"
     entry.write_text(ENTRY)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    common = ["bench", "--models", "telea", "biharmonic", "--data", str(seven_images), "--masks", "lama-medium",
-              "--eval-size", "32", "--lpips-weights", str(random_lpips_alex_file), "--fid-weights",
-              str(random_fid_inception_file), "--kid-subsets", "5", "--json"]
+    common = [
+        "bench",
+        "--models",
+        "telea",
+        "biharmonic",
+        "--data",
+        str(seven_images),
+        "--masks",
+        "lama-medium",
+        "--eval-size",
+        "32",
+        "--lpips-weights",
+        str(random_lpips_alex_file),
+        "--fid-weights",
+        str(random_fid_inception_file),
+        "--kid-subsets",
+        "5",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(entry), *common,
-                          "-o", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=300)
+    two = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(entry), *common, "-o", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert len([line for line in two.stdout.splitlines() if line.startswith("{")]) == 1  # only rank 0 reports
-    one = subprocess.run([sys.executable, str(entry), *common, "-o", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    one = subprocess.run(
+        [sys.executable, str(entry), *common, "-o", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
 
     (results_two, rows_two), (results_one, rows_one) = read(tmp_path / "two"), read(tmp_path / "one")
@@ -130,9 +156,14 @@ def test_a_preset_mask_failure_on_the_main_process_fails_every_process(tmp_path)
     entry.write_text(FAILING_ENTRY)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    launched = subprocess.Popen([torchrun, "--standalone", "--nproc_per_node", "2", str(entry), str(data),
-                                 str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, start_new_session=True)
+    launched = subprocess.Popen(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(entry), str(data), str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         _, stderr = launched.communicate(timeout=120)
     except subprocess.TimeoutExpired:

@@ -16,7 +16,10 @@ from inpaint.errors import InputError
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["bench", "--models", "ddpm", "sd", "--data", "t/"], ["bench", "--models", "ddpm", "--models", "sd", "--data", "t/"]),
+        (
+            ["bench", "--models", "ddpm", "sd", "--data", "t/"],
+            ["bench", "--models", "ddpm", "--models", "sd", "--data", "t/"],
+        ),
         (["--debug", "bench", "-m", "a", "b", "c"], ["--debug", "bench", "-m", "a", "-m", "b", "-m", "c"]),
         (["bench", "--models", "ddpm,sd", "-o", "r"], ["bench", "--models", "ddpm,sd", "-o", "r"]),
         (["bench", "--models", "a", "--models", "b"], ["bench", "--models", "a", "--models", "b"]),
@@ -33,16 +36,23 @@ def test_expand_models(argv, expected):
 def test_method_settings_map_onto_method_options():
     settings = parse_method_settings(
         ["ddpm=runs/ddpm"],
-        ["ddpm.steps=50", "ddpm.sampler=ddim", "repaint.jump-length=5", "dtype=fp32", "ddpm.guidance=7.5",
-         "repaint.weights=none"],
+        [
+            "ddpm.steps=50",
+            "ddpm.sampler=ddim",
+            "repaint.jump-length=5",
+            "dtype=fp32",
+            "ddpm.guidance=7.5",
+            "repaint.weights=none",
+        ],
         ["ddpm", "repaint"],
     )
     assert settings == {
         "ddpm": {"weights": "runs/ddpm", "steps": 50, "sampler": "ddim", "dtype": "fp32", "guidance": 7.5},
         "repaint": {"jump_length": 5, "dtype": "fp32", "weights": None},
     }
-    config = BenchConfig(models=["ddpm", "repaint"], data="d", masks="m", output="o", device="cpu",
-                         method_options=settings)
+    config = BenchConfig(
+        models=["ddpm", "repaint"], data="d", masks="m", output="o", device="cpu", method_options=settings
+    )
     options = config.options_for("ddpm")
     assert (options.weights, options.steps, options.device, options.dtype) == ("runs/ddpm", 50, "cpu", "fp32")
 
@@ -66,7 +76,9 @@ def test_bad_method_settings_are_one_line_input_errors(weights, options, needle)
 
 def test_config_checks_models_and_values():
     assert BenchConfig(models=["telea, biharmonic", "telea"], data="d", masks="m", output="o").models == [
-        "telea", "biharmonic"]
+        "telea",
+        "biharmonic",
+    ]
     with pytest.raises(InputError, match="unknown method 'nope'"):
         BenchConfig(models=["nope"], data="d", masks="m", output="o")
     with pytest.raises(InputError, match="--eval-size 8"):
@@ -140,8 +152,15 @@ def test_run_settings_fingerprint_local_paths_only(tmp_path):
 
     lora = tmp_path / "lora.safetensors"
     lora.write_bytes(b"lora")
-    config = BenchConfig(models=["sd", "telea"], data="d", masks="m", output="o", method_options={
-        "sd": {"weights": "someone/sd-inpainting", "lora": str(lora), "captions": str(tmp_path / "missing.json")}})
+    config = BenchConfig(
+        models=["sd", "telea"],
+        data="d",
+        masks="m",
+        output="o",
+        method_options={
+            "sd": {"weights": "someone/sd-inpainting", "lora": str(lora), "captions": str(tmp_path / "missing.json")}
+        },
+    )
     assert run_settings(config, "sd")["fingerprints"] == {"lora": path_fingerprint(lora)}  # hub ids as they are
     assert "fingerprints" not in run_settings(config, "telea")
 
@@ -151,8 +170,12 @@ def test_strength_below_one_is_refused_from_python_too():
         BenchConfig(models=["sd"], data="d", masks="m", output="o", method_options={"sd": {"strength": 0.5}})
     with pytest.raises(InputError, match=r"steps expects a number, got '50'"):
         BenchConfig(models=["ddpm"], data="d", masks="m", output="o", method_options={"ddpm": {"steps": "50"}})
-    assert BenchConfig(models=["sd"], data="d", masks="m", output="o",
-                       method_options={"sd": {"strength": 1.0}}).options_for("sd").strength == 1.0
+    assert (
+        BenchConfig(models=["sd"], data="d", masks="m", output="o", method_options={"sd": {"strength": 1.0}})
+        .options_for("sd")
+        .strength
+        == 1.0
+    )
 
 
 class FakeDist(Dist):

@@ -1,9 +1,10 @@
-"""The GPU benchmark script runs end to end (on the CPU, tiny models) before a GPU session spends
-its few minutes on it, and the real-size script's stages run on tiny look-alikes of the real bases;
-they measure nothing here."""
+"""The benchmarks run as the docs say (``python -m benchmarks.NAME`` from the repository root): the GPU
+benchmark end to end on the CPU with tiny models, so that it is known to work before GPU time is spent
+on it, and the real-size stages on tiny look-alikes of the real bases. They measure nothing here."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -12,15 +13,47 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import gpu, real_size
+from benchmarks._report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
+MODULES = sorted(path.stem for path in (ROOT / "benchmarks").glob("*.py") if path.stem != "__init__")
 
 
+def run_module(name: str, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.NAME ARGS`` from the repository root, offline, as benchmarks/README.md has it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_benchmark_module_imports_as_part_of_the_package(name):
+    importlib.import_module(f"benchmarks.{name}")
+
+
+def test_the_docs_give_benchmark_commands_as_modules_that_exist():
+    """`python benchmarks/NAME.py` cannot import the package's shared modules, so no doc may show it."""
+    docs = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for doc in docs:
+        text = doc.read_text()
+        assert "python benchmarks/" not in text, doc
+        for name in re.findall(r"python -m benchmarks\.([a-z_]+)", text):  # NAME stands for any of them
+            assert name in MODULES, (doc, name)
+
+
+# A GPU benchmark's smoke run on the CPU; the imports and docs commands are tested in the default run.
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_run_exercises_every_part():
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--smoke", "--repeats", "1"],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = run_module("gpu", "--smoke", "--repeats", "1", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "smoke run: tiny models, nothing measured" in out
@@ -29,17 +62,15 @@ def test_gpu_benchmark_smoke_run_exercises_every_part():
     assert "Against the references" in out
     assert out.count("| ddpm 32 px, DDPM 2 steps") == 2
     assert out.count("| train-lora step, batch 2, 64 px") == 2
-    assert all(f"| sd batch 2, {lever} |" in out for lever in ("default", "--channels-last", "--vae-slicing",
-                                                                "--attention-slicing"))
+    assert all(
+        f"| sd batch 2, {lever} |" in out
+        for lever in ("default", "--channels-last", "--vae-slicing", "--attention-slicing")
+    )
     assert docs.read_bytes() == before  # a smoke run prints; it never overwrites the recorded figures
 
 
 def test_gpu_parts_run_separately_accumulate_in_the_docs(tmp_path):
-    """A GPU session runs `--only sd`, then `--only ddpm`, …: each run keeps the others' figures."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu
-    from _report import write_section
-
+    """Runs of `--only sd`, then `--only ddpm`, …: each keeps the others' figures."""
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\n<!-- gpu:begin -->\n## GPU figures\n\nNot measured yet.\n<!-- gpu:end -->\n")
 
@@ -53,20 +84,17 @@ def test_gpu_parts_run_separately_accumulate_in_the_docs(tmp_path):
     run("sd", "| sd row again | 0.9 s |")
     text = docs.read_text()
     assert "| ddpm row | 2.0 s |" in text and "| sd row again | 0.9 s |" in text and "| sd row | 1.0 s |" not in text
-    assert text.count("Not measured yet.") == 2  # lora and levers
+    # lora and levers: what they will measure, and the command that measures each.
+    assert text.count(gpu.NOT_MEASURED) == 2
+    assert "python -m benchmarks.gpu --only lora`" in text and "python -m benchmarks.gpu --only levers`" in text
     assert text.count("<!-- gpu:begin -->") == 1 and text.startswith("# Benchmarks")
 
 
 @pytest.mark.slow  # eleven `python -m inpaint` processes and three model builds: about two minutes on two cores
 def test_real_size_smoke_run_runs_every_stage_as_a_user_types_it(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import real_size
-
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_size.py"), "--smoke", "--print",
-                             "--cache", str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
+    result = run_module("real_size", "--smoke", "--print", "--cache", str(tmp_path), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     out, data = result.stdout.split("<!-- real-size-results")  # the table, and the rows as JSON for --only
     assert "**Smoke run**" in out and len(data.strip().splitlines()) == len(real_size.stages()) + 1

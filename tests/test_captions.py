@@ -45,8 +45,9 @@ def test_blip_captions_every_image_deterministically(tmp_path, train_images, bli
     assert all(text.endswith(DEFAULT_SUFFIX) and len(text) > len(DEFAULT_SUFFIX) for text in captions.values())
     # Greedy decoding: a batch gives what single images give, and a second run the same text.
     again = caption_folder(train_images, tmp_path / "again.json", captioner=blip, batch_size=1, suffix="")
-    assert json.loads((tmp_path / "again.json").read_text()) == {k: v[: -len(DEFAULT_SUFFIX)]
-                                                                 for k, v in captions.items()}
+    assert json.loads((tmp_path / "again.json").read_text()) == {
+        k: v[: -len(DEFAULT_SUFFIX)] for k, v in captions.items()
+    }
     assert again.total == 6
 
 
@@ -106,8 +107,9 @@ def test_a_blip_without_the_caption_decoder_is_refused_not_run_with_random_weigh
     shutil.copytree(tiny_blip_dir, partial)
     for weights in partial.glob("*.safetensors"):
         tensors = load_file(weights)
-        save_file({k: v for k, v in tensors.items() if not k.startswith("text_decoder.")}, weights,
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v for k, v in tensors.items() if not k.startswith("text_decoder.")}, weights, metadata={"format": "pt"}
+        )
     with pytest.raises(InputError, match="lack .* of the captioning model's tensors .*text_decoder"):
         BlipCaptioner(str(partial), device="cpu")
 
@@ -121,7 +123,11 @@ def test_lookup_by_file_name_or_stem(tmp_path, train_images):
     assert caption_for(index, "x") is None  # ambiguous stem: no guess
     assert caption_for(index, "x.jpg") == "x2"
     assert sorted(missing_captions({"cat.png": "a cat", "coffee": "coffee"}, train_images)) == [
-        "astronaut.png", "camera.png", "chelsea.png", "rocket.png"]
+        "astronaut.png",
+        "camera.png",
+        "chelsea.png",
+        "rocket.png",
+    ]
 
 
 def test_an_empty_caption_gets_the_suffix_alone(tmp_path, train_images):
@@ -131,3 +137,29 @@ def test_an_empty_caption_gets_the_suffix_alone(tmp_path, train_images):
     caption_folder(train_images, out, captioner=lambda images: [""] * len(images))
     captions = json.loads(out.read_text())
     assert set(captions.values()) == {DEFAULT_SUFFIX.lstrip(", ")}
+
+
+def test_captions_for_training_decides_captions_or_one_prompt(tmp_path, train_images, caplog):
+    import logging
+    import shutil
+
+    from inpaint.captions import captions_for_training
+    from inpaint.models.sd import DEFAULT_PROMPT
+
+    data = tmp_path / "data"
+    shutil.copytree(train_images, data)
+    # A prompt and no captions file: that prompt for every image, BLIP not even looked for.
+    chosen = captions_for_training(data, prompt="a face", model="/nonexistent")
+    assert (chosen.captions, chosen.prompt, chosen.reason, chosen.source) == (None, "a face", None, None)
+    assert not (data / "captions.json").exists()
+    # No BLIP here: the study's fixed prompt, with the reason and one warning.
+    with caplog.at_level(logging.WARNING, logger="inpaint"):
+        fallback = captions_for_training(data, model=str(tmp_path / "no-blip"))
+    assert fallback.captions is None and fallback.prompt == DEFAULT_PROMPT and "no such folder" in fallback.reason
+    assert [r.getMessage() for r in caplog.records if "trains on the prompt" in r.getMessage()]
+    # A captioner: DATA/captions.json is made, with the study's suffix, and found again next time.
+    made = captions_for_training(data, captioner=lambda images: ["a photo"] * len(images))
+    assert made.captioned == 6 and made.source == data / "captions.json"
+    assert set(made.captions.values()) == {"a photo" + DEFAULT_SUFFIX}
+    again = captions_for_training(data, model=str(tmp_path / "no-blip"))
+    assert again.captions == made.captions and again.captioned == 0

@@ -42,8 +42,10 @@ def test_python_dash_m_runs_the_same_cli():
         (["no-such-command"], "No such command"),
         (["complete", "a.png", "b.png", "-o", "c.png", "--seed", "x"], "--seed"),
         (["complete", "a.png", "b.png", "-o", "c.png", "-m", "telea", "--device", "gpu"], "not a device name"),
-        (["bench", "--models", "telea", "--data", "d", "--masks", "m", "-o", "o", "--device", "cuda:x"],
-         "not a device name"),
+        (
+            ["bench", "--models", "telea", "--data", "d", "--masks", "m", "-o", "o", "--device", "cuda:x"],
+            "not a device name",
+        ),
         (["train-ddpm", "d", "-o", "o", "--device", "tpu"], "not a device name"),
     ],
 )
@@ -58,7 +60,9 @@ def test_usage_errors_are_one_line_exit_2(cli, args, needle):
 def test_input_errors_exit_2_runtime_errors_exit_1(cli, tmp_path, monkeypatch, pair):
     image, mask = pair
     result = cli("complete", tmp_path / "missing.png", mask, "-o", tmp_path / "o.png", "-m", "telea")
-    assert result.code == 2 and result.err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.png'}: no such file"
+    assert (
+        result.code == 2 and result.err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.png'}: no such file"
+    )
 
     from inpaint.models import classical
 
@@ -87,8 +91,9 @@ def test_config_file_sets_options_and_flags_win(cli, tmp_path, pair):
     result = cli("complete", image, mask, "-o", tmp_path / "a.png", "--config", config)
     assert result.code == 0, result
     assert '"method": "telea"' in result.out and '"seed": 5' in result.out
-    result = cli("complete", image, mask, "-o", tmp_path / "b.png", "--config", config, "-m", "biharmonic",
-                 "--seed", "7")
+    result = cli(
+        "complete", image, mask, "-o", tmp_path / "b.png", "--config", config, "-m", "biharmonic", "--seed", "7"
+    )
     assert '"method": "biharmonic"' in result.out and '"seed": 7' in result.out
     # Every on/off flag can be turned back off on the command line.
     result = cli("complete", image, mask, "-o", tmp_path / "c.png", "--config", config, "--no-json")
@@ -120,3 +125,19 @@ def test_bad_config_files_are_usage_errors(cli, tmp_path, pair, text, needle):
     config.write_bytes(text if isinstance(text, bytes) else text.encode())
     result = cli("complete", image, mask, "-o", tmp_path / "a.png", "--config", config)
     assert result.code == 2 and needle in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_shell_completion_scripts_and_completions():
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "inpaint", "--help"], capture_output=True, text=True)
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+    env = {**os.environ, "_INPAINT_COMPLETE": "source_bash"}
+    script = subprocess.run([sys.executable, "-m", "inpaint"], env=env, capture_output=True, text=True)
+    assert script.returncode == 0 and "_INPAINT_COMPLETE=complete_bash" in script.stdout
+    env.update({"_INPAINT_COMPLETE": "complete_bash", "COMP_WORDS": "inpaint com", "COMP_CWORD": "1"})
+    words = subprocess.run([sys.executable, "-m", "inpaint"], env=env, capture_output=True, text=True).stdout.split()
+    assert words == ["complete"]
+    env.update({"COMP_WORDS": "inpaint complete --list-m", "COMP_CWORD": "2"})
+    words = subprocess.run([sys.executable, "-m", "inpaint"], env=env, capture_output=True, text=True).stdout.split()
+    assert words == ["--list-models"]

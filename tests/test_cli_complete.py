@@ -127,14 +127,29 @@ def test_pipe_from_stdin_to_stdout(tmp_path, pair, photo, center_mask):
     image, mask = pair
     result = subprocess.run(
         [sys.executable, "-m", "inpaint", "complete", "-", str(mask), "-o", "-", "-m", "telea"],
-        input=image.read_bytes(), capture_output=True,
+        input=image.read_bytes(),
+        capture_output=True,
     )
     assert result.returncode == 0, result.stderr.decode()
     completed = io.read_image(result.stdout, name="<stdout>")
     assert np.array_equal(completed[~center_mask], photo[~center_mask])
     # Same stem "stdin" seeding; deterministic method: identical to a file run through the CLI.
-    subprocess.run([sys.executable, "-m", "inpaint", "complete", str(image), str(mask), "-o",
-                    str(tmp_path / "f.png"), "-m", "telea"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inpaint",
+            "complete",
+            str(image),
+            str(mask),
+            "-o",
+            str(tmp_path / "f.png"),
+            "-m",
+            "telea",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert np.array_equal(io.read_image(tmp_path / "f.png"), completed)
 
 
@@ -200,8 +215,9 @@ def test_folder_concat_never_writes_into_an_input_folder(cli, tmp_path, photo, c
 
 
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
-def test_an_unwritable_output_is_refused_before_the_model_loads(cli, tmp_path, pair, photo, center_mask,
-                                                               monkeypatch, where):
+def test_an_unwritable_output_is_refused_before_the_model_loads(
+    cli, tmp_path, pair, photo, center_mask, monkeypatch, where
+):
     from inpaint import models
 
     if where == "proc" and not os.path.isdir("/proc/self"):
@@ -238,3 +254,125 @@ def test_options_the_method_does_not_use_are_named_not_silently_dropped(cli, tmp
     options = MethodOptions(lora="l", prompt="p", strength=0.5, steps=3, jump_length=2)
     assert models.get_method("sd").ignored_options(options) == ["--jump-length"]
     assert models.get_method("ddpm").ignored_options(options) == ["--jump-length", "--lora", "--prompt", "--strength"]
+
+
+def test_an_output_name_without_a_suffix_is_written_as_png_under_that_name(cli, tmp_path, pair, photo, center_mask):
+    image, mask = pair
+    out = tmp_path / "result"
+    result = cli("complete", image, mask, "-o", out, "-m", "telea", "--concat", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["files"] == [str(tmp_path / "result_concat"), str(out)]
+    assert Image.open(out).format == "PNG" and Image.open(tmp_path / "result_concat").format == "PNG"
+    assert np.array_equal(io.read_image(out)[~center_mask], photo[~center_mask])
+    assert not (tmp_path / "result.png").exists()
+    result = cli("complete", image, mask, "-o", tmp_path / "result.pgn", "-m", "telea")  # a typo is not guessed at
+    assert result.code == 2 and "unknown image suffix '.pgn'" in result.err
+
+
+@pytest.mark.parametrize(
+    "suffix, lossy", [(".jpg", True), (".jpeg", True), (".webp", True), (".png", False), (".tif", False)]
+)
+def test_a_lossy_output_warns_once_that_known_pixels_change(cli, tmp_path, pair, suffix, lossy):
+    image, mask = pair
+    result = cli("complete", image, mask, "-o", tmp_path / f"o{suffix}", "-m", "telea", "--concat")
+    assert result.code == 0, result
+    warnings = [line for line in result.err.splitlines() if "is lossy" in line]
+    assert len(warnings) == (1 if lossy else 0), result.err
+    if lossy:
+        assert warnings[0].startswith("warning: ") and "bit-exactly" in warnings[0] and ".png" in warnings[0]
+
+
+def test_the_models_steps_show_as_a_progress_bar_for_one_image(cli, tmp_path, pair, tiny_unet7_dir):
+    from inpaint import completion
+
+    image, mask = pair
+    ddpm = ["-m", "ddpm", "--weights", tiny_unet7_dir, "--steps", "3", "--device", "cpu"]
+    result = cli("complete", image, mask, "-o", tmp_path / "o.png", *ddpm)
+    assert result.code == 0, result
+    assert "3/3" in result.err  # the sampler's steps, on stderr
+    quiet = cli("complete", image, mask, "-o", tmp_path / "p.png", *ddpm, "--json")
+    assert quiet.code == 0 and json.loads(quiet.out)["method"] == "ddpm" and "3/3" not in quiet.err
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def start(self, description, total):
+            self.events.append(("start", total))
+
+        def advance(self, n=1, **info):
+            self.events.append(("advance", n))
+
+        def finish(self):
+            self.events.append(("finish",))
+
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    inpainter = models.load_inpainter("ddpm", MethodOptions(weights=str(tiny_unet7_dir), steps=3, device="cpu"))
+    recorder = Recorder()
+    completion.complete_file(inpainter, image, mask, progress=recorder)
+    assert recorder.events == [("start", 3), ("advance", 1), ("advance", 1), ("advance", 1), ("finish",)]
+
+
+def test_piped_stdout_holds_only_the_png_while_the_steps_show(tmp_path, pair, tiny_unet7_dir):
+    image, mask = pair
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inpaint",
+            "complete",
+            str(image),
+            str(mask),
+            "-o",
+            "-",
+            "-m",
+            "ddpm",
+            "--weights",
+            str(tiny_unet7_dir),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.startswith(b"\x89PNG") and io.read_image(result.stdout).shape == (64, 64, 3)
+    assert "2/2" in result.stderr.decode()
+
+
+def test_list_models_as_json(cli):
+    from inpaint import models
+
+    for args in (("--list-models", "--json"), ("--json", "--list-models")):
+        result = cli("complete", *args)
+        assert result.code == 0, result
+        listed = json.loads(result.out)
+        assert [m["name"] for m in listed] == models.method_names()
+        by_name = {m["name"]: m for m in listed}
+        assert by_name["telea"]["available"] is True and by_name["telea"]["reason"] is None
+        assert all(set(m) == {"name", "available", "reason", "description"} for m in listed)
+        assert all(m["available"] == (m["reason"] is None) for m in listed)
+    table = cli("complete", "--list-models")
+    assert table.code == 0 and "telea" in table.out and not table.out.lstrip().startswith("[")
+
+
+def test_the_output_checks_are_the_librarys(tmp_path, pair):
+    from inpaint import completion
+    from inpaint.errors import InputError
+
+    image, mask = pair
+    out = tmp_path / "o.png"
+    assert completion.check_output_file(out, image, mask, concat=True) == [tmp_path / "o_concat.png", out]
+    out.write_bytes(b"x")
+    with pytest.raises(InputError, match="already exists"):
+        completion.check_output_file(out, image, mask)
+    with pytest.raises(InputError, match="would overwrite the input"):
+        completion.check_output_file(image, image, mask, overwrite=True)
+    with pytest.raises(InputError, match="unknown image suffix"):
+        completion.check_output_file(tmp_path / "o.xyz")
+    with pytest.raises(InputError, match="is a folder"):
+        completion.check_output_file(tmp_path)
+    assert out.read_bytes() == b"x"

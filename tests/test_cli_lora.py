@@ -12,8 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from inpaint import io
 
-TINY = ["--resolution", "32", "--batch-size", "2", "--lr", "1e-2", "--device", "cpu", "--val-steps", "2",
-        "--rank", "4"]
+TINY = ["--resolution", "32", "--batch-size", "2", "--lr", "1e-2", "--device", "cpu", "--val-steps", "2", "--rank", "4"]
 
 
 @pytest.fixture
@@ -33,13 +32,28 @@ def test_caption_train_complete(cli, tmp_path, data, tiny_blip_dir, tiny_sd_inpa
     assert json.loads(result.out)["captioned"] == 0 and json.loads(result.out)["already_done"] == 6
 
     run = tmp_path / "run"
-    result = cli("train-lora", data, "-o", run, "--base", tiny_sd_inpaint_dir, "--max-steps", "2", "--val-images",
-                 "2", "--json", *TINY)
+    result = cli(
+        "train-lora",
+        data,
+        "-o",
+        run,
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--max-steps",
+        "2",
+        "--val-images",
+        "2",
+        "--json",
+        *TINY,
+    )
     assert result.code == 0, result
     assert "training with the captions in" in result.err  # found DATA/captions.json by itself
     summary = json.loads(result.out)
-    assert summary["step"] == 2 and summary["validation"] and summary["artefacts"] == [
-        str(run / "pytorch_lora_weights.safetensors")]
+    assert (
+        summary["step"] == 2
+        and summary["validation"]
+        and summary["artefacts"] == [str(run / "pytorch_lora_weights.safetensors")]
+    )
     saved = json.loads((run / "training_config.json").read_text())["train"]
     assert saved["method"] == "lora" and saved["method_options"]["captions_sha256"]
     assert (run / "samples" / "step-00000002.png").is_file()
@@ -49,10 +63,29 @@ def test_caption_train_complete(cli, tmp_path, data, tiny_blip_dir, tiny_sd_inpa
     captions = tmp_path / "captions.json"
     captions.write_text(json.dumps({"photo.png": "a lowest photo"}))
     outputs = {}
-    for name, extra in (("base", []), ("lora", ["--lora", run]), ("captioned", ["--lora", run, "--captions", captions])):
+    for name, extra in (
+        ("base", []),
+        ("lora", ["--lora", run]),
+        ("captioned", ["--lora", run, "--captions", captions]),
+    ):
         out = tmp_path / f"{name}.png"
-        result = cli("complete", image, mask, "-o", out, "--model", "sd", "--weights", tiny_sd_inpaint_dir,
-                     "--steps", "2", "--device", "cpu", "--json", *extra)
+        result = cli(
+            "complete",
+            image,
+            mask,
+            "-o",
+            out,
+            "--model",
+            "sd",
+            "--weights",
+            tiny_sd_inpaint_dir,
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--json",
+            *extra,
+        )
         assert result.code == 0, result
         assert json.loads(result.out)["method"] == "sd"
         outputs[name] = io.read_image(out)
@@ -64,8 +97,20 @@ def test_caption_train_complete(cli, tmp_path, data, tiny_blip_dir, tiny_sd_inpa
 
 def test_train_lora_without_captions_resumes_and_refuses_gaps(cli, tmp_path, data, tiny_sd_inpaint_dir):
     run = tmp_path / "run"
-    args = ["train-lora", data, "-o", run, "--base", tiny_sd_inpaint_dir, "--val-images", "0", "--ema-decay", "0.9",
-            "--json", *TINY]
+    args = [
+        "train-lora",
+        data,
+        "-o",
+        run,
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--val-images",
+        "0",
+        "--ema-decay",
+        "0.9",
+        "--json",
+        *TINY,
+    ]
     assert json.loads(cli(*args, "--max-steps", "1").out)["step"] == 1
     summary = json.loads(cli(*args, "--max-steps", "2").out)
     assert summary["resumed_from"] == 1 and summary["step"] == 2
@@ -91,8 +136,18 @@ def test_train_lora_without_captions_resumes_and_refuses_gaps(cli, tmp_path, dat
     ],
 )
 def test_bad_train_lora_options(cli, tmp_path, train_images, tiny_sd_inpaint_dir, extra, needle):
-    result = cli("train-lora", train_images, "-o", tmp_path / "run", "--base", tiny_sd_inpaint_dir,
-                 "--max-steps", "1", *TINY, *extra)
+    result = cli(
+        "train-lora",
+        train_images,
+        "-o",
+        tmp_path / "run",
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--max-steps",
+        "1",
+        *TINY,
+        *extra,
+    )
     assert result.code == 2 and needle in result.err, result
     assert len(result.err.strip().splitlines()) == 1
 
@@ -110,10 +165,38 @@ def test_complete_refuses_a_lora_for_another_base(cli, tmp_path, pair, tiny_sd_i
     wider = {k: torch.zeros(v.shape[0], v.shape[1] + 16) if "lora.down" in k else v for k, v in weights.items()}
     save_file(wider, tmp_path / "wider.safetensors")
     image, mask = pair
-    result = cli("complete", image, mask, "-o", tmp_path / "o.png", "--model", "sd", "--weights", tiny_sd_inpaint_dir,
-                 "--lora", tmp_path / "wider.safetensors", "--steps", "1", "--device", "cpu")
+    result = cli(
+        "complete",
+        image,
+        mask,
+        "-o",
+        tmp_path / "o.png",
+        "--model",
+        "sd",
+        "--weights",
+        tiny_sd_inpaint_dir,
+        "--lora",
+        tmp_path / "wider.safetensors",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert result.code == 2 and "was it trained for another base?" in result.err, result
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
-    result = cli("complete", image, mask, "-o", tmp_path / "o.png", "--model", "sd", "--weights", tiny_sd_inpaint_dir,
-                 "--strength", "2", "--device", "cpu")
+    result = cli(
+        "complete",
+        image,
+        mask,
+        "-o",
+        tmp_path / "o.png",
+        "--model",
+        "sd",
+        "--weights",
+        tiny_sd_inpaint_dir,
+        "--strength",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert result.code == 2 and "--strength 2.0: must be in (0, 1]" in result.err

@@ -39,8 +39,24 @@ def test_standalone_masks_are_reproducible_and_summarised(cli, tmp_path):
 
 def test_mixture_and_ratio_bounds(cli, tmp_path):
     out = tmp_path / "mix"
-    result = cli("make-masks", "--size", "64", "--count", "12", "-p", "box-center", "-p", "repaint-genhalf",
-                 "--min-ratio", "0.2", "--max-ratio", "0.6", "-o", out, "--json")
+    result = cli(
+        "make-masks",
+        "--size",
+        "64",
+        "--count",
+        "12",
+        "-p",
+        "box-center",
+        "-p",
+        "repaint-genhalf",
+        "--min-ratio",
+        "0.2",
+        "--max-ratio",
+        "0.6",
+        "-o",
+        out,
+        "--json",
+    )
     assert result.code == 0, result
     manifest = json.loads((out / "manifest.json").read_text())
     used = {entry["preset"] for entry in manifest["files"].values()}
@@ -57,13 +73,27 @@ def test_bad_requests_are_one_line_errors(cli, tmp_path):
     assert result.code == 2 and "--size and --count" in result.err
     result = cli("make-masks", "--size", "big", "--count", "2", "-o", tmp_path / "x")
     assert result.code == 2 and "--size 'big'" in result.err
-    result = cli("make-masks", "--size", "64", "--count", "2", "-p", "repaint-nn2", "--max-ratio", "0.5",
-                 "-o", tmp_path / "x")
+    result = cli(
+        "make-masks", "--size", "64", "--count", "2", "-p", "repaint-nn2", "--max-ratio", "0.5", "-o", tmp_path / "x"
+    )
     assert result.code == 2 and "repaint-nn2" in result.err
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
     # In a mixture too: nothing is written, rather than the masks drawn before nn2 is first picked.
-    result = cli("make-masks", "--size", "32", "--count", "20", "-p", "lama-thick", "-p", "repaint-nn2",
-                 "--max-ratio", "0.5", "-o", tmp_path / "mix")
+    result = cli(
+        "make-masks",
+        "--size",
+        "32",
+        "--count",
+        "20",
+        "-p",
+        "lama-thick",
+        "-p",
+        "repaint-nn2",
+        "--max-ratio",
+        "0.5",
+        "-o",
+        tmp_path / "mix",
+    )
     assert result.code == 2 and "preset repaint-nn2 always fills 0.750 of a 32x32 image" in result.err
     assert not (tmp_path / "mix").exists() or not any((tmp_path / "mix").iterdir())
 

@@ -31,8 +31,11 @@ def folders(tmp_path, photo, center_mask):
 
 def _files(folder):
     """Every file of the folder (the record included), name -> (bytes, mtime)."""
-    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _run(cli, images, masks, out, *args):
@@ -50,8 +53,10 @@ def test_another_method_is_refused_naming_it_and_overwrite_redoes_every_image(cl
 
     result = cli("complete", images, masks, "-o", out, "-m", "biharmonic")
     assert result.code == 2 and result.out == ""
-    assert result.err == (f"error: {out}/: made with --model telea; this run asks for biharmonic "
-                          "(use --overwrite to redo every image, or another -o)\n")
+    assert result.err == (
+        f"error: {out}/: made with --model telea; this run asks for biharmonic "
+        "(use --overwrite to redo every image, or another -o)\n"
+    )
     assert _files(out) == before  # nothing touched, not even a time
 
     summary = _run(cli, images, masks, out, "-m", "biharmonic", "--overwrite")
@@ -78,7 +83,8 @@ def test_a_resumed_interrupted_run_skips_what_it_made_and_makes_the_rest(cli, tm
     assert summary["files"] == [str(resumed / f"{n}.png") for n in NAMES[3:]]
     # The same outputs as the uninterrupted run; its record holds every image.
     assert {k: v[0] for k, v in _files(resumed).items() if k != LOG_FILE} == {
-        k: v[0] for k, v in _files(straight).items() if k != LOG_FILE}
+        k: v[0] for k, v in _files(straight).items() if k != LOG_FILE
+    }
     recorded = [json.loads(line) for line in (resumed / LOG_FILE).read_text().splitlines()[4:]]
     assert [entry["name"] for entry in recorded] == NAMES[3:]
     assert _run(cli, images, masks, resumed, "-m", "telea")["skipped_existing"] == NAMES
@@ -120,8 +126,10 @@ def test_weights_retrained_into_the_same_folder_are_other_settings(cli, tmp_path
     save_file({k: v + 0.01 for k, v in load_file(path).items()}, path)
     result = cli("complete", images, masks, "-o", out, *ddpm, "-w", weights)
     assert result.code == 2
-    assert (f"{out}/: made with --weights {weights} with other contents; this run asks for {weights} as it is now "
-            "(use --overwrite") in result.err
+    assert (
+        f"{out}/: made with --weights {weights} with other contents; this run asks for {weights} as it is now "
+        "(use --overwrite"
+    ) in result.err
     assert _files(out) == before
     assert _run(cli, images, masks, out, *ddpm, "-w", weights, "--overwrite")["written"] == NAMES
 
@@ -132,8 +140,11 @@ def test_the_record_keeps_non_default_options_and_refuses_other_values(cli, tmp_
     ddpm = ["-m", "ddpm", "-w", tiny_unet7_dir, "--sampler", "ddim", "--device", "cpu"]
     assert _run(cli, images, masks, out, *ddpm, "--steps", "2", "--seed", "5")["written"] == NAMES
     recorded = json.loads((out / RUN_FILE).read_text())
-    assert recorded["seed"] == 5 and recorded["options"] == {"weights": str(tiny_unet7_dir), "sampler": "ddim",
-                                                             "steps": 2}
+    assert recorded["seed"] == 5 and recorded["options"] == {
+        "weights": str(tiny_unet7_dir),
+        "sampler": "ddim",
+        "steps": 2,
+    }
     assert set(recorded["fingerprints"]) == {"weights"} and recorded["weights_used"] == {"weights": "."}
     summary = _run(cli, images, masks, out, *ddpm, "--steps", "2", "--seed", "5", "--batch-size", "3")
     assert summary["skipped_existing"] == NAMES  # batch size and device are not settings: same outputs
@@ -141,7 +152,10 @@ def test_the_record_keeps_non_default_options_and_refuses_other_values(cli, tmp_
     for args, message in [
         (["--steps", "3", "--seed", "5"], "made with --steps 2; this run asks for 3 ("),
         (["--steps", "2"], "made with --seed 5; this run asks for 0 ("),
-        (["--steps", "2", "--seed", "5", "--no-paste-back"], "made with --paste-back; this run asks for --no-paste-back"),
+        (
+            ["--steps", "2", "--seed", "5", "--no-paste-back"],
+            "made with --paste-back; this run asks for --no-paste-back",
+        ),
         (["--seed", "5"], "made with --steps 2; this run asks for the default ("),
         (["--steps", "1", "--seed", "1"], "made with --steps 2, --seed 5; this run asks for --steps 1, --seed 1 ("),
     ]:
@@ -202,7 +216,13 @@ def test_changes_name_what_differs_and_take_the_same_files_by_another_path_for_t
     (run / "config.json").write_text('{"retrained": true}')
     now = provenance.method_settings("ddpm", MethodOptions(weights=str(run), steps=3, ema=False))
     found = provenance.changes({**recorded, "seed": 0}, {**now, "seed": 1})
-    assert [(c.key, c.note) for c in found] == [("ema", None), ("steps", None), ("weights", "files changed"),
-                                                ("seed", None)]
-    assert describe(found) == (f"made with --ema, the default --steps, --weights {run} with other contents, --seed 0; "
-                               f"this run asks for --no-ema, --steps 3, --weights {run} as it is now, --seed 1")
+    assert [(c.key, c.note) for c in found] == [
+        ("ema", None),
+        ("steps", None),
+        ("weights", "files changed"),
+        ("seed", None),
+    ]
+    assert describe(found) == (
+        f"made with --ema, the default --steps, --weights {run} with other contents, --seed 0; "
+        f"this run asks for --no-ema, --steps 3, --weights {run} as it is now, --seed 1"
+    )

@@ -24,8 +24,22 @@ from inpaint.models.base import MethodOptions
 REAL_CPU_CAPABILITIES = devices.cpu_capabilities
 REAL_CPU_HALF_KERNELS = devices.cpu_half_kernels
 CPU = torch.device("cpu")
-TINY_TRAINING = ["--resolution", "32", "--batch-size", "2", "--lr", "1e-3", "--device", "cpu", "--val-steps", "2",
-                 "--ema-decay", "0.9", "--save-every", "1"]
+TINY_TRAINING = [
+    "--resolution",
+    "32",
+    "--batch-size",
+    "2",
+    "--lr",
+    "1e-3",
+    "--device",
+    "cpu",
+    "--val-steps",
+    "2",
+    "--ema-decay",
+    "0.9",
+    "--save-every",
+    "1",
+]
 
 
 @pytest.fixture
@@ -55,10 +69,11 @@ def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16_and_says_so_once(monkeyp
     assert devices.resolve_dtype("auto", CPU) == torch.bfloat16
     assert mixed_precision_for(_config(), CPU) == "bf16"
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["--dtype auto: bf16 on this CPU (it has avx512_bf16): about twice as fast as fp32; --dtype fp32 "
-                    "for full precision",
-                    "--mixed-precision auto: bf16 autocast on this CPU (it has avx512_bf16); --mixed-precision no for "
-                    "fp32"]
+    assert said == [
+        "--dtype auto: bf16 on this CPU (it has avx512_bf16): about twice as fast as fp32; --dtype fp32 "
+        "for full precision",
+        "--mixed-precision auto: bf16 autocast on this CPU (it has avx512_bf16); --mixed-precision no for fp32",
+    ]
     # Elsewhere auto is unchanged: fp16 (and its grad scaler) on CUDA, fp32 on Apple's MPS.
     assert devices.resolve_dtype("auto", torch.device("cuda")) == torch.float16
     assert devices.resolve_dtype("auto", torch.device("mps")) == torch.float32
@@ -73,9 +88,12 @@ def test_native_bf16_is_read_from_the_cpus_instruction_sets(monkeypatch):
     import platform
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    for capabilities, expected in [({"avx512_bf16": True}, "avx512_bf16"),
-                                   ({"amx_bf16": True, "avx512_bf16": True}, "amx_bf16"),
-                                   ({"avx512_bf16": False, "avx512_f": True}, None), ({}, None)]:
+    for capabilities, expected in [
+        ({"avx512_bf16": True}, "avx512_bf16"),
+        ({"amx_bf16": True, "avx512_bf16": True}, "amx_bf16"),
+        ({"avx512_bf16": False, "avx512_f": True}, None),
+        ({}, None),
+    ]:
         monkeypatch.setattr(devices, "cpu_capabilities", lambda c=capabilities: c)
         assert devices.native_bf16_cpu() == expected, capabilities
     # Arm CPUs (and Apple silicon, on the CPU device) keep fp32 under auto: not measured.
@@ -101,23 +119,35 @@ def test_half_precision_without_torch_kernels_is_refused_with_the_reason(monkeyp
     from inpaint.training.loop import mixed_precision_for
 
     caplog.set_level(logging.INFO, logger="inpaint")
-    with pytest.raises(InputError, match=r"^--dtype fp16: this CPU has no fp16 arithmetic \(AVX512-FP16 or "
-                                         r"AMX-FP16\).*hundreds of times slower than fp32; use bf16$"):
+    with pytest.raises(
+        InputError,
+        match=r"^--dtype fp16: this CPU has no fp16 arithmetic \(AVX512-FP16 or "
+        r"AMX-FP16\).*hundreds of times slower than fp32; use bf16$",
+    ):
         devices.resolve_dtype("fp16", CPU)
-    with pytest.raises(InputError, match=r"^--mixed-precision fp16: not available on the CPU \(accelerate has no "
-                                         r"fp16 autocast or grad scaler there"):
+    with pytest.raises(
+        InputError,
+        match=r"^--mixed-precision fp16: not available on the CPU \(accelerate has no "
+        r"fp16 autocast or grad scaler there",
+    ):
         mixed_precision_for(_config(mixed_precision="fp16"), CPU)
     # bf16 with oneDNN's kernels but no native bf16: allowed, with a note that it may not be faster.
     assert devices.resolve_dtype("bf16", CPU) == torch.bfloat16
     assert mixed_precision_for(_config(mixed_precision="bf16"), CPU) == "bf16"
     assert [r.getMessage() for r in caplog.records] == [
         "--dtype bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); oneDNN emulates it, which may be no "
-        "faster than fp32"]
+        "faster than fp32"
+    ]
     monkeypatch.setattr(devices, "cpu_half_kernels", lambda dtype: False)
-    for flag, call in (("--dtype bf16", lambda: devices.resolve_dtype("bf16", CPU)),
-                       ("--mixed-precision bf16", lambda: mixed_precision_for(_config(mixed_precision="bf16"), CPU))):
-        with pytest.raises(InputError, match=rf"^{flag}: torch has no fast bf16 kernels for this CPU .* about 65 "
-                                             r"times slower than fp32; use fp32$"):
+    for flag, call in (
+        ("--dtype bf16", lambda: devices.resolve_dtype("bf16", CPU)),
+        ("--mixed-precision bf16", lambda: mixed_precision_for(_config(mixed_precision="bf16"), CPU)),
+    ):
+        with pytest.raises(
+            InputError,
+            match=rf"^{flag}: torch has no fast bf16 kernels for this CPU .* about 65 "
+            r"times slower than fp32; use fp32$",
+        ):
             call()
     with pytest.raises(InputError, match="use fp32$"):
         devices.resolve_dtype("fp16", CPU)
@@ -153,15 +183,28 @@ def lora_file(tmp_path_factory, tiny_sd_inpaint_dir):
     return save_lora(pipe.unet, tmp_path_factory.mktemp("lora"), {"inpaint_prompt": "a photo"})
 
 
-def test_complete_runs_every_diffusion_method_in_bf16(cli, tmp_path, photo, center_mask, tiny_unet7_dir,
-                                                      tiny_ddpm_dir, tiny_sd_inpaint_dir, lora_file):
+def test_complete_runs_every_diffusion_method_in_bf16(
+    cli, tmp_path, photo, center_mask, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir, lora_file
+):
     photo, center_mask = photo[::2, ::2], center_mask[::2, ::2]  # 32 x 32: fast
     image = io.save_image(photo, tmp_path / "photo.png")
     mask = io.save_mask(center_mask, tmp_path / "mask.png")
-    methods = {"ddpm": ["--weights", tiny_unet7_dir, "--steps", "3"],
-               "repaint": ["--weights", tiny_ddpm_dir, "--sampler", "fast", "--steps", "4", "--jump-length", "2",
-                           "--jump-n-sample", "2"],
-               "sd": ["--weights", tiny_sd_inpaint_dir, "--lora", lora_file, "--steps", "2"]}
+    methods = {
+        "ddpm": ["--weights", tiny_unet7_dir, "--steps", "3"],
+        "repaint": [
+            "--weights",
+            tiny_ddpm_dir,
+            "--sampler",
+            "fast",
+            "--steps",
+            "4",
+            "--jump-length",
+            "2",
+            "--jump-n-sample",
+            "2",
+        ],
+        "sd": ["--weights", tiny_sd_inpaint_dir, "--lora", lora_file, "--steps", "2"],
+    }
     for method, extra in methods.items():
         outputs = {}
         for dtype in ("fp32", "bf16"):
@@ -190,8 +233,9 @@ def test_bf16_models_run_in_bf16_and_hand_fp32_back(tiny_unet7_dir, tiny_sd_inpa
     assert any("lora_B" in name for name, _ in pipe.unet.named_parameters())
     # The rest stays fp32, so the latents and the scheduler's arithmetic do (diffusers follows the
     # text encoder's dtype), and the VAE decodes in fp32.
-    assert {p.dtype for p in pipe.vae.parameters()} == {p.dtype for p in pipe.text_encoder.parameters()} == {
-        torch.float32}
+    assert (
+        {p.dtype for p in pipe.vae.parameters()} == {p.dtype for p in pipe.text_encoder.parameters()} == {torch.float32}
+    )
     latents = torch.randn(2, 9, 16, 16)
     text = torch.randn(2, 77, pipe.unet.config.cross_attention_dim)
     with torch.no_grad():
@@ -211,36 +255,63 @@ def test_bench_in_bf16_and_auto_says_it_once(cli, tmp_path, photo, tiny_unet7_di
     data = tmp_path / "data"
     for i in range(2):
         io.save_image(np.roll(photo[::2, ::2], 5 * i, axis=1), data / f"img{i}.png")
-    common = ["bench", "--models", "ddpm", "sd", "--data", data, "--masks", "lama-thick", "--weights",
-              f"ddpm={tiny_unet7_dir}", "--weights", f"sd={tiny_sd_inpaint_dir}", "--model-option", "ddpm.steps=2",
-              "--model-option", "sd.steps=2", "--eval-size", "32", "--no-lpips", "--no-fid", "--device", "cpu"]
+    common = [
+        "bench",
+        "--models",
+        "ddpm",
+        "sd",
+        "--data",
+        data,
+        "--masks",
+        "lama-thick",
+        "--weights",
+        f"ddpm={tiny_unet7_dir}",
+        "--weights",
+        f"sd={tiny_sd_inpaint_dir}",
+        "--model-option",
+        "ddpm.steps=2",
+        "--model-option",
+        "sd.steps=2",
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--device",
+        "cpu",
+    ]
     result = cli(*common, "-o", tmp_path / "bf16", "--dtype", "bf16")
     assert result.code == 0, result
     scores = json.loads((tmp_path / "bf16" / "results.json").read_text())["models"]
-    assert set(scores) == {"ddpm", "sd"} and all(np.isfinite(s["metrics"]["psnr_hole"]["value"]) for s in scores.values())
+    assert set(scores) == {"ddpm", "sd"} and all(
+        np.isfinite(s["metrics"]["psnr_hole"]["value"]) for s in scores.values()
+    )
     monkeypatch.setattr(devices, "native_bf16_cpu", lambda: "avx512_bf16")
     result = cli(*common, "-o", tmp_path / "auto")
     assert result.code == 0, result
     assert result.err.count("--dtype auto: bf16 on this CPU (it has avx512_bf16)") == 1  # two methods, one line
 
 
-def test_fp16_path_runs_where_torch_has_the_kernels(cli, tmp_path, photo, center_mask, tiny_unet7_dir,
-                                                    tiny_sd_inpaint_dir, fp16_kernels):
+def test_fp16_path_runs_where_torch_has_the_kernels(
+    cli, tmp_path, photo, center_mask, tiny_unet7_dir, tiny_sd_inpaint_dir, fp16_kernels
+):
     """fp16 is what auto runs on CUDA: diffusers' pipeline all in fp16, the pixel UNets in fp16."""
     from inpaint import models
 
     photo, center_mask = photo[::2, ::2], center_mask[::2, ::2]
     image = io.save_image(photo, tmp_path / "photo.png")
     mask = io.save_mask(center_mask, tmp_path / "mask.png")
-    for method, extra in (("ddpm", ["--weights", tiny_unet7_dir, "--steps", "2"]),
-                          ("sd", ["--weights", tiny_sd_inpaint_dir, "--steps", "2"])):
+    for method, extra in (
+        ("ddpm", ["--weights", tiny_unet7_dir, "--steps", "2"]),
+        ("sd", ["--weights", tiny_sd_inpaint_dir, "--steps", "2"]),
+    ):
         out = tmp_path / f"{method}.png"
         result = cli("complete", image, mask, "-o", out, "-m", method, "--device", "cpu", "--dtype", "fp16", *extra)
         assert result.code == 0, result
         assert np.array_equal(io.read_image(out)[~center_mask], photo[~center_mask])
     sd = models.load_inpainter("sd", MethodOptions(weights=str(tiny_sd_inpaint_dir), dtype="fp16"))
-    assert {p.dtype for p in sd.pipe.vae.parameters()} == {p.dtype for p in sd.pipe.unet.parameters()} == {
-        torch.float16}
+    assert (
+        {p.dtype for p in sd.pipe.vae.parameters()} == {p.dtype for p in sd.pipe.unet.parameters()} == {torch.float16}
+    )
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -263,15 +334,28 @@ def _all_fp32(tensors: dict[str, torch.Tensor]) -> bool:
     return bool(tensors) and {t.dtype for t in tensors.values()} == {torch.float32}
 
 
-def test_train_ddpm_auto_trains_in_bf16_with_fp32_weights_ema_and_checkpoints(cli, tmp_path, train_images,
-                                                                             tiny_ddpm_dir, monkeypatch):
+def test_train_ddpm_auto_trains_in_bf16_with_fp32_weights_ema_and_checkpoints(
+    cli, tmp_path, train_images, tiny_ddpm_dir, monkeypatch
+):
     from inpaint.training.ddpm_task import DDPMTask
 
     monkeypatch.setattr(devices, "native_bf16_cpu", lambda: "avx512_bf16")
     seen = _autocast_spy(monkeypatch, DDPMTask)
     run = tmp_path / "run"
-    result = cli("train-ddpm", train_images, "-o", run, "--base", tiny_ddpm_dir, "--max-steps", "2", "--val-images",
-                 "2", "--json", *TINY_TRAINING)
+    result = cli(
+        "train-ddpm",
+        train_images,
+        "-o",
+        run,
+        "--base",
+        tiny_ddpm_dir,
+        "--max-steps",
+        "2",
+        "--val-images",
+        "2",
+        "--json",
+        *TINY_TRAINING,
+    )
     assert result.code == 0, result
     assert "--mixed-precision auto: bf16 autocast on this CPU" in result.err
     assert seen and all(s == (True, torch.bfloat16) for s in seen)
@@ -282,12 +366,16 @@ def test_train_ddpm_auto_trains_in_bf16_with_fp32_weights_ema_and_checkpoints(cl
         assert _all_fp32(load_file(checkpoint / f"{name}.safetensors")), name
     for weights in (run / "diffusion_pytorch_model.safetensors", run / "raw" / "diffusion_pytorch_model.safetensors"):
         assert _all_fp32(load_file(weights)), weights  # the EMA weights at the root, the raw ones in raw/
-    ema, raw = load_file(run / "diffusion_pytorch_model.safetensors"), load_file(run / "raw" / "diffusion_pytorch_model.safetensors")
+    ema, raw = (
+        load_file(run / "diffusion_pytorch_model.safetensors"),
+        load_file(run / "raw" / "diffusion_pytorch_model.safetensors"),
+    )
     assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # the EMA did step
 
 
-def test_train_lora_in_bf16_saves_fp32_loras_that_complete_uses(cli, tmp_path, train_images, tiny_sd_inpaint_dir,
-                                                                photo, center_mask, monkeypatch):
+def test_train_lora_in_bf16_saves_fp32_loras_that_complete_uses(
+    cli, tmp_path, train_images, tiny_sd_inpaint_dir, photo, center_mask, monkeypatch
+):
     from inpaint.training.lora_task import LoRATask
 
     seen = _autocast_spy(monkeypatch, LoRATask)
@@ -296,15 +384,33 @@ def test_train_lora_in_bf16_saves_fp32_loras_that_complete_uses(cli, tmp_path, t
 
     def spy_build(self, device, mixed_precision="no"):
         unet = build(self, device, mixed_precision)
-        frozen.append({p.dtype for p in self._parts["vae"].parameters()} |
-                      {p.dtype for n, p in unet.named_parameters() if not p.requires_grad})
+        frozen.append(
+            {p.dtype for p in self._parts["vae"].parameters()}
+            | {p.dtype for n, p in unet.named_parameters() if not p.requires_grad}
+        )
         frozen.append({p.dtype for p in unet.parameters() if p.requires_grad})
         return unet
 
     monkeypatch.setattr(LoRATask, "build", spy_build)
     run = tmp_path / "run"
-    result = cli("train-lora", train_images, "-o", run, "--base", tiny_sd_inpaint_dir, "--max-steps", "2",
-                 "--val-images", "1", "--rank", "4", "--mixed-precision", "bf16", "--json", *TINY_TRAINING)
+    result = cli(
+        "train-lora",
+        train_images,
+        "-o",
+        run,
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--max-steps",
+        "2",
+        "--val-images",
+        "1",
+        "--rank",
+        "4",
+        "--mixed-precision",
+        "bf16",
+        "--json",
+        *TINY_TRAINING,
+    )
     assert result.code == 0, result
     assert frozen == [{torch.bfloat16}, {torch.float32}]  # the frozen model in bf16, the LoRA's matrices fp32
     assert seen and all(s == (True, torch.bfloat16) for s in seen)
@@ -316,8 +422,25 @@ def test_train_lora_in_bf16_saves_fp32_loras_that_complete_uses(cli, tmp_path, t
     photo, center_mask = photo[::2, ::2], center_mask[::2, ::2]
     image = io.save_image(photo, tmp_path / "photo.png")
     mask = io.save_mask(center_mask, tmp_path / "mask.png")
-    result = cli("complete", image, mask, "-o", tmp_path / "out.png", "-m", "sd", "--weights", tiny_sd_inpaint_dir,
-                 "--lora", run, "--steps", "2", "--device", "cpu", "--dtype", "bf16")
+    result = cli(
+        "complete",
+        image,
+        mask,
+        "-o",
+        tmp_path / "out.png",
+        "-m",
+        "sd",
+        "--weights",
+        tiny_sd_inpaint_dir,
+        "--lora",
+        run,
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--dtype",
+        "bf16",
+    )
     assert result.code == 0, result
 
 
@@ -339,8 +462,9 @@ def _fp16_accelerator_with_a_cpu_grad_scaler(init_scale: float):
     return build
 
 
-def test_fp16_grad_scaler_path_skips_overflowing_steps_and_resumes_its_scale(tmp_path, train_images, tiny_ddpm_dir,
-                                                                             monkeypatch):
+def test_fp16_grad_scaler_path_skips_overflowing_steps_and_resumes_its_scale(
+    tmp_path, train_images, tiny_ddpm_dir, monkeypatch
+):
     from inpaint.config import TrainConfig
     from inpaint.training import checkpoint as ckpt
     from inpaint.training import loop
@@ -350,9 +474,21 @@ def test_fp16_grad_scaler_path_skips_overflowing_steps_and_resumes_its_scale(tmp
 
     def run(output, steps: int, init_scale: float):
         monkeypatch.setattr(loop, "_accelerator", _fp16_accelerator_with_a_cpu_grad_scaler(init_scale))
-        config = TrainConfig(method="ddpm", data=str(train_images), output=str(output), base=str(tiny_ddpm_dir),
-                             resolution=32, batch_size=2, lr=1e-3, max_steps=steps, save_every=1, val_images=0,
-                             ema_decay=0.9, device="cpu", clip_grad_norm=1.0)
+        config = TrainConfig(
+            method="ddpm",
+            data=str(train_images),
+            output=str(output),
+            base=str(tiny_ddpm_dir),
+            resolution=32,
+            batch_size=2,
+            lr=1e-3,
+            max_steps=steps,
+            save_every=1,
+            val_images=0,
+            ema_decay=0.9,
+            device="cpu",
+            clip_grad_norm=1.0,
+        )
         return loop.train(DDPMTask(str(tiny_ddpm_dir), DDPMOptions()), config)
 
     # A scale of 2^60 overflows fp16 gradients: every step is skipped and the scale halves each time.

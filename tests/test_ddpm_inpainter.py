@@ -73,6 +73,7 @@ def test_defaults(tiny_unet7_dir, tiny_ddpm_dir):
     assert (method.sampler, method.steps, method.dtype) == ("ddpm", 25, torch.float32)
     assert ddpm(tiny_unet7_dir, sampler="ddpm").steps == 1000  # named: the study's setting
     assert ddpm(tiny_unet7_dir, sampler="dpmpp").steps == 25
+    assert ddpm(tiny_unet7_dir, sampler="dpmpp-sde").steps == 25
     assert ddpm(tiny_unet7_dir, sampler="ddim").steps == 50
     method = repaint(tiny_ddpm_dir)
     assert (method.sampler, method.steps, method.jump_length, method.jump_n_sample) == (
@@ -88,7 +89,7 @@ def test_defaults(tiny_unet7_dir, tiny_ddpm_dir):
 @pytest.mark.parametrize(
     "options,flag",
     [
-        (dict(sampler="euler"), "--sampler"),
+        (dict(sampler="euler"), "--sampler 'euler': ddpm supports ddpm, ddim, dpmpp, dpmpp-sde"),
         (dict(steps=0), "--steps"),
         (dict(steps=1001), "--steps"),
         (dict(sampler="ddim", steps=600), "--steps 600: DDIM on 600 steps would start at t = 599 of 1000"),
@@ -112,9 +113,7 @@ def test_ddim_step_counts_whose_stride_covers_the_schedule_are_accepted():
     assert steps_problem("ddpm", 600, 1000) is None and steps_problem("dpmpp", 600, 1000) is None
 
 
-@pytest.mark.parametrize(
-    "options,flag", [(dict(sampler="ddim"), "--sampler"), (dict(jump_length=0), "--jump-length")]
-)
+@pytest.mark.parametrize("options,flag", [(dict(sampler="ddim"), "--sampler"), (dict(jump_length=0), "--jump-length")])
 def test_bad_repaint_options(tiny_ddpm_dir, options, flag):
     with pytest.raises(InputError, match=flag):
         repaint(tiny_ddpm_dir, **options)
@@ -164,9 +163,7 @@ def test_repaint_completes_with_a_small_schedule(tiny_ddpm_dir, tiny_ddpm_pipeli
     out = method(images, masks, seeds=[0, 1])
     assert_completed(out, images, masks)
     assert method.last_nfe == 10 + 3 * 1 * 3  # jump points 0, 3 and 6, one extra pass of 3 steps each
-    same = repaint(tiny_ddpm_pipeline_dir, steps=10, jump_length=3, jump_n_sample=2)(
-        images, masks, seeds=[0, 1]
-    )
+    same = repaint(tiny_ddpm_pipeline_dir, steps=10, jump_length=3, jump_n_sample=2)(images, masks, seeds=[0, 1])
     assert torch.equal(out, same)  # both layouts hold the same model
 
 

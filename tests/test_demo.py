@@ -11,8 +11,26 @@ from inpaint import io
 
 def test_demo_writes_grid_and_table(cli, tmp_path):
     out = tmp_path / "demo"
-    result = cli("demo", "-o", out, "--size", "48", "--photo", "astronaut", "--photo", "coffee", "--photo", "coffee",
-                 "--model", "biharmonic", "--model", "telea", "--model", "telea", "--json")  # repeats count once
+    result = cli(
+        "demo",
+        "-o",
+        out,
+        "--size",
+        "48",
+        "--photo",
+        "astronaut",
+        "--photo",
+        "coffee",
+        "--photo",
+        "coffee",
+        "--model",
+        "biharmonic",
+        "--model",
+        "telea",
+        "--model",
+        "telea",
+        "--json",
+    )  # repeats count once
     assert result.code == 0, result
     summary = json.loads(result.out)
     assert [s["method"] for s in summary["scores"]] == ["biharmonic", "telea"]
@@ -42,3 +60,19 @@ def test_demo_default_run_uses_every_available_method(cli, tmp_path):
     for method in available_methods():
         assert f"{method}" in result.out
     assert (tmp_path / "d" / "grid.png").exists()
+
+
+def test_a_method_without_its_weights_is_refused_with_how_to_run_it_on_others(cli, tmp_path):
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    reason = models.get_method("ddpm").why_unavailable(MethodOptions())
+    assert reason.kind == "weights" and reason.method == "ddpm"
+    result = cli("demo", "-o", tmp_path / "d", "--size", "32", "--model", "ddpm")
+    assert result.code == 2 and "--model ddpm: needs fine-tuned weights" in result.err
+    assert "inpaint complete -m ddpm --weights" in result.err and not (tmp_path / "d").exists()
+    result = cli("demo", "-o", tmp_path / "d", "--photo", "moon")
+    assert result.code == 2 and "--photo 'moon': unknown demo photo" in result.err
+    # What the options name is theirs to fix: no advice about the demo's default weights.
+    named = models.get_method("ddpm").why_unavailable(MethodOptions(weights=str(tmp_path / "nowhere")))
+    assert named.kind == "options" and str(named) == named.message

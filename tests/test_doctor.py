@@ -16,8 +16,10 @@ def fake_hub_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     cache = tmp_path / "hub"
-    for repo, files in {"google/ddpm-celebahq-256": ["config.json", "diffusion_pytorch_model.safetensors"],
-                        "Salesforce/blip-image-captioning-base": ["config.json"]}.items():
+    for repo, files in {
+        "google/ddpm-celebahq-256": ["config.json", "diffusion_pytorch_model.safetensors"],
+        "Salesforce/blip-image-captioning-base": ["config.json"],
+    }.items():
         folder = cache / f"models--{repo.replace('/', '--')}"
         (folder / "refs").mkdir(parents=True)
         (folder / "refs" / "main").write_text("abc123")
@@ -40,14 +42,19 @@ def test_doctor_json_reports_versions_devices_models_and_weights(cli, fake_hub_c
     assert report["packages"]["lpips"] and report["packages"]["pytorch-fid"] and report["packages"]["opencv (cv2)"]
     assert any(d["device"] == "cpu" for d in report["devices"])
     status = {m["repo_id"]: m["status"] for m in report["models"]}
-    assert status == {"google/ddpm-celebahq-256": "cached", "stable-diffusion-v1-5/stable-diffusion-inpainting": "missing",
-                      "Salesforce/blip-image-captioning-base": "incomplete"}
+    assert status == {
+        "google/ddpm-celebahq-256": "cached",
+        "stable-diffusion-v1-5/stable-diffusion-inpainting": "missing",
+        "Salesforce/blip-image-captioning-base": "incomplete",
+    }
     missing = next(m for m in report["models"] if m["status"] == "missing")
     assert "inpaint download sd" in missing["get"]
     weights = {w["file"]: w for w in report["metric_weights"]}
     assert weights["alexnet-owt-7be5be79.pth"]["found"] == str(checkpoints / "alexnet-owt-7be5be79.pth")
     inception = weights["pt_inception-2015-12-05-6726825d.pth"]
-    assert inception["found"] is None and "--fid-weights" in inception["get"] and inception["url"].startswith("https://")
+    assert (
+        inception["found"] is None and "--fid-weights" in inception["get"] and inception["url"].startswith("https://")
+    )
     methods = {m["method"]: m["available"] for m in report["methods"]}
     assert methods["telea"] is True and methods["ddpm"] is False
 
@@ -56,8 +63,16 @@ def test_doctor_tables_say_how_to_get_what_is_missing(cli, fake_hub_cache, no_me
     result = cli("doctor")
     assert result.code == 0, result
     text = " ".join(result.out.split())
-    for needle in ("google/ddpm-celebahq-256", "cached", "missing", "inpaint download sd", "inpaint download fid",
-                   "pt_inception-2015-12-05-6726825d.pth", "Devices", "telea"):
+    for needle in (
+        "google/ddpm-celebahq-256",
+        "cached",
+        "missing",
+        "inpaint download sd",
+        "inpaint download fid",
+        "pt_inception-2015-12-05-6726825d.pth",
+        "Devices",
+        "telea",
+    ):
         assert needle in text
 
 
@@ -82,7 +97,8 @@ def test_pickle_weights_count_as_weights_and_a_config_alone_does_not(cli, fake_h
 
 def test_help_of_new_commands_imports_nothing_heavy():
     code = (
-        "import sys; from inpaint.cli.app import main; main(['bench', '--help']); main(['doctor', '--help']); main(['download', '--help']);"
+        "import sys; from inpaint.cli.app import main; "
+        "main(['bench', '--help']); main(['doctor', '--help']); main(['download', '--help']);"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'skimage', 'cv2', 'lpips') if m in sys.modules];"
         "print('HEAVY', heavy)"
     )

@@ -56,8 +56,9 @@ def no_network(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", local_only)
 
 
-def test_offline_it_lists_what_is_present_and_missing_and_fetches_nothing(cli, caches, no_network, tiny_ddpm_dir,
-                                                                          tiny_blip_dir, tmp_path):
+def test_offline_it_lists_what_is_present_and_missing_and_fetches_nothing(
+    cli, caches, no_network, tiny_ddpm_dir, tiny_blip_dir, tmp_path
+):
     hub, checkpoints = caches
     ddpm = testing.install_in_hub_cache(tiny_ddpm_dir, "google/ddpm-celebahq-256", hub)
     blip = testing.install_in_hub_cache(tiny_blip_dir, "Salesforce/blip-image-captioning-base", hub)
@@ -80,7 +81,12 @@ def test_offline_it_lists_what_is_present_and_missing_and_fetches_nothing(cli, c
     report = json.loads(cli("download", "--json").out)
     assert report["offline"] is True
     assert {i["name"]: i["status"] for i in report["items"]} == {
-        "ddpm": "present", "sd": "missing", "blip": "missing", "lpips": "present", "fid": "missing"}
+        "ddpm": "present",
+        "sd": "missing",
+        "blip": "missing",
+        "lpips": "present",
+        "fid": "missing",
+    }
 
     # What is asked for and present: exit 0.
     result = cli("download", "ddpm", "lpips")
@@ -249,8 +255,9 @@ def test_download_fetches_the_torch_files_into_the_torch_hub_folder(served, cach
     server, payload, name = served
     _, checkpoints = caches
     # The real file's name carries the real file's hash: this payload is refused under it, the others go on.
-    statuses = module.download(["lpips", "fid"], offline=False, urls={"lpips": server.url(ALEXNET),
-                                                                      "fid": server.url(INCEPTION)})
+    statuses = module.download(
+        ["lpips", "fid"], offline=False, urls={"lpips": server.url(ALEXNET), "fid": server.url(INCEPTION)}
+    )
     assert [s.status for s in statuses] == ["failed", "failed"] and "SHA-256" in statuses[0].error
     assert not list(checkpoints.iterdir())
     # Under a name that carries its hash, it lands where LPIPS looks for it, and is then present.
@@ -281,8 +288,14 @@ def fake_snapshot_download(tmp_path, monkeypatch):
     calls: list[dict] = []
 
     def snapshot_download(repo_id, *, allow_patterns=None, revision=None, local_files_only=False, **kwargs):
-        calls.append({"repo_id": repo_id, "allow_patterns": list(allow_patterns), "revision": revision,
-                      "local_files_only": local_files_only})
+        calls.append(
+            {
+                "repo_id": repo_id,
+                "allow_patterns": list(allow_patterns),
+                "revision": revision,
+                "local_files_only": local_files_only,
+            }
+        )
         if local_files_only:
             if not snapshot.is_dir():
                 raise LocalEntryNotFoundError("not cached")

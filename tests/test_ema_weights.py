@@ -19,8 +19,20 @@ from inpaint.training.loop import train
 
 
 def _ddpm_config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(method="ddpm", data=str(train_images), output=str(output), base=str(base), resolution=32,
-                    batch_size=2, lr=1e-3, max_steps=2, save_every=1, val_images=0, ema_decay=0.9, device="cpu")
+    settings = dict(
+        method="ddpm",
+        data=str(train_images),
+        output=str(output),
+        base=str(base),
+        resolution=32,
+        batch_size=2,
+        lr=1e-3,
+        max_steps=2,
+        save_every=1,
+        val_images=0,
+        ema_decay=0.9,
+        device="cpu",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -58,8 +70,9 @@ def test_the_root_holds_the_ema_weights_and_raw_the_raw_ones(ddpm_run):
     for name, tensor in raw.state_dict().items():
         assert torch.equal(tensor, saved["model"][name]), name
     assert not torch.equal(root.conv_in.weight, raw.conv_in.weight)
-    markers = [json.loads((folder / "inpaint_config.json").read_text())["weights"] for folder in (ddpm_run,
-                                                                                                  ddpm_run / "raw")]
+    markers = [
+        json.loads((folder / "inpaint_config.json").read_text())["weights"] for folder in (ddpm_run, ddpm_run / "raw")
+    ]
     assert markers == ["ema", "raw"]
     assert (ddpm_run / "raw" / "scheduler_config.json").is_file()  # a complete model folder on its own
     assert not (ddpm_run / "ema").exists()  # the earlier layout's folder went with the new export
@@ -85,8 +98,9 @@ def test_loading_picks_ema_by_default_and_raw_on_request(ddpm_run, tmp_path):
     # The earlier layout: raw weights at an unmarked root, the EMA in ema/. EMA by default still.
     old = tmp_path / "old"
     shutil.copytree(ddpm_run / "raw", old)
-    shutil.copytree(ddpm_run, old / "ema", ignore=shutil.ignore_patterns("raw", "checkpoints", "samples", "*.png",
-                                                                          "*.jsonl"))
+    shutil.copytree(
+        ddpm_run, old / "ema", ignore=shutil.ignore_patterns("raw", "checkpoints", "samples", "*.png", "*.jsonl")
+    )
     for folder in (old, old / "ema"):
         config = json.loads((folder / "inpaint_config.json").read_text())
         del config["weights"]
@@ -106,8 +120,22 @@ def test_complete_uses_the_ema_weights_and_no_ema_the_raw_ones(cli, ddpm_run, tm
 
     def complete(weights, *extra) -> np.ndarray:
         out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.png"
-        result = cli("complete", image, mask, "-o", out, "--model", "ddpm", "--weights", weights, "--steps", "3",
-                     "--device", "cpu", *extra)
+        result = cli(
+            "complete",
+            image,
+            mask,
+            "-o",
+            out,
+            "--model",
+            "ddpm",
+            "--weights",
+            weights,
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            *extra,
+        )
         assert result.code == 0, result
         return io.read_image(out)
 
@@ -125,11 +153,17 @@ def test_bench_takes_ema_as_a_model_option(ddpm_run, tmp_path):
     from inpaint.bench.runner import run_settings
 
     assert parse_method_settings([], ["ddpm.ema=false"], ["ddpm"]) == {"ddpm": {"ema": False}}
+
     # run.json names the weights read inside the run folder: outputs of the EMA and of the raw
     # weights (or of a folder laid out by an earlier version) are never taken for one another.
     def used(**options):
-        config = BenchConfig(models=["ddpm"], data=tmp_path, masks="lama-thick", output=tmp_path / "out",
-                             method_options={"ddpm": {"weights": str(ddpm_run), **options}})
+        config = BenchConfig(
+            models=["ddpm"],
+            data=tmp_path,
+            masks="lama-thick",
+            output=tmp_path / "out",
+            method_options={"ddpm": {"weights": str(ddpm_run), **options}},
+        )
         return run_settings(config, "ddpm")["weights_used"]
 
     assert used() == {"weights": "."} and used(ema=False) == {"weights": "raw"}
@@ -143,11 +177,25 @@ def lora_run(tmp_path_factory, train_images, tiny_sd_inpaint_dir):
     from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     run = tmp_path_factory.mktemp("lora-ema") / "run"
-    config = TrainConfig(method="lora", data=str(train_images), output=str(run), base=str(tiny_sd_inpaint_dir),
-                         resolution=32, batch_size=2, lr=1e-2, max_steps=2, save_every=100, val_images=0,
-                         ema_decay=0.9, device="cpu")
+    config = TrainConfig(
+        method="lora",
+        data=str(train_images),
+        output=str(run),
+        base=str(tiny_sd_inpaint_dir),
+        resolution=32,
+        batch_size=2,
+        lr=1e-2,
+        max_steps=2,
+        save_every=100,
+        val_images=0,
+        ema_decay=0.9,
+        device="cpu",
+    )
     result = train(LoRATask(str(tiny_sd_inpaint_dir), LoRAOptions(rank=4, val_steps=2)), config)
-    assert result.artefacts == [run / "pytorch_lora_weights.safetensors", run / "raw" / "pytorch_lora_weights.safetensors"]
+    assert result.artefacts == [
+        run / "pytorch_lora_weights.safetensors",
+        run / "raw" / "pytorch_lora_weights.safetensors",
+    ]
     return run
 
 
@@ -164,8 +212,10 @@ def test_lora_root_holds_the_ema_lora_and_raw_the_raw_one(lora_run):
     assert _values(root.values()) == _values(saved["ema"].values())
     assert _values(raw.values()) == _values(saved["model"].values())
     assert _values(root.values()) != _values(raw.values())
-    for path, marker in ((lora_run / "pytorch_lora_weights.safetensors", "ema"),
-                         (lora_run / "raw" / "pytorch_lora_weights.safetensors", "raw")):
+    for path, marker in (
+        (lora_run / "pytorch_lora_weights.safetensors", "ema"),
+        (lora_run / "raw" / "pytorch_lora_weights.safetensors", "raw"),
+    ):
         with safe_open(str(path), framework="pt") as f:
             assert f.metadata()["inpaint_weights"] == marker
 
@@ -187,8 +237,16 @@ def test_lora_loading_in_stock_diffusers_and_ours(lora_run, tiny_sd_inpaint_dir,
         pipe = StableDiffusionInpaintPipeline.from_pretrained(tiny_sd_inpaint_dir, safety_checker=None)
         pipe.set_progress_bar_config(disable=True)
         pipe.load_lora_weights(str(lora), **kwargs)
-        return pipe(prompt=["a photo"], image=image, mask_image=mask, height=32, width=32, num_inference_steps=2,
-                    generator=[torch.Generator().manual_seed(1)], output_type="pt").images
+        return pipe(
+            prompt=["a photo"],
+            image=image,
+            mask_image=mask,
+            height=32,
+            width=32,
+            num_inference_steps=2,
+            generator=[torch.Generator().manual_seed(1)],
+            output_type="pt",
+        ).images
 
     stock = run(lora_run)  # stock diffusers reads the root: the EMA LoRA
     assert torch.equal(stock, run(lora_run, weight_name="pytorch_lora_weights.safetensors"))
@@ -197,8 +255,10 @@ def test_lora_loading_in_stock_diffusers_and_ours(lora_run, tiny_sd_inpaint_dir,
     # The earlier layout: the raw LoRA at the root without inpaint_weights, the EMA in ema/.
     old = tmp_path / "old"
     (old / "ema").mkdir(parents=True)
-    for source, target in ((raw, old / "pytorch_lora_weights.safetensors"),
-                           (root, old / "ema" / "pytorch_lora_weights.safetensors")):
+    for source, target in (
+        (raw, old / "pytorch_lora_weights.safetensors"),
+        (root, old / "ema" / "pytorch_lora_weights.safetensors"),
+    ):
         with safe_open(str(source), framework="pt") as f:
             metadata = {k: v for k, v in f.metadata().items() if k != "inpaint_weights"}
         save_file(load_file(source), target, metadata=metadata)
@@ -212,8 +272,26 @@ def test_complete_sd_lora_ema_and_no_ema(cli, lora_run, tiny_sd_inpaint_dir, tmp
 
     def complete(lora, *extra) -> np.ndarray:
         out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.png"
-        result = cli("complete", image, mask, "-o", out, "--model", "sd", "--weights", tiny_sd_inpaint_dir,
-                     "--lora", lora, "--steps", "2", "--device", "cpu", "--prompt", "a photo", *extra)
+        result = cli(
+            "complete",
+            image,
+            mask,
+            "-o",
+            out,
+            "--model",
+            "sd",
+            "--weights",
+            tiny_sd_inpaint_dir,
+            "--lora",
+            lora,
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--prompt",
+            "a photo",
+            *extra,
+        )
         assert result.code == 0, result
         return io.read_image(out)
 

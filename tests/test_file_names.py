@@ -115,8 +115,23 @@ def test_caption_writes_keys_that_read_back_and_resumes(cli, tmp_path, data, tin
 
 def test_train_ddpm_records_and_resumes(cli, tmp_path, data, tiny_ddpm_dir):
     run = tmp_path / "run"
-    args = ["train-ddpm", data, "-o", run, "--base", tiny_ddpm_dir, "--resolution", "32", "--batch-size", "2",
-            "--val-images", "0", "--device", "cpu", "--json"]
+    args = [
+        "train-ddpm",
+        data,
+        "-o",
+        run,
+        "--base",
+        tiny_ddpm_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     first = cli(*args, "--max-steps", "2")
     assert first.code == 0, first
     # The data fingerprint covers the non-UTF-8 name: the rerun recognises its data and continues.
@@ -130,11 +145,31 @@ def test_a_held_out_validation_image_with_such_a_name_is_recorded_and_resumed(cl
 
     for i in range(3):  # five images: enough to hold one out of training
         shutil.copyfile(data / "plain.png", data / f"copy{i}.png")
-    seed = next(s for s in range(100)
-                if [p.name for p in choose_validation(list_folder_images(data), 1, s)] == [BAD_PNG])
+    seed = next(
+        s for s in range(100) if [p.name for p in choose_validation(list_folder_images(data), 1, s)] == [BAD_PNG]
+    )
     run = tmp_path / "run"
-    args = ["train-ddpm", data, "-o", run, "--base", tiny_ddpm_dir, "--resolution", "32", "--batch-size", "2",
-            "--val-images", "1", "--val-steps", "2", "--seed", str(seed), "--device", "cpu", "--json"]
+    args = [
+        "train-ddpm",
+        data,
+        "-o",
+        run,
+        "--base",
+        tiny_ddpm_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--val-images",
+        "1",
+        "--val-steps",
+        "2",
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--json",
+    ]
     first = cli(*args, "--max-steps", "1")
     assert first.code == 0, first
     record = json.loads((run / "training_config.json").read_text(encoding="utf-8"))
@@ -148,8 +183,23 @@ def test_bench_names_outputs_writes_readable_reports_and_resumes(cli, tmp_path, 
     folder = tmp_path / os.fsdecode(b"test\xfe")  # a non-UTF-8 folder name too
     data.rename(folder)
     out = tmp_path / "results"
-    args = ["bench", "--models", "telea", "--data", folder, "--masks", "box-center", "-o", out, "--eval-size", "32",
-            "--no-lpips", "--no-fid", "--worst-k", "3"]
+    args = [
+        "bench",
+        "--models",
+        "telea",
+        "--data",
+        folder,
+        "--masks",
+        "box-center",
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--worst-k",
+        "3",
+    ]
     first = cli(*args, "--json")
     assert first.code == 0, first
     assert json.loads(first.out)["n_images"] == 3

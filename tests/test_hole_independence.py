@@ -51,8 +51,9 @@ def _assert_blind(method, photo: np.ndarray, holes: torch.Tensor, label: str) ->
 # 64 px: the diffusion models' tiny native size is 32 (resized); 60 px is not a multiple of 8 (sd resizes).
 @pytest.mark.parametrize("size", [64, 60])
 @pytest.mark.parametrize("name", models.method_names())
-def test_result_does_not_depend_on_the_pixels_under_the_hole(name, size, photo, holes, tiny_unet7_dir, tiny_ddpm_dir,
-                                                                 tiny_sd_inpaint_dir):
+def test_result_does_not_depend_on_the_pixels_under_the_hole(
+    name, size, photo, holes, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir
+):
     method = models.load_inpainter(name, _options(name, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir))
     _assert_blind(method, photo, holes[..., :size, :size].contiguous(), f"{name} at {size} px")
 

@@ -94,8 +94,9 @@ def bin_ddpm(tiny_ddpm_dir, tmp_path) -> Path:
 # ---- pixel UNets ----------------------------------------------------------------------------------
 
 
-def test_a_bin_only_ddpm_loads_as_its_safetensors_would_and_is_converted_once(tiny_ddpm_dir, bin_ddpm, cache,
-                                                                             monkeypatch, caplog):
+def test_a_bin_only_ddpm_loads_as_its_safetensors_would_and_is_converted_once(
+    tiny_ddpm_dir, bin_ddpm, cache, monkeypatch, caplog
+):
     from inpaint.models.pixel_unet import load_base
 
     monkeypatch.setattr(logging.getLogger("inpaint"), "propagate", True)  # the CLI's set-up turns it off
@@ -106,8 +107,9 @@ def test_a_bin_only_ddpm_loads_as_its_safetensors_would_and_is_converted_once(ti
     [converted] = converted_files(cache)
     assert converted.name == DDPM_SAFE and load_file(converted).keys() == reference.state_dict().keys()
     # One record (caplog may hold it twice when the CLI's set-up left a handler on the logger).
-    said = list({id(r): r.getMessage() for r in caplog.records if "converted the pickle weights" in r.getMessage()
-                 }.values())
+    said = list(
+        {id(r): r.getMessage() for r in caplog.records if "converted the pickle weights" in r.getMessage()}.values()
+    )
     assert len(said) == 1 and str(bin_ddpm / DDPM_BIN) in said[0] and str(converted) in said[0]
 
     # Later loads read the converted file: the pickle is never opened again, and nothing is said.
@@ -164,8 +166,10 @@ def test_sharded_bin_weights_are_converted_shard_by_shard(tiny_ddpm_dir, tmp_pat
     state = load_file(folder / DDPM_SAFE)
     (folder / DDPM_SAFE).unlink()
     names = sorted(state)
-    shards = {"diffusion_pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
-              "diffusion_pytorch_model-00002-of-00002.bin": names[len(names) // 2:]}
+    shards = {
+        "diffusion_pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+        "diffusion_pytorch_model-00002-of-00002.bin": names[len(names) // 2 :],
+    }
     for shard, keys in shards.items():
         torch.save({k: state[k] for k in keys}, folder / shard)
     index = {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
@@ -173,8 +177,10 @@ def test_sharded_bin_weights_are_converted_shard_by_shard(tiny_ddpm_dir, tmp_pat
     unet, _ = load_base(folder)
     reference, _ = load_base(tiny_ddpm_dir)
     assert same_weights(unet, reference)
-    assert sorted(p.name for p in converted_files(cache)) == ["diffusion_pytorch_model-00001-of-00002.safetensors",
-                                                             "diffusion_pytorch_model-00002-of-00002.safetensors"]
+    assert sorted(p.name for p in converted_files(cache)) == [
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_pytorch_model-00002-of-00002.safetensors",
+    ]
 
 
 @pytest.mark.parametrize("form", ["raw", "zip"])
@@ -197,11 +203,14 @@ def test_a_bin_that_would_run_code_is_refused_in_one_line_and_nothing_runs(bin_d
     assert (tmp_path / "proof").exists()
 
 
-@pytest.mark.parametrize("damage, needle", [
-    ("truncated", "refused as unreadable"),
-    ("list", "not a flat mapping of names to tensors"),
-    ("nested", "not a flat mapping of names to tensors"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("truncated", "refused as unreadable"),
+        ("list", "not a flat mapping of names to tensors"),
+        ("nested", "not a flat mapping of names to tensors"),
+    ],
+)
 def test_unreadable_or_odd_bin_files_are_one_line(bin_ddpm, cache, damage, needle):
     from inpaint.models.pixel_unet import load_base
 
@@ -295,8 +304,9 @@ def test_fp16_variant_sd_base_trains_in_fp32(tiny_sd_inpaint_dir, tmp_path):
     from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     folder = tmp_path / "sd-fp16"
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(tiny_sd_inpaint_dir, safety_checker=None,
-                                                          use_safetensors=True)
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(
+        tiny_sd_inpaint_dir, safety_checker=None, use_safetensors=True
+    )
     pipe.to(torch.float16).save_pretrained(folder, variant="fp16")
     assert (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
     task = LoRATask(str(folder), LoRAOptions(rank=4), variant="fp16")
@@ -355,8 +365,9 @@ def fake_hub(tmp_path, monkeypatch):
     return repository, calls
 
 
-def test_the_hub_fetch_takes_safetensors_and_a_bin_only_where_a_component_has_none(fake_hub, tiny_sd_inpaint_dir,
-                                                                                  cache):
+def test_the_hub_fetch_takes_safetensors_and_a_bin_only_where_a_component_has_none(
+    fake_hub, tiny_sd_inpaint_dir, cache
+):
     from inpaint.models.sd_weights import PIPELINE_FILES, load_pipeline
 
     repository, calls = fake_hub
@@ -366,9 +377,11 @@ def test_the_hub_fetch_takes_safetensors_and_a_bin_only_where_a_component_has_no
     assert [c["revision"] for c in calls] == ["v1", "c" * 40]  # the second pinned to the first's commit
     assert calls[0]["allow_patterns"] == PIPELINE_FILES.patterns()
     assert not any(".bin" in p for p in calls[0]["allow_patterns"])
-    assert calls[1]["allow_patterns"] == ["vae/diffusion_pytorch_model.bin",
-                                          "vae/diffusion_pytorch_model.bin.index.json",
-                                          "vae/diffusion_pytorch_model-*-of-*.bin"]
+    assert calls[1]["allow_patterns"] == [
+        "vae/diffusion_pytorch_model.bin",
+        "vae/diffusion_pytorch_model.bin.index.json",
+        "vae/diffusion_pytorch_model-*-of-*.bin",
+    ]
     reference = load_pipeline(tiny_sd_inpaint_dir)
     assert same_weights(pipe.vae, reference.vae) and same_weights(pipe.unet, reference.unet)
 
@@ -390,8 +403,9 @@ def test_the_fp16_variant_fetches_only_the_fp16_files(fake_hub, tiny_sd_inpaint_
     from inpaint.models.sd_weights import load_pipeline
 
     repository, calls = fake_hub
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(tiny_sd_inpaint_dir, safety_checker=None,
-                                                          use_safetensors=True)
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(
+        tiny_sd_inpaint_dir, safety_checker=None, use_safetensors=True
+    )
     pipe.save_pretrained(repository)
     pipe.to(torch.float16).save_pretrained(repository, variant="fp16")
     loaded = load_pipeline("org/sd", variant="fp16", dtype=torch.float32)
@@ -400,11 +414,17 @@ def test_the_fp16_variant_fetches_only_the_fp16_files(fake_hub, tiny_sd_inpaint_
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in patterns
     assert "text_encoder/model.fp16.safetensors" in patterns
     assert "unet/diffusion_pytorch_model.safetensors" not in patterns
-    fetched = sorted(p.relative_to(tmp_path / "snapshots").as_posix() for p in (tmp_path / "snapshots").rglob(
-        "*.safetensors"))
-    assert fetched == [f"{'c' * 40}/{name}" for name in ("text_encoder/model.fp16.safetensors",
-                                                          "unet/diffusion_pytorch_model.fp16.safetensors",
-                                                          "vae/diffusion_pytorch_model.fp16.safetensors")]
+    fetched = sorted(
+        p.relative_to(tmp_path / "snapshots").as_posix() for p in (tmp_path / "snapshots").rglob("*.safetensors")
+    )
+    assert fetched == [
+        f"{'c' * 40}/{name}"
+        for name in (
+            "text_encoder/model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+        )
+    ]
     assert next(loaded.unet.parameters()).dtype == torch.float32
 
 
@@ -508,8 +528,23 @@ def test_complete_with_a_bin_only_base_and_a_malicious_one(cli, bin_ddpm, cache,
 def test_complete_passes_revision_and_variant(cli, fp16_ddpm, tmp_path, photo, center_mask):
     image = io.save_image(photo, tmp_path / "photo.png")
     mask = io.save_mask(center_mask, tmp_path / "mask.png")
-    args = ["complete", image, mask, "-o", tmp_path / "out.png", "-m", "repaint", "--sampler", "fast", "--steps",
-            "4", "--device", "cpu", "--weights", fp16_ddpm]
+    args = [
+        "complete",
+        image,
+        mask,
+        "-o",
+        tmp_path / "out.png",
+        "-m",
+        "repaint",
+        "--sampler",
+        "fast",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "--weights",
+        fp16_ddpm,
+    ]
     result = cli(*args)
     assert result.code == 2 and "another --variant" in result.err, result
     assert cli(*args, "--variant", "fp16").code == 0
@@ -519,8 +554,23 @@ def test_complete_passes_revision_and_variant(cli, fp16_ddpm, tmp_path, photo, c
 
 def test_train_ddpm_records_the_variant_and_a_resume_must_keep_it(cli, fp16_ddpm, train_images, tmp_path):
     run = tmp_path / "run"
-    args = ["train-ddpm", train_images, "-o", run, "--base", fp16_ddpm, "--batch-size", "2", "--val-images", "0",
-            "--resolution", "32", "--device", "cpu", "--json"]
+    args = [
+        "train-ddpm",
+        train_images,
+        "-o",
+        run,
+        "--base",
+        fp16_ddpm,
+        "--batch-size",
+        "2",
+        "--val-images",
+        "0",
+        "--resolution",
+        "32",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     result = cli(*args, "--max-steps", "1", "--variant", "fp16")
     assert result.code == 0, result
     config = json.loads((run / "training_config.json").read_text())["train"]

@@ -293,8 +293,16 @@ def test_every_exif_orientation_is_undone(tmp_path, orientation):
     shown = np.zeros((20, 30, 3), np.uint8)
     shown[:6, :6] = 255
     # What a camera would store so that applying `orientation` shows `shown` (the inverse transform).
-    inverse = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
-               5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}[orientation]
+    inverse = {
+        1: None,
+        2: Image.FLIP_LEFT_RIGHT,
+        3: Image.ROTATE_180,
+        4: Image.FLIP_TOP_BOTTOM,
+        5: Image.TRANSPOSE,
+        6: Image.ROTATE_90,
+        7: Image.TRANSVERSE,
+        8: Image.ROTATE_270,
+    }[orientation]
     stored = Image.fromarray(shown)
     if inverse is not None:
         stored = stored.transpose(inverse)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -20,8 +21,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 def _kill_after(args: list[str], cwd: Path, delay: float) -> bool:
@@ -37,13 +39,31 @@ def _measure(args: list[str], cwd: Path) -> float:
 
 
 def test_train_ddpm_survives_kill_9(tmp_path, train_images, tiny_ddpm_dir):
-    common = ["train-ddpm", str(train_images), "--base", str(tiny_ddpm_dir), "--resolution", "32", "--batch-size",
-              "2", "--max-steps", "12", "--save-every", "1", "--lr", "1e-3", "--val-images", "0", "--device", "cpu"]
+    common = [
+        "train-ddpm",
+        str(train_images),
+        "--base",
+        str(tiny_ddpm_dir),
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "12",
+        "--save-every",
+        "1",
+        "--lr",
+        "1e-3",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    ]
     duration = _measure([*common, "-o", "straight"], tmp_path)
 
     rng = random.Random(1234)
     kills = 0
-    for attempt in range(6):  # kill at random moments, resuming each time
+    for _attempt in range(6):  # kill at random moments, resuming each time
         if _kill_after([*common, "-o", "killed"], tmp_path, rng.uniform(0.25, 0.75) * duration):
             kills += 1
         else:
@@ -92,8 +112,9 @@ def _kill_when(args: list[str], cwd: Path, ready, delay: float, timeout: float =
     """Start the command, wait until ``ready()`` (a look at its output files) or its end, then
     SIGKILL it ``delay`` seconds later; True if it was still running. Triggering on progress
     rather than on wall time lands the kills inside the job however slow the machine is."""
-    process = subprocess.Popen([sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout
     try:
         while process.poll() is None and not ready() and time.monotonic() < deadline:
@@ -108,8 +129,14 @@ def _kill_when(args: list[str], cwd: Path, ready, delay: float, timeout: float =
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     """The uninterrupted reference run, in the background while the killed one is driven (2 cores)."""
-    return subprocess.Popen([sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "inpaint", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(process: subprocess.Popen) -> None:
@@ -130,17 +157,41 @@ def _no_temporaries(*folders: Path) -> None:
         assert leftovers == [], (folder, leftovers)
 
 
+# The shared training loop's kill -9 resume is tested on train-ddpm in the default run.
+@pytest.mark.slow
 def test_train_lora_survives_kill_9(tmp_path, train_images, tiny_sd_inpaint_dir):
-    common = ["train-lora", str(train_images), "--base", str(tiny_sd_inpaint_dir), "--resolution", "32",
-              "--batch-size", "2", "--max-steps", "6", "--save-every", "1", "--lr", "1e-2", "--rank", "4",
-              "--ema-decay", "0.9", "--val-images", "0", "--device", "cpu"]
+    common = [
+        "train-lora",
+        str(train_images),
+        "--base",
+        str(tiny_sd_inpaint_dir),
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "1",
+        "--lr",
+        "1e-2",
+        "--rank",
+        "4",
+        "--ema-decay",
+        "0.9",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    ]
     straight = _start([*common, "-o", "straight"], tmp_path)
     killed = tmp_path / "killed"
     rng = random.Random(2024)
     kills = 0
     for target in sorted(rng.sample(range(1, 6), 2)):  # kill just after checkpoint `target`, at a random moment
-        if _kill_when([*common, "-o", "killed"], tmp_path, lambda t=target: _latest_step(killed) >= t,
-                      rng.uniform(0.0, 0.4)):
+        if _kill_when(
+            [*common, "-o", "killed"], tmp_path, lambda t=target: _latest_step(killed) >= t, rng.uniform(0.0, 0.4)
+        ):
             kills += 1
     assert kills == 2 and 1 <= _latest_step(killed) < 6
     result = _run([*common, "-o", "killed"], tmp_path)
@@ -148,9 +199,13 @@ def test_train_lora_survives_kill_9(tmp_path, train_images, tiny_sd_inpaint_dir)
     _finish(straight)
 
     straight = tmp_path / "straight"
-    for name in ("pytorch_lora_weights.safetensors", "raw/pytorch_lora_weights.safetensors",
-                 "checkpoints/step-00000006/model.safetensors", "checkpoints/step-00000006/ema.safetensors",
-                 "checkpoints/step-00000006/optimizer.safetensors"):
+    for name in (
+        "pytorch_lora_weights.safetensors",
+        "raw/pytorch_lora_weights.safetensors",
+        "checkpoints/step-00000006/model.safetensors",
+        "checkpoints/step-00000006/ema.safetensors",
+        "checkpoints/step-00000006/optimizer.safetensors",
+    ):
         a, b = load_file(straight / name), load_file(killed / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     _no_temporaries(killed)
@@ -195,17 +250,34 @@ def test_bench_survives_kill_9(tmp_path, photo, tiny_unet7_dir):
     data = tmp_path / "data"
     for i in range(12):
         io.save_image(np.roll(photo[::2, ::2], 3 * i, axis=1), data / f"img{i:02d}.png")
-    common = ["bench", "--models", "ddpm", "--data", str(data), "--masks", "lama-thick", "--weights",
-              f"ddpm={tiny_unet7_dir}", "--model-option", "ddpm.steps=8", "--eval-size", "32", "--no-lpips",
-              "--no-fid", "--device", "cpu"]
+    common = [
+        "bench",
+        "--models",
+        "ddpm",
+        "--data",
+        str(data),
+        "--masks",
+        "lama-thick",
+        "--weights",
+        f"ddpm={tiny_unet7_dir}",
+        "--model-option",
+        "ddpm.steps=8",
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--device",
+        "cpu",
+    ]
     straight = _start([*common, "-o", "straight"], tmp_path)
     outputs = tmp_path / "killed" / "outputs" / "ddpm"
     rng = random.Random(5)
     kills = 0
     # Kill while outputs are being made (a random count of them done), and once while scoring.
     for target, delay in [(n, rng.uniform(0, 0.2)) for n in sorted(rng.sample(range(1, 12), 2))] + [(12, 0.3)]:
-        if _kill_when([*common, "-o", "killed"], tmp_path, lambda t=target: len(list(outputs.glob("*.png"))) >= t,
-                      delay):
+        if _kill_when(
+            [*common, "-o", "killed"], tmp_path, lambda t=target: len(list(outputs.glob("*.png"))) >= t, delay
+        ):
             kills += 1
     assert kills >= 2
     assert _run([*common, "-o", "killed"], tmp_path).returncode == 0

@@ -44,19 +44,25 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> str:
 def run_with_little_memory(*args: object, cwd: Path, memory: int = 1 << 30) -> subprocess.CompletedProcess:
     """``python -m inpaint ARGS`` with its address space capped (1 GiB): an allocation that grows
     with a number the user typed fails at once here, instead of taking the machine's memory."""
+
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-    return subprocess.run([sys.executable, "-m", "inpaint", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, preexec_fn=cap, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "inpaint", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        preexec_fn=cap,
+        timeout=120,
+    )
 
 
 # ---- memory bounded by what the readers accept -------------------------------------------------
 
 
 def test_make_masks_refuses_a_count_its_manifest_cannot_describe(tmp_path):
-    result = run_with_little_memory("make-masks", "--size", "8", "--count", "1000000000", "-o", "masks",
-                                    cwd=tmp_path)
+    result = run_with_little_memory("make-masks", "--size", "8", "--count", "1000000000", "-o", "masks", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --count 1000000000: at most 100,000 masks")
     assert not (tmp_path / "masks").exists()
@@ -109,19 +115,24 @@ class _EndlessStream:
 
 
 @pytest.mark.parametrize("kind", ["small-image-then-junk", "bomb-header", "not-an-image"])
-def test_complete_from_stdin_reads_the_header_first_and_caps_the_rest(cli, tmp_path, monkeypatch, pair, photo,
-                                                                         kind):
+def test_complete_from_stdin_reads_the_header_first_and_caps_the_rest(cli, tmp_path, monkeypatch, pair, photo, kind):
     """``complete -`` reads no more than an image of the header's size can hold: a 64 MiB stream
     behind a 64x64 PNG, a header claiming 10 gigapixels and a stream that is no image are refused
     after a bounded read."""
     _, mask = pair
-    head = {"small-image-then-junk": io.encode_image(photo, "PNG"), "bomb-header": _png_header(100_000, 100_000),
-            "not-an-image": b"just some text, and then a lot more of it"}[kind]
+    head = {
+        "small-image-then-junk": io.encode_image(photo, "PNG"),
+        "bomb-header": _png_header(100_000, 100_000),
+        "not-an-image": b"just some text, and then a lot more of it",
+    }[kind]
     stream = _EndlessStream(head, 64 * 2**20)
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=stream))
     result = cli("complete", "-", mask, "-m", "telea", "-o", tmp_path / "out.png")
-    needle = {"small-image-then-junk": "more than", "bomb-header": "decompression bomb",
-              "not-an-image": "not an image file this tool can read"}[kind]
+    needle = {
+        "small-image-then-junk": "more than",
+        "bomb-header": "decompression bomb",
+        "not-an-image": "not an image file this tool can read",
+    }[kind]
     assert_one_line_error(result, "<stdin>", needle)
     limit = {"small-image-then-junk": 17 * 2**20, "bomb-header": 2**20, "not-an-image": 2**20}[kind]
     assert stream.read_bytes <= limit, stream.read_bytes
@@ -153,8 +164,13 @@ def p3_image(tmp_path) -> tuple[Path, np.ndarray]:
 
 def _to_srgb(pixels: np.ndarray) -> np.ndarray:
     profile = ImageCms.ImageCmsProfile(pyio.BytesIO(testing.rgb_icc_profile()))
-    converted = ImageCms.profileToProfile(Image.fromarray(pixels), profile, ImageCms.createProfile("sRGB"),
-                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB")
+    converted = ImageCms.profileToProfile(
+        Image.fromarray(pixels),
+        profile,
+        ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+    )
     return np.asarray(converted)
 
 
@@ -279,9 +295,15 @@ def _state(step: int):
 
     from inpaint.training import checkpoint as ckpt
 
-    return ckpt.TrainingState(step=step, model={"w": torch.full((64, 64), float(step))},
-                              optimizer={"state": {}, "param_groups": []}, lr_scheduler={"last_epoch": step},
-                              grad_scaler=None, ema=None, config={"train": {}})
+    return ckpt.TrainingState(
+        step=step,
+        model={"w": torch.full((64, 64), float(step))},
+        optimizer={"state": {}, "param_groups": []},
+        lr_scheduler={"last_epoch": step},
+        grad_scaler=None,
+        ema=None,
+        config={"train": {}},
+    )
 
 
 def _overwrite_tensor_bytes(path: Path) -> None:
@@ -321,13 +343,32 @@ def test_checkpoints_without_checksums_still_load(tmp_path):
 
 def test_resuming_from_a_changed_checkpoint_is_a_one_line_error(cli, tmp_path, train_images, tiny_ddpm_dir):
     run = tmp_path / "run"
-    args = ["train-ddpm", train_images, "-o", run, "--base", tiny_ddpm_dir, "--resolution", "32", "--batch-size",
-            "2", "--save-every", "1", "--val-images", "0", "--device", "cpu"]
+    args = [
+        "train-ddpm",
+        train_images,
+        "-o",
+        run,
+        "--base",
+        tiny_ddpm_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "1",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    ]
     assert cli(*args, "--max-steps", "2").code == 0
     latest = run / "checkpoints" / "step-00000002"
     _overwrite_tensor_bytes(latest / "model.safetensors")
-    assert_one_line_error(cli(*args, "--max-steps", "3"), "step-00000002/model.safetensors: damaged checkpoint",
-                          "resume from the previous checkpoint, step-00000001")
+    assert_one_line_error(
+        cli(*args, "--max-steps", "3"),
+        "step-00000002/model.safetensors: damaged checkpoint",
+        "resume from the previous checkpoint, step-00000001",
+    )
 
 
 # ---- stdout that cannot take the result ---------------------------------------------------------
@@ -350,8 +391,11 @@ def test_a_closed_or_full_stdout_is_one_line(cli, tmp_path, pair, monkeypatch, s
     stream = None if stdout == "closed" else pyio.TextIOWrapper(pyio.BufferedWriter(_FullDevice()), encoding="utf-8")
     monkeypatch.setattr(sys, "stdout", stream)
     result = cli("complete", image, mask, "-m", "telea", *args)
-    needle = "output closed: cannot write the result to stdout" if stdout == "closed" else \
-        "no space left on device: cannot write the result to stdout"
+    needle = (
+        "output closed: cannot write the result to stdout"
+        if stdout == "closed"
+        else "no space left on device: cannot write the result to stdout"
+    )
     assert_one_line_error(result, needle, code=1)
 
 
@@ -361,10 +405,14 @@ def test_a_closed_or_full_stdout_in_a_real_process(tmp_path, pair):
     command = [sys.executable, "-m", "inpaint", "complete", str(image), str(mask), "-m", "telea", "--json", "-o"]
     with open("/dev/full", "w") as full:
         result = subprocess.run([*command, str(tmp_path / "a.png")], stdout=full, stderr=subprocess.PIPE, text=True)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == \
-        "error: no space left on device: cannot write the result to stdout", result.stderr
-    result = subprocess.run([*command, str(tmp_path / "b.png")], stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: os.close(1))
+    assert (
+        result.returncode == 1
+        and result.stderr.strip().splitlines()[-1]
+        == "error: no space left on device: cannot write the result to stdout"
+    ), result.stderr
+    result = subprocess.run(
+        [*command, str(tmp_path / "b.png")], stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1)
+    )
     assert result.returncode == 1 and "error: output closed" in result.stderr.strip().splitlines()[-1], result.stderr
     assert "Traceback" not in result.stderr and (tmp_path / "b.png").is_file()
 
@@ -397,14 +445,30 @@ def test_running_out_of_memory_is_named(cli, tmp_path, monkeypatch):
 # ---- messages that say what is wrong -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, weights", [("repaint", "/a/local/path"), ("sd", "./no/such/pipeline"),
-                                             ("ddpm", "runs/typo"), ("sd", "runs/typo")])
-def test_a_missing_local_weights_folder_is_no_such_directory_not_a_download(cli, tmp_path, monkeypatch,
-                                                                           train_images, method, weights):
+@pytest.mark.parametrize(
+    "method, weights",
+    [("repaint", "/a/local/path"), ("sd", "./no/such/pipeline"), ("ddpm", "runs/typo"), ("sd", "runs/typo")],
+)
+def test_a_missing_local_weights_folder_is_no_such_directory_not_a_download(
+    cli, tmp_path, monkeypatch, train_images, method, weights
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()  # runs/typo: its first part is a folder here, so it is a path
-    result = cli("bench", "--models", method, "-w", f"{method}={weights}", "--data", train_images, "--masks",
-                 "box-center", "-o", tmp_path / "results", "--no-lpips", "--no-fid")
+    result = cli(
+        "bench",
+        "--models",
+        method,
+        "-w",
+        f"{method}={weights}",
+        "--data",
+        train_images,
+        "--masks",
+        "box-center",
+        "-o",
+        tmp_path / "results",
+        "--no-lpips",
+        "--no-fid",
+    )
     line = assert_one_line_error(result, f"{weights}: no such directory")
     assert "download" not in line
     assert not (tmp_path / "results").exists()
@@ -431,19 +495,34 @@ def test_images_in_formats_we_do_not_read_are_named_so(cli, tmp_path, photo, cen
     only_gifs = tmp_path / "gifs"
     only_gifs.mkdir()
     Image.fromarray(photo).save(only_gifs / "c.gif")
-    assert_one_line_error(cli("make-masks", only_gifs, "-o", tmp_path / "m"), "no images found",
-                          "1 file(s) are in an unsupported format (GIF: e.g. c.gif)")
+    assert_one_line_error(
+        cli("make-masks", only_gifs, "-o", tmp_path / "m"),
+        "no images found",
+        "1 file(s) are in an unsupported format (GIF: e.g. c.gif)",
+    )
 
 
 @pytest.mark.parametrize("command", ["bench", "train-ddpm", "train-lora"])
-def test_masks_given_as_a_file_are_called_a_file(cli, tmp_path, train_images, tiny_ddpm_dir, tiny_sd_inpaint_dir,
-                                                 command):
+def test_masks_given_as_a_file_are_called_a_file(
+    cli, tmp_path, train_images, tiny_ddpm_dir, tiny_sd_inpaint_dir, command
+):
     mask = tmp_path / "mask.png"
     io.save_mask(np.ones((8, 8), bool), mask)
-    args = {"bench": ["--models", "telea", "--data", train_images, "-o", tmp_path / "out", "--no-lpips", "--no-fid"],
-            "train-ddpm": [train_images, "-o", tmp_path / "out", "--base", tiny_ddpm_dir, "--device", "cpu"],
-            "train-lora": [train_images, "-o", tmp_path / "out", "--base", tiny_sd_inpaint_dir, "--device", "cpu",
-                           "--captions", _captions(tmp_path, train_images)]}[command]
+    args = {
+        "bench": ["--models", "telea", "--data", train_images, "-o", tmp_path / "out", "--no-lpips", "--no-fid"],
+        "train-ddpm": [train_images, "-o", tmp_path / "out", "--base", tiny_ddpm_dir, "--device", "cpu"],
+        "train-lora": [
+            train_images,
+            "-o",
+            tmp_path / "out",
+            "--base",
+            tiny_sd_inpaint_dir,
+            "--device",
+            "cpu",
+            "--captions",
+            _captions(tmp_path, train_images),
+        ],
+    }[command]
     assert_one_line_error(cli(command, *args, "--masks", mask), f"--masks {mask}: is a file")
     assert not (tmp_path / "out").exists()
 
@@ -466,8 +545,9 @@ def _damaged_copy(source: Path, destination: Path, weights: str) -> Path:
 
 
 @pytest.mark.parametrize("command", ["complete", "bench", "train-ddpm", "train-lora", "make-masks", "caption"])
-def test_a_refused_run_leaves_no_output_folder(cli, tmp_path, train_images, tiny_unet7_dir, tiny_sd_inpaint_dir,
-                                               tiny_blip_dir, command):
+def test_a_refused_run_leaves_no_output_folder(
+    cli, tmp_path, train_images, tiny_unet7_dir, tiny_sd_inpaint_dir, tiny_blip_dir, command
+):
     """Each command refused as late as it can be (weights that fail to load, a mask no draw can
     make): the output folder it would have created is not there afterwards."""
     out = tmp_path / "out" / "deeper"
@@ -479,17 +559,57 @@ def test_a_refused_run_leaves_no_output_folder(cli, tmp_path, train_images, tiny
             io.save_mask(np.ones(io.image_size(image)[::-1], bool), masks / image.name)
         args = ["complete", train_images, masks, "-m", "ddpm", "-w", unet, "-o", out]
     elif command == "bench":
-        args = ["bench", "--models", "ddpm", "-w", f"ddpm={unet}", "--data", train_images, "--masks", "box-center",
-                "-o", out, "--no-lpips", "--no-fid", "--device", "cpu"]
+        args = [
+            "bench",
+            "--models",
+            "ddpm",
+            "-w",
+            f"ddpm={unet}",
+            "--data",
+            train_images,
+            "--masks",
+            "box-center",
+            "-o",
+            out,
+            "--no-lpips",
+            "--no-fid",
+            "--device",
+            "cpu",
+        ]
     elif command == "train-ddpm":
         args = ["train-ddpm", train_images, "-o", out, "--base", unet, "--device", "cpu", "--batch-size", "2"]
     elif command == "train-lora":
         sd = _damaged_copy(tiny_sd_inpaint_dir, tmp_path / "sd", "unet/diffusion_pytorch_model.safetensors")
-        args = ["train-lora", train_images, "-o", out, "--base", sd, "--device", "cpu", "--batch-size", "2",
-                "--captions", _captions(tmp_path, train_images)]
+        args = [
+            "train-lora",
+            train_images,
+            "-o",
+            out,
+            "--base",
+            sd,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--captions",
+            _captions(tmp_path, train_images),
+        ]
     elif command == "make-masks":
-        args = ["make-masks", "--size", "64", "--count", "3", "--preset", "lama-thin", "--min-ratio", "0.95",
-                "--max-ratio", "1", "-o", out]
+        args = [
+            "make-masks",
+            "--size",
+            "64",
+            "--count",
+            "3",
+            "--preset",
+            "lama-thin",
+            "--min-ratio",
+            "0.95",
+            "--max-ratio",
+            "1",
+            "-o",
+            out,
+        ]
     else:
         blip = _damaged_copy(tiny_blip_dir, tmp_path / "blip", "model.safetensors")
         args = ["caption", train_images, "-o", out / "captions.json", "--model", blip, "--device", "cpu"]
@@ -506,8 +626,13 @@ def test_make_masks_overwrite_removes_the_masks_the_new_manifest_does_not_list(c
     assert cli("make-masks", "--size", "16", "--count", "2", "-o", out, "--overwrite").code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["mask_00000.png", "mask_00001.png"]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "mask_00000.png", "mask_00001.png",
-                                                     "mine.png", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "mask_00000.png",
+        "mask_00001.png",
+        "mine.png",
+        "notes.txt",
+    ]
     # One mask per image: fewer images, fewer masks.
     images = tmp_path / "images"
     for name in ("a", "b", "c"):

@@ -21,29 +21,50 @@ HOST = socket.gethostname()
 
 def _dead_pid() -> int:
     """The pid of a process that has ended (not reused this soon)."""
-    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                             text=True, check=True)
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(process.stdout)
 
 
 def _leave_lock(path: Path, pid: int, host: str = HOST) -> None:
     """A lock file as a run killed with -9 leaves it: its record, and no flock held."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": pid, "host": host, "command": "inpaint complete a/ b/ -o out",
-                                "started": "2024-05-01 10:00:00"}))
+    path.write_text(
+        json.dumps(
+            {"pid": pid, "host": host, "command": "inpaint complete a/ b/ -o out", "started": "2024-05-01 10:00:00"}
+        )
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_a_second_train_ddpm_on_a_run_in_use_is_refused_and_the_run_finishes_intact(cli, tmp_path, train_images,
-                                                                                      tiny_ddpm_dir):
+def test_a_second_train_ddpm_on_a_run_in_use_is_refused_and_the_run_finishes_intact(
+    cli, tmp_path, train_images, tiny_ddpm_dir
+):
     """The run in use is held by this process (as a run in progress would hold it): the second
     command is refused before it writes or deletes anything, and the run then goes on."""
     run = tmp_path / "run"
-    args = ["train-ddpm", train_images, "-o", run, "--base", tiny_ddpm_dir, "--resolution", "32", "--batch-size",
-            "2", "--save-every", "1", "--val-images", "0", "--device", "cpu"]
+    args = [
+        "train-ddpm",
+        train_images,
+        "-o",
+        run,
+        "--base",
+        tiny_ddpm_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "1",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    ]
     assert cli(*args, "--max-steps", "2").code == 0  # the first run's first part
     before = _snapshot(run)
 
@@ -53,7 +74,8 @@ def test_a_second_train_ddpm_on_a_run_in_use_is_refused_and_the_run_finishes_int
     assert result.code == 2 and "Traceback" not in result.err, result
     assert result.err.strip().splitlines()[-1] == (
         f"error: {run}: in use by pid {os.getpid()} on {HOST} (inpaint train-ddpm faces -o run, since {started}); "
-        "wait for it to finish or use another -o")
+        "wait for it to finish or use another -o"
+    )
     assert _snapshot(run) == before
 
     result = cli(*args, "--max-steps", "4")
@@ -77,8 +99,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(cli, tmp_pa
     _leave_lock(out / locking.FOLDER_LOCK_NAME, pid)
     result = cli("complete", images, masks, "-o", out, "-m", "telea")
     assert result.code == 0, result
-    assert (f"warning: {out}: taking over the lock of pid {pid} (inpaint complete a/ b/ -o out, since 2024-05-01 "
-            "10:00:00), which is no longer running (it was killed or crashed)") in result.err.splitlines()
+    assert (
+        f"warning: {out}: taking over the lock of pid {pid} (inpaint complete a/ b/ -o out, since 2024-05-01 "
+        "10:00:00), which is no longer running (it was killed or crashed)"
+    ) in result.err.splitlines()
     assert (out / "img1.png").is_file() and not (out / locking.FOLDER_LOCK_NAME).exists()
 
 
@@ -98,7 +122,8 @@ def test_who_holds_a_lock_decides_whether_it_is_refused(tmp_path, monkeypatch, f
     assert str(refused.value) == (
         f"{folder}: in use by pid 4321 on node-7 (inpaint complete a/ b/ -o out, since 2024-05-01 10:00:00), a "
         f"process this machine cannot check; wait for it to finish or use another -o (if it is no longer running, "
-        f"delete {lock_path})")
+        f"delete {lock_path})"
+    )
     assert json.loads(lock_path.read_text())["host"] == "node-7"  # left as it was
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -142,9 +167,24 @@ def test_the_lock_never_survives_the_run_that_took_it(tmp_path, error):
 
 def test_a_finished_run_leaves_no_lock(cli, tmp_path, photo, center_mask):
     images, masks = _folders(tmp_path, photo, center_mask)
-    for args in (["complete", images, masks, "-o", tmp_path / "out", "-m", "telea"],
-                 ["bench", "--models", "telea", "--data", images, "--masks", masks, "-o", tmp_path / "results",
-                  "--eval-size", "32", "--no-lpips", "--no-fid"]):
+    for args in (
+        ["complete", images, masks, "-o", tmp_path / "out", "-m", "telea"],
+        [
+            "bench",
+            "--models",
+            "telea",
+            "--data",
+            images,
+            "--masks",
+            masks,
+            "-o",
+            tmp_path / "results",
+            "--eval-size",
+            "32",
+            "--no-lpips",
+            "--no-fid",
+        ],
+    ):
         result = cli(*args)
         assert result.code == 0, result
     assert not list(tmp_path.rglob("*.lock"))

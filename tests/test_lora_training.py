@@ -18,8 +18,20 @@ from inpaint.training.lora_task import LoRAOptions, LoRATask, drop_prompts
 
 
 def _config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(method="lora", data=str(train_images), output=str(output), base=str(base), resolution=32,
-                    batch_size=2, lr=1e-2, max_steps=3, save_every=100, keep_last=2, val_images=0, device="cpu")
+    settings = dict(
+        method="lora",
+        data=str(train_images),
+        output=str(output),
+        base=str(base),
+        resolution=32,
+        batch_size=2,
+        lr=1e-2,
+        max_steps=3,
+        save_every=100,
+        keep_last=2,
+        val_images=0,
+        device="cpu",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -91,8 +103,9 @@ def test_resume_is_bit_exact(tmp_path, train_images, tiny_sd_inpaint_dir, straig
     output, result = straight
     assert result.step == 3 and set(result.validation) - {"val_lpips_hole"} == {"val_psnr_hole", "val_ssim_hole"}
     resumed = tmp_path / "resumed"
-    first = train(_task(tiny_sd_inpaint_dir), _config(train_images, tiny_sd_inpaint_dir, resumed, val_images=2),
-                  stop_after=1)
+    first = train(
+        _task(tiny_sd_inpaint_dir), _config(train_images, tiny_sd_inpaint_dir, resumed, val_images=2), stop_after=1
+    )
     assert first.stopped_early and first.step == 1
     second = train(_task(tiny_sd_inpaint_dir), _config(train_images, tiny_sd_inpaint_dir, resumed, val_images=2))
     assert second.resumed_from == 1 and second.step == 3
@@ -131,8 +144,16 @@ def test_the_lora_file_works_in_stock_diffusers(tiny_sd_inpaint_dir, straight):
 
     def run(pipe):
         pipe.set_progress_bar_config(disable=True)
-        return pipe(prompt=["a photo"], image=image, mask_image=mask, height=32, width=32, num_inference_steps=2,
-                    generator=[torch.Generator().manual_seed(1)], output_type="pt").images
+        return pipe(
+            prompt=["a photo"],
+            image=image,
+            mask_image=mask,
+            height=32,
+            width=32,
+            num_inference_steps=2,
+            generator=[torch.Generator().manual_seed(1)],
+            output_type="pt",
+        ).images
 
     pipe = StableDiffusionInpaintPipeline.from_pretrained(tiny_sd_inpaint_dir, safety_checker=None)
     base = run(pipe)
@@ -154,8 +175,9 @@ def test_prompt_dropout_rate_is_as_configured():
     assert drop_prompts(prompts[:50], _generators(0, 50), 0.0) == prompts[:50]
     assert drop_prompts(prompts[:50], _generators(0, 50), 1.0) == [""] * 50
     # Each image's draw comes from its own generator: the batch does not matter.
-    assert drop_prompts(prompts[:10], _generators(0, 10), 0.5)[3:5] == drop_prompts(prompts[3:5],
-                                                                                      _generators(3, 2), 0.5)
+    assert drop_prompts(prompts[:10], _generators(0, 10), 0.5)[3:5] == drop_prompts(
+        prompts[3:5], _generators(3, 2), 0.5
+    )
 
 
 def test_the_loss_uses_captions_dropout_and_the_fixed_prompt(tiny_sd_inpaint_dir, batch, monkeypatch):

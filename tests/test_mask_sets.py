@@ -36,8 +36,9 @@ def make_images(folder, sizes):
 def test_standalone_masks_files_and_manifest(tmp_path):
     out = tmp_path / "masks"
     progress = RecordingProgress()
-    summary = mask_sets.standalone_masks(out, width=48, height=32, count=6, presets=["lama-thin", "box-center"],
-                                         seed=2, progress=progress)
+    summary = mask_sets.standalone_masks(
+        out, width=48, height=32, count=6, presets=["lama-thin", "box-center"], seed=2, progress=progress
+    )
     names = [f"mask_{i:05d}.png" for i in range(6)]
     assert [p.name for p in summary.files] == names and summary.count == 6
     assert summary.manifest == out / "manifest.json"
@@ -97,8 +98,7 @@ def test_existing_files_are_refused_before_writing(tmp_path):
 def test_existing_manifest_is_refused(tmp_path):
     mask_sets.standalone_masks(tmp_path, width=16, height=16, count=1, presets="box-center")
     with pytest.raises(InputError, match="manifest.json"):
-        mask_sets.standalone_masks(tmp_path, width=16, height=16, count=1, presets="box-center",
-                                   name_format="other_{}")
+        mask_sets.standalone_masks(tmp_path, width=16, height=16, count=1, presets="box-center", name_format="other_{}")
 
 
 def test_masks_for_images_match_sizes_and_skip_other_files(tmp_path):
@@ -154,8 +154,9 @@ def test_standalone_argument_errors(tmp_path):
 
 
 def test_ratio_bounds_are_recorded_and_honoured(tmp_path):
-    summary = mask_sets.standalone_masks(tmp_path, width=64, height=64, count=5, presets="lama-thick",
-                                         min_ratio=0.1, max_ratio=0.3)
+    summary = mask_sets.standalone_masks(
+        tmp_path, width=64, height=64, count=5, presets="lama-thick", min_ratio=0.1, max_ratio=0.3
+    )
     assert 0.1 <= summary.min and summary.max <= 0.3
     manifest = json.loads(summary.manifest.read_text())
     assert (manifest["min_ratio"], manifest["max_ratio"]) == (0.1, 0.3)

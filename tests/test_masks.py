@@ -50,20 +50,39 @@ def lines(monkeypatch):
 def test_lama_presets_have_the_published_256_configs():
     thin = masks.get_preset("lama-thin").params_dict()
     assert thin["irregular_proba"] == 1 and thin["box_proba"] == 0
-    assert thin["irregular_kwargs"] == {"min_times": 4, "max_times": 50, "max_width": 10, "max_angle": 4,
-                                        "max_len": 40}
+    assert thin["irregular_kwargs"] == {"min_times": 4, "max_times": 50, "max_width": 10, "max_angle": 4, "max_len": 40}
     medium = masks.get_preset("lama-medium").params_dict()
-    assert medium["irregular_kwargs"] == {"min_times": 4, "max_times": 5, "max_width": 50, "max_angle": 4,
-                                          "max_len": 100}
+    assert medium["irregular_kwargs"] == {
+        "min_times": 4,
+        "max_times": 5,
+        "max_width": 50,
+        "max_angle": 4,
+        "max_len": 100,
+    }
     assert medium["box_proba"] == 0.3
-    assert medium["box_kwargs"] == {"margin": 0, "bbox_min_size": 10, "bbox_max_size": 50, "min_times": 1,
-                                    "max_times": 5}
+    assert medium["box_kwargs"] == {
+        "margin": 0,
+        "bbox_min_size": 10,
+        "bbox_max_size": 50,
+        "min_times": 1,
+        "max_times": 5,
+    }
     thick = masks.get_preset("lama-thick").params_dict()
-    assert thick["irregular_kwargs"] == {"min_times": 1, "max_times": 5, "max_width": 100, "max_angle": 4,
-                                         "max_len": 200}
+    assert thick["irregular_kwargs"] == {
+        "min_times": 1,
+        "max_times": 5,
+        "max_width": 100,
+        "max_angle": 4,
+        "max_len": 200,
+    }
     assert thick["box_proba"] == 0.3
-    assert thick["box_kwargs"] == {"margin": 10, "bbox_min_size": 30, "bbox_max_size": 150, "min_times": 1,
-                                   "max_times": 3}
+    assert thick["box_kwargs"] == {
+        "margin": 10,
+        "bbox_min_size": 30,
+        "bbox_max_size": 150,
+        "min_times": 1,
+        "max_times": 3,
+    }
     for name in LAMA_PRESETS:
         preset = masks.get_preset(name)
         assert preset.max_ratio == 0.5 and preset.params["reference_short_side"] == 256 and preset.random
@@ -114,8 +133,12 @@ def test_segments_of_a_stroke_are_chained(lines):
 
 
 def test_box_sides_reach_min_and_max_inclusive():
-    params = {"irregular_proba": 0.0, "irregular_kwargs": {}, "box_proba": 1.0,
-              "box_kwargs": {"margin": 3, "bbox_min_size": 10, "bbox_max_size": 14, "min_times": 1, "max_times": 1}}
+    params = {
+        "irregular_proba": 0.0,
+        "irregular_kwargs": {},
+        "box_proba": 1.0,
+        "box_kwargs": {"margin": 3, "bbox_min_size": 10, "bbox_max_size": 14, "min_times": 1, "max_times": 1},
+    }
     sides = set()
     for seed in range(200):
         mask = masks.lama_mixed(np.random.RandomState(seed), 256, 256, **params)
@@ -134,6 +157,7 @@ def test_mixture_picks_one_generator_boxes_about_23_percent(monkeypatch):
         def generator(rng, height, width, **params):
             picked.append(kind)
             return np.zeros((height, width), bool)
+
         return generator
 
     monkeypatch.setattr(masks, "irregular_strokes", fake("strokes"))
@@ -148,8 +172,9 @@ def test_mixture_picks_one_generator_boxes_about_23_percent(monkeypatch):
 
 @pytest.mark.parametrize("name", LAMA_PRESETS)
 def test_lama_masks_at_256_never_exceed_half(name):
-    ratios = [masks.hole_ratio(masks.make_mask(name, seed=1, name=str(i), height=256, width=256)[0])
-              for i in range(150)]
+    ratios = [
+        masks.hole_ratio(masks.make_mask(name, seed=1, name=str(i), height=256, width=256)[0]) for i in range(150)
+    ]
     assert 0 < min(ratios) and max(ratios) <= 0.5
 
 
@@ -250,31 +275,34 @@ def test_same_arguments_same_mask_in_any_order():
 
 
 def test_same_mask_in_another_process():
-    code = ("import hashlib; from inpaint.masks import make_mask; "
-            "m, _ = make_mask('lama-medium', seed=7, name='img', height=80, width=120); "
-            "print(hashlib.sha256(m.tobytes()).hexdigest())")
+    code = (
+        "import hashlib; from inpaint.masks import make_mask; "
+        "m, _ = make_mask('lama-medium', seed=7, name='img', height=80, width=120); "
+        "print(hashlib.sha256(m.tobytes()).hexdigest())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     mask, _ = masks.make_mask("lama-medium", seed=7, name="img", height=80, width=120)
     assert out.strip() == hashlib.sha256(mask.tobytes()).hexdigest()
 
 
 def test_mixture_picks_each_preset():
-    used = [masks.make_mask(["repaint-nn2", "box-center"], seed=0, name=str(i), height=16, width=16)[1]
-            for i in range(200)]
+    used = [
+        masks.make_mask(["repaint-nn2", "box-center"], seed=0, name=str(i), height=16, width=16)[1] for i in range(200)
+    ]
     assert 60 < used.count("box-center") < 140 and set(used) == {"repaint-nn2", "box-center"}
 
 
 def test_ratio_bounds_are_honoured():
     for i in range(30):
-        mask, _ = masks.make_mask("lama-thin", seed=0, name=str(i), height=128, width=128,
-                                  min_ratio=0.2, max_ratio=0.3)
+        mask, _ = masks.make_mask("lama-thin", seed=0, name=str(i), height=128, width=128, min_ratio=0.2, max_ratio=0.3)
         assert 0.2 <= masks.hole_ratio(mask) <= 0.3
 
 
 def test_user_bounds_replace_the_presets_own():
     for i in range(10):
-        mask, _ = masks.make_mask("lama-thick", seed=0, name=str(i), height=256, width=256,
-                                  min_ratio=0.55, max_ratio=1.0)
+        mask, _ = masks.make_mask(
+            "lama-thick", seed=0, name=str(i), height=256, width=256, min_ratio=0.55, max_ratio=1.0
+        )
         assert masks.hole_ratio(mask) >= 0.55  # beyond LaMa's 0.5 cap
 
 
@@ -282,8 +310,9 @@ def test_impossible_bounds_raise():
     with pytest.raises(InputError, match="repaint-nn2.*0.750"):
         masks.make_mask("repaint-nn2", seed=0, name="x", height=64, width=64, max_ratio=0.5)
     with pytest.raises(InputError, match="after 5 attempts"):
-        masks.make_mask("lama-thin", seed=0, name="x", height=64, width=64, min_ratio=0.49, max_ratio=0.5,
-                        max_attempts=5)
+        masks.make_mask(
+            "lama-thin", seed=0, name="x", height=64, width=64, min_ratio=0.49, max_ratio=0.5, max_attempts=5
+        )
     with pytest.raises(InputError, match="--max-ratio"):
         masks.make_mask("lama-thin", seed=0, name="x", height=64, width=64, max_ratio=1.5)
     with pytest.raises(InputError, match="--min-ratio"):

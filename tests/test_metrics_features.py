@@ -203,4 +203,3 @@ def test_kid_default_subsets_give_a_spread_at_the_studys_500_images():
     result = kid(x, y, subsets=10, seed=0)
     assert result.subset_size == 250 and result.subsets == 10 and result.std > 0
     assert result == kid(x, y, subsets=10, subset_size=250, seed=0)
-

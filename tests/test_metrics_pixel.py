@@ -124,8 +124,11 @@ def test_ssim_regions_equal_skimage_whole_value_and_map_means(photo, center_mask
     fakes = np.stack([degraded(photo, seed=s) for s in range(3)])
     holes = np.stack([center_mask, np.roll(center_mask, 17, axis=1), np.zeros_like(center_mask)])
     bands = seam_band(masks_tensor(holes), 4).numpy()[:, 0].astype(bool)
-    hole, whole, band = ssim_regions(io.to_uint8_tensor(fakes), io.to_uint8_tensor(np.stack([photo] * 3)),
-                                     [masks_tensor(holes), None, masks_tensor(bands)])
+    hole, whole, band = ssim_regions(
+        io.to_uint8_tensor(fakes),
+        io.to_uint8_tensor(np.stack([photo] * 3)),
+        [masks_tensor(holes), None, masks_tensor(bands)],
+    )
     for i in range(3):
         value, full = sk_ssim(photo, fakes[i], full=True)
         assert whole[i].item() == pytest.approx(value, abs=1e-9)
@@ -143,8 +146,10 @@ def test_psnr_regions_equal_psnr_by_hand_per_region(photo, center_mask):
     holes = masks_tensor(np.stack([center_mask, np.roll(center_mask, 9, axis=0), np.zeros_like(center_mask)]))
     regions = [None, holes, seam_band(holes, 3)]
     error = (fakes.astype(float) - photo.astype(float)) ** 2  # (N, H, W, 3)
-    for pred, target in ((io.to_uint8_tensor(fakes), io.to_uint8_tensor(np.stack([photo] * 3))),
-                         (io.to_tensor(fakes), io.to_tensor(np.stack([photo] * 3)).contiguous())):
+    for pred, target in (
+        (io.to_uint8_tensor(fakes), io.to_uint8_tensor(np.stack([photo] * 3))),
+        (io.to_tensor(fakes), io.to_tensor(np.stack([photo] * 3)).contiguous()),
+    ):
         for ours, region in zip(psnr_regions(pred, target, regions), regions):
             masks = np.ones((3, 64, 64), bool) if region is None else region.numpy()[:, 0].astype(bool)
             ref = [10 * np.log10(255.0**2 / e[m].mean()) if m.any() else np.nan for e, m in zip(error, masks)]

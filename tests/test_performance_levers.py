@@ -51,13 +51,17 @@ def test_batches_group_one_size_stream_and_give_the_same_bytes(tmp_path, photo, 
     images, masks = _folder(tmp_path, photo)
     reads = [0]
     read_image = io.read_image_keeping_profile  # folders keep each image's colour profile for its result
-    monkeypatch.setattr(io, "read_image_keeping_profile",
-                        lambda *a, **k: reads.__setitem__(0, reads[0] + 1) or read_image(*a, **k))
+    monkeypatch.setattr(
+        io, "read_image_keeping_profile", lambda *a, **k: reads.__setitem__(0, reads[0] + 1) or read_image(*a, **k)
+    )
     spy = Spy(models.load_inpainter("telea"), reads)
     report = _run(spy, images, masks, tmp_path / "b3", batch_size=3, concat=True)
     # Consecutive images of one size, at most 3 at a time; the 48-px image breaks the run.
     assert [(n, names) for n, _, names in spy.calls] == [
-        (3, ("im0", "im1", "im2")), (1, ("im3",)), (3, ("im4", "im5", "im6"))]
+        (3, ("im0", "im1", "im2")),
+        (1, ("im3",)),
+        (3, ("im4", "im5", "im6")),
+    ]
     # Files are read as batches fill, never all up front (im3 runs once im4 shows a new size).
     assert [r for _, r, _ in spy.calls] == [3, 5, 7]
     assert report.written == [f"im{i}" for i in range(7)] and report.batch_size == 3
@@ -101,10 +105,15 @@ def _batch_vs_singles(inpainter, photo, n=4, size=32):
     batched = completion.complete_batch(inpainter, images, masks, seed=1, names=names)
     singles = [completion.complete_arrays(inpainter, im, m, seed=1, name=nm) for im, m, nm in zip(images, masks, names)]
     # The floats before 8-bit rounding: one tensor call versus one call per image.
-    tensors = inpainter(io.to_tensor(images), io.mask_to_tensor(masks), [completion.derive_seed(1, nm) for nm in names],
-                        names=names)
-    one_by_one = torch.cat([inpainter(io.to_tensor(im), io.mask_to_tensor(m), [completion.derive_seed(1, nm)],
-                                      names=[nm]) for im, m, nm in zip(images, masks, names)])
+    tensors = inpainter(
+        io.to_tensor(images), io.mask_to_tensor(masks), [completion.derive_seed(1, nm) for nm in names], names=names
+    )
+    one_by_one = torch.cat(
+        [
+            inpainter(io.to_tensor(im), io.mask_to_tensor(m), [completion.derive_seed(1, nm)], names=[nm])
+            for im, m, nm in zip(images, masks, names)
+        ]
+    )
     assert (tensors - one_by_one).abs().max() < 1e-4
     for b, s in zip(batched, singles):
         assert np.abs(b.result.astype(int) - s.result.astype(int)).max() <= 1  # rounding may flip one level
@@ -196,8 +205,9 @@ def test_attention_runs_through_sdpa_by_default(tiny_unet7_dir, sd_options, sd_r
 def test_channels_last_gives_the_same_output(tiny_unet7_dir, sd_options, sd_reference):
     images, masks = _images()
     plain = models.load_inpainter("ddpm", MethodOptions(weights=str(tiny_unet7_dir), steps=4, device="cpu"))
-    fast = models.load_inpainter("ddpm", MethodOptions(weights=str(tiny_unet7_dir), steps=4, device="cpu",
-                                                       channels_last=True))
+    fast = models.load_inpainter(
+        "ddpm", MethodOptions(weights=str(tiny_unet7_dir), steps=4, device="cpu", channels_last=True)
+    )
     assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(fast(images, masks, [1, 2]), plain(images, masks, [1, 2]), atol=1e-5)
     sd, reference = sd_reference

@@ -36,8 +36,19 @@ def test_an_inpaint_toml_in_the_current_folder_sets_defaults(cli, in_project):
 
 def test_complete_uses_the_projects_ddpm_run(cli, in_project, tiny_unet7_dir):
     shutil.copytree(tiny_unet7_dir, in_project / "runs" / "ddpm")
-    explicit = cli("complete", "photo.png", "hole.png", "-m", "ddpm", "--steps", "2", "-o", "a.png",
-                   "--weights", in_project / "runs" / "ddpm")
+    explicit = cli(
+        "complete",
+        "photo.png",
+        "hole.png",
+        "-m",
+        "ddpm",
+        "--steps",
+        "2",
+        "-o",
+        "a.png",
+        "--weights",
+        in_project / "runs" / "ddpm",
+    )
     assert explicit.code == 0, explicit
     implicit = cli("complete", "photo.png", "hole.png", "-m", "ddpm", "--steps", "2")
     assert implicit.code == 0, implicit
@@ -103,23 +114,48 @@ def test_bench_mixture_masks_match_make_masks_mixture(cli, in_project):
     for name in ("a", "b", "c", "d"):
         shutil.copy(in_project / "photo.png", in_project / "test" / f"{name}.png")
     assert cli("make-masks", "test", "-p", "lama-thin", "-p", "lama-thick", "--seed", "3", "-o", "mm").code == 0
-    result = cli("bench", "--models", "telea", "--data", "test", "--masks", "lama-thin,lama-thick", "--seed", "3",
-                 "--no-lpips", "--no-fid", "-o", "res")
+    result = cli(
+        "bench",
+        "--models",
+        "telea",
+        "--data",
+        "test",
+        "--masks",
+        "lama-thin,lama-thick",
+        "--seed",
+        "3",
+        "--no-lpips",
+        "--no-fid",
+        "-o",
+        "res",
+    )
     assert result.code == 0, result
     for name in ("a", "b", "c", "d"):  # the same masks, pixel for pixel, as make-masks draws
-        assert np.array_equal(io.read_mask(in_project / "res" / "masks" / f"{name}.png"),
-                              io.read_mask(in_project / "mm" / f"{name}.png"))
+        assert np.array_equal(
+            io.read_mask(in_project / "res" / "masks" / f"{name}.png"), io.read_mask(in_project / "mm" / f"{name}.png")
+        )
     bad = cli("bench", "--models", "telea", "--data", "test", "--masks", "lama-thin,no-such", "-o", "res3")
     assert bad.code == 2 and "--masks" in bad.err
 
 
-def test_train_lora_captions_its_data_with_blip_first(cli, tmp_path, monkeypatch, tiny_sd_inpaint_dir, tiny_blip_dir,
-                                                      train_images):
+def test_train_lora_captions_its_data_with_blip_first(
+    cli, tmp_path, monkeypatch, tiny_sd_inpaint_dir, tiny_blip_dir, train_images
+):
     data = tmp_path / "data"
     shutil.copytree(train_images, data)
     monkeypatch.chdir(tmp_path)
-    args = ["--base", tiny_sd_inpaint_dir, "--resolution", "32", "--max-steps", "1", "--val-images", "0",
-            "--batch-size", "2"]
+    args = [
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--resolution",
+        "32",
+        "--max-steps",
+        "1",
+        "--val-images",
+        "0",
+        "--batch-size",
+        "2",
+    ]
     result = cli("train-lora", "data", "--caption-model", tiny_blip_dir, *args)
     assert result.code == 0, result
     captions = json.loads((data / "captions.json").read_text())
@@ -130,7 +166,8 @@ def test_train_lora_captions_its_data_with_blip_first(cli, tmp_path, monkeypatch
     again = cli("caption", "data", "--model", tiny_blip_dir, "--json")
     assert json.loads(again.out)["captioned"] == 0
     # --prompt: one prompt, no captions (and no BLIP).
-    prompt = cli("train-lora", "data", "-o", "runs/other", "--prompt", "a photo", "--caption-model", "/nonexistent",
-                 *args)
+    prompt = cli(
+        "train-lora", "data", "-o", "runs/other", "--prompt", "a photo", "--caption-model", "/nonexistent", *args
+    )
     assert prompt.code == 0, prompt
     assert "captions" not in prompt.err

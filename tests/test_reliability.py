@@ -128,10 +128,12 @@ def test_make_masks_needs_only_the_header(cli, tmp_path, photo):
     assert io.read_mask(tmp_path / "masks" / "cut.png").shape == photo.shape[:2]
 
 
-@pytest.mark.parametrize("kind", ["zero-byte", "not-an-image", "truncated-png", "truncated-jpeg", "corrupt-png",
-                                  "bomb"])
-def test_caption_refuses_unreadable_images_before_loading_the_model(cli, tmp_path, train_images, photo, kind,
-                                                                    monkeypatch):
+@pytest.mark.parametrize(
+    "kind", ["zero-byte", "not-an-image", "truncated-png", "truncated-jpeg", "corrupt-png", "bomb"]
+)
+def test_caption_refuses_unreadable_images_before_loading_the_model(
+    cli, tmp_path, train_images, photo, kind, monkeypatch
+):
     data = tmp_path / "data"
     shutil.copytree(train_images, data)
     write_bad(kind, data / "bad.png", photo, monkeypatch)
@@ -141,16 +143,31 @@ def test_caption_refuses_unreadable_images_before_loading_the_model(cli, tmp_pat
     assert not (data / "captions.json").exists()
 
 
-@pytest.mark.parametrize("command, kind", [("train-ddpm", k) for k in ("zero-byte", "not-an-image", "truncated-jpeg",
-                                                                       "corrupt-png", "bomb")]
-                         + [("train-lora", "truncated-jpeg")])
-def test_training_refuses_unreadable_images_before_loading_the_model(cli, tmp_path, train_images, photo, command,
-                                                                     kind, monkeypatch):
+@pytest.mark.parametrize(
+    "command, kind",
+    [("train-ddpm", k) for k in ("zero-byte", "not-an-image", "truncated-jpeg", "corrupt-png", "bomb")]
+    + [("train-lora", "truncated-jpeg")],
+)
+def test_training_refuses_unreadable_images_before_loading_the_model(
+    cli, tmp_path, train_images, photo, command, kind, monkeypatch
+):
     data = tmp_path / "data"
     shutil.copytree(train_images, data)
     write_bad(kind, data / "bad.png", photo, monkeypatch)
-    result = cli(command, data, "-o", tmp_path / "run", "--base", tmp_path / "no-model", "--resolution", "32",
-                 "--max-steps", "1", "--device", "cpu")
+    result = cli(
+        command,
+        data,
+        "-o",
+        tmp_path / "run",
+        "--base",
+        tmp_path / "no-model",
+        "--resolution",
+        "32",
+        "--max-steps",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert_input_error(result, "1 of 7 images cannot be read (first: bad.", "before training")
     assert not (tmp_path / "run").exists()
 
@@ -173,8 +190,21 @@ def test_bench_reports_and_skips_bad_files_and_exits_1(cli, tmp_path, photo, cen
     (data / "notes.txt").write_text("not an image")  # skipped and counted
     out = tmp_path / "results"
     source = str(mask_dir) if masks == "folder" else "box-center"
-    result = cli("bench", "--models", "telea", "--data", data, "--masks", source, "-o", out, "--eval-size", "32",
-                 "--no-lpips", "--no-fid")
+    result = cli(
+        "bench",
+        "--models",
+        "telea",
+        "--data",
+        data,
+        "--masks",
+        source,
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+    )
     failed = {"img1", "img2", "img4", "img5"} if masks == "folder" else {"img1", "img2"}
     assert result.code == 1, result
     lines = result.err.strip().splitlines()
@@ -207,7 +237,11 @@ def test_folder_complete_reports_and_skips_pairs_it_cannot_use(cli, tmp_path, ph
     assert sorted(summary["failed"]) == ["img1", "img2", "img3"] and summary["written"] == ["img0", "img4"]
     assert all(f"{name}.png" in error for name, error in summary["failed"].items())  # each names its file
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [  # and the record of what made them
-        ".inpaint-log.jsonl", ".inpaint-run.json", "img0.png", "img4.png"]
+        ".inpaint-log.jsonl",
+        ".inpaint-run.json",
+        "img0.png",
+        "img4.png",
+    ]
 
 
 # ---- masks, sizes, pixel modes, EXIF ------------------------------------------------------------
@@ -220,23 +254,40 @@ def test_full_masks_are_refused_by_methods_that_need_known_pixels(cli, tmp_path,
     assert_input_error(result, "biharmonic needs some known pixels")
     assert nothing_in(tmp_path / "out")
     # A diffusion model generates the whole image instead.
-    result = cli("complete", image, full, "-o", tmp_path / "g.png", "-m", "ddpm", "-w", tiny_unet7_dir, "--steps", "2",
-                 "--device", "cpu")
+    result = cli(
+        "complete",
+        image,
+        full,
+        "-o",
+        tmp_path / "g.png",
+        "-m",
+        "ddpm",
+        "-w",
+        tiny_unet7_dir,
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0 and io.read_image(tmp_path / "g.png").shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize("size", [(13, 21), (1, 1), (40, 100)])
 @pytest.mark.parametrize("method", ["ddpm", "sd", "telea"])
-def test_small_and_odd_sized_images_come_back_at_their_size(cli, tmp_path, photo, size, method, tiny_unet7_dir,
-                                                            tiny_sd_inpaint_dir):
+def test_small_and_odd_sized_images_come_back_at_their_size(
+    cli, tmp_path, photo, size, method, tiny_unet7_dir, tiny_sd_inpaint_dir
+):
     """Smaller than the model's 32 px, not a multiple of 8, not square: resized for the model and back."""
     height, width = size
     pixels = np.asarray(Image.fromarray(photo).resize((width, height)))
     hole = np.zeros((height, width), bool)
     hole[height // 3 : height // 3 + max(1, height // 3), width // 3 : width // 3 + max(1, width // 3)] = True
     image, mask = io.save_image(pixels, tmp_path / "a.png"), io.save_mask(hole, tmp_path / "m.png")
-    extra = {"ddpm": ["-w", tiny_unet7_dir, "--steps", "2"], "sd": ["-w", tiny_sd_inpaint_dir, "--steps", "1"],
-             "telea": []}[method]
+    extra = {
+        "ddpm": ["-w", tiny_unet7_dir, "--steps", "2"],
+        "sd": ["-w", tiny_sd_inpaint_dir, "--steps", "1"],
+        "telea": [],
+    }[method]
     result = cli("complete", image, mask, "-o", tmp_path / "o.png", "-m", method, "--device", "cpu", *extra)
     if method == "telea" and hole.all():
         assert_input_error(result, "needs some known pixels")
@@ -252,8 +303,12 @@ def _every_mode(folder: Path, photo: np.ndarray) -> dict[str, tuple[int, int]]:
     gray = rgb.convert("L")
     folder.mkdir(parents=True)
     pictures = {
-        "mode-1.png": rgb.convert("1"), "mode-l.png": gray, "mode-la.png": rgb.convert("LA"),
-        "mode-p.png": rgb.convert("P"), "mode-rgba.png": rgb.convert("RGBA"), "mode-cmyk.jpg": rgb.convert("CMYK"),
+        "mode-1.png": rgb.convert("1"),
+        "mode-l.png": gray,
+        "mode-la.png": rgb.convert("LA"),
+        "mode-p.png": rgb.convert("P"),
+        "mode-rgba.png": rgb.convert("RGBA"),
+        "mode-cmyk.jpg": rgb.convert("CMYK"),
         "mode-i16.png": Image.fromarray(np.asarray(gray, np.uint16) * 257),
         "mode-f.tif": Image.fromarray(np.asarray(gray, np.float32) / 255.0),
     }
@@ -270,8 +325,9 @@ def _every_mode(folder: Path, photo: np.ndarray) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def test_every_pixel_mode_and_exif_rotation_through_every_command(cli, tmp_path, photo, tiny_blip_dir,
-                                                                  tiny_unet7_dir, no_metric_weights):
+def test_every_pixel_mode_and_exif_rotation_through_every_command(
+    cli, tmp_path, photo, tiny_blip_dir, tiny_unet7_dir, no_metric_weights
+):
     data = tmp_path / "data"
     shapes = _every_mode(data, photo)
     result = cli("make-masks", data, "-o", tmp_path / "masks", "-p", "box-center", "--json")
@@ -285,18 +341,49 @@ def test_every_pixel_mode_and_exif_rotation_through_every_command(cli, tmp_path,
         done = Image.open(tmp_path / "done" / f"{stem}.png")
         assert done.mode == "RGB" and done.size == shape[::-1], stem
 
-    result = cli("bench", "--models", "telea", "--data", data, "--masks", tmp_path / "masks", "-o",
-                 tmp_path / "bench", "--eval-size", "32", "--no-lpips", "--no-fid", "--json")
+    result = cli(
+        "bench",
+        "--models",
+        "telea",
+        "--data",
+        data,
+        "--masks",
+        tmp_path / "masks",
+        "-o",
+        tmp_path / "bench",
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--json",
+    )
     assert result.code == 0 and json.loads(result.out)["n_images"] == len(shapes), result
     assert "1 non-image file(s) ignored" in result.err
 
     result = cli("caption", data, "--model", tiny_blip_dir, "--device", "cpu")
     assert result.code == 0 and "skipped 1 non-image file(s)" in result.err, result
     assert sorted(json.loads((data / "captions.json").read_text())) == sorted(
-        p.name for p in data.iterdir() if p.suffix != ".txt" and p.suffix != ".json")
+        p.name for p in data.iterdir() if p.suffix != ".txt" and p.suffix != ".json"
+    )
 
-    result = cli("train-ddpm", data, "-o", tmp_path / "run", "--base", tiny_unet7_dir, "--resolution", "32",
-                 "--batch-size", "3", "--max-steps", "1", "--val-images", "0", "--device", "cpu")
+    result = cli(
+        "train-ddpm",
+        data,
+        "-o",
+        tmp_path / "run",
+        "--base",
+        tiny_unet7_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "3",
+        "--max-steps",
+        "1",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0 and "skipped 1 non-image file(s), e.g. notes.txt" in result.err, result
 
 
@@ -322,7 +409,9 @@ def test_training_masks_of_another_size_are_fitted_like_their_images(tmp_path, t
     io.save_mask(np.zeros((20, 30), bool), masks / sorted(train_images.iterdir())[0].name)
     from inpaint.errors import InputError
 
-    with pytest.raises(InputError, match="is 30x20 but astronaut.png is 40x40; a training mask needs its image's shape"):
+    with pytest.raises(
+        InputError, match="is 30x20 but astronaut.png is 40x40; a training mask needs its image's shape"
+    ):
         CompletionDataset(train_images, resolution=32, mask_source=MaskSource(presets=(), folder=masks))
 
 
@@ -339,7 +428,7 @@ def _option_cases():
     return [
         ([*ddpm, "--steps", "0"], "--steps 0: must be a positive number"),
         ([*ddpm, "--steps", "-3"], "--steps -3"),
-        ([*ddpm, "--sampler", "heun"], "--sampler 'heun': ddpm supports ddpm, dpmpp, ddim"),
+        ([*ddpm, "--sampler", "heun"], "--sampler 'heun': ddpm supports ddpm, ddim, dpmpp, dpmpp-sde"),
         ([*repaint, "--steps", "0"], "--steps 0"),
         ([*repaint, "--jump-length", "0"], "--jump-length 0"),
         ([*repaint, "--sampler", "ddim"], "--sampler 'ddim': repaint supports repaint, fast"),
@@ -347,12 +436,14 @@ def _option_cases():
         ([*sd, "--guidance", "nan"], "--guidance nan"),
         ([*sd, "--guidance", "-1"], "--guidance -1.0"),
         ([*sd, "--strength", "0"], "--strength 0.0: must be in (0, 1]"),
-        ([*sd, "--sampler", "heun"], "--sampler heun: choose from"),
+        ([*sd, "--sampler", "heun"], "--sampler 'heun': sd supports ddpm, ddim, dpmpp"),
         ([*complete, "-m", "no-such-method"], "unknown method 'no-such-method'"),
         ([*complete, "-m", "telea", "--seed", "x"], "--seed"),
         ([*bench, "--models", "no-such-method"], "unknown method 'no-such-method'"),
-        ([*bench, "--models", "ddpm", "-w", "ddpm={u7}", "--model-option", "ddpm.steps=0"],
-         "steps 0 must be at least 1"),
+        (
+            [*bench, "--models", "ddpm", "-w", "ddpm={u7}", "--model-option", "ddpm.steps=0"],
+            "steps 0 must be at least 1",
+        ),
         ([*bench, "--models", "sd", "-w", "sd={sd}", "--model-option", "sd.guidance=nan"], "guidance nan must be"),
         ([*bench, "--models", "telea", "--eval-size", "0"], "--eval-size 0: must be at least 16"),
         ([*train, "--lr", "nan"], "--lr nan: must be a finite number"),
@@ -374,11 +465,19 @@ def _case_id(value):
 
 
 @pytest.mark.parametrize("args, needle", _option_cases(), ids=_case_id)
-def test_option_values_out_of_range_are_one_line_errors(cli, tmp_path, pair, train_images, tiny_unet7_dir,
-                                                        tiny_ddpm_dir, tiny_sd_inpaint_dir, args, needle):
+def test_option_values_out_of_range_are_one_line_errors(
+    cli, tmp_path, pair, train_images, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir, args, needle
+):
     image, mask = pair
-    values = {"img": image, "mask": mask, "out": tmp_path / "out", "data": train_images, "u7": tiny_unet7_dir,
-              "u3": tiny_ddpm_dir, "sd": tiny_sd_inpaint_dir}
+    values = {
+        "img": image,
+        "mask": mask,
+        "out": tmp_path / "out",
+        "data": train_images,
+        "u7": tiny_unet7_dir,
+        "u3": tiny_ddpm_dir,
+        "sd": tiny_sd_inpaint_dir,
+    }
     result = cli(*(arg.format(**values) for arg in args))
     assert_input_error(result, needle)
     assert not (tmp_path / "out").exists()
@@ -426,11 +525,27 @@ def _weights_cases():
         (["train-ddpm", "{data}", "-o", "{out}", "--base", "{unet7-cut}", *train], "cannot load the UNet"),
         (["train-lora", "{data}", "-o", "{out}", "--base", "{u3}", *train], "no model_index.json"),
         (["train-lora", "{data}", "-o", "{out}", "--base", "{sd-unet-cut}", *train], "cannot load the pipeline"),
-        (["caption", "{data}", "-o", "{out}/c.json", "--model", "{u7}", "--device", "cpu"],
-         "expected a BLIP captioning model folder"),
+        (
+            ["caption", "{data}", "-o", "{out}/c.json", "--model", "{u7}", "--device", "cpu"],
+            "expected a BLIP captioning model folder",
+        ),
         (["caption", "{data}", "-o", "{out}/c.json", "--model", "{blip-cut}", "--device", "cpu"], "cannot load a BLIP"),
-        (["bench", "--models", "ddpm", "-w", "ddpm={u3}", "--data", "{data}", "--masks", "box-center", "-o", "{out}"],
-         "is an unconditional 3-channel model"),
+        (
+            [
+                "bench",
+                "--models",
+                "ddpm",
+                "-w",
+                "ddpm={u3}",
+                "--data",
+                "{data}",
+                "--masks",
+                "box-center",
+                "-o",
+                "{out}",
+            ],
+            "is an unconditional 3-channel model",
+        ),
     ]
 
 
@@ -441,8 +556,16 @@ def _fill(args, values):
 @pytest.fixture
 def weight_values(tmp_path, pair, train_images, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir, damaged):
     image, mask = pair
-    return {"img": image, "mask": mask, "out": tmp_path / "out", "data": train_images, "u7": tiny_unet7_dir,
-            "u3": tiny_ddpm_dir, "sd": tiny_sd_inpaint_dir, **damaged}
+    return {
+        "img": image,
+        "mask": mask,
+        "out": tmp_path / "out",
+        "data": train_images,
+        "u7": tiny_unet7_dir,
+        "u3": tiny_ddpm_dir,
+        "sd": tiny_sd_inpaint_dir,
+        **damaged,
+    }
 
 
 @pytest.mark.parametrize("args, needle", _weights_cases(), ids=_case_id)
@@ -455,11 +578,34 @@ def test_weights_of_the_wrong_kind_or_damaged_are_one_line_errors(cli, tmp_path,
 @pytest.mark.parametrize("command", ["complete", "train-lora"])
 def test_a_damaged_text_encoder_is_a_one_line_input_error(cli, tmp_path, weight_values, command):
     if command == "complete":
-        args = ["complete", "{img}", "{mask}", "-o", "{out}/o.png", "-m", "sd", "-w", "{sd-text-cut}", "--device",
-                "cpu"]
+        args = [
+            "complete",
+            "{img}",
+            "{mask}",
+            "-o",
+            "{out}/o.png",
+            "-m",
+            "sd",
+            "-w",
+            "{sd-text-cut}",
+            "--device",
+            "cpu",
+        ]
     else:
-        args = ["train-lora", "{data}", "-o", "{out}", "--base", "{sd-text-cut}", "--resolution", "32", "--max-steps",
-                "1", "--device", "cpu"]
+        args = [
+            "train-lora",
+            "{data}",
+            "-o",
+            "{out}",
+            "--base",
+            "{sd-text-cut}",
+            "--resolution",
+            "32",
+            "--max-steps",
+            "1",
+            "--device",
+            "cpu",
+        ]
     assert_input_error(cli(*_fill(args, weight_values)), "sd-text-cut", "cannot load the pipeline")
 
 
@@ -467,25 +613,42 @@ def test_a_damaged_text_encoder_is_a_one_line_input_error(cli, tmp_path, weight_
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"a.png": 3}', "[1, 2]", "\xff\xfe"])
-def test_malformed_caption_json_is_refused_and_never_replaced(cli, tmp_path, pair, train_images, tiny_sd_inpaint_dir,
-                                                              text):
+def test_malformed_caption_json_is_refused_and_never_replaced(
+    cli, tmp_path, pair, train_images, tiny_sd_inpaint_dir, text
+):
     captions = tmp_path / "captions.json"
     captions.write_bytes(text.encode("latin-1"))
     result = cli("caption", train_images, "-o", captions, "--model", tmp_path / "no-model", "--device", "cpu")
     assert_input_error(result, str(captions), "captions")
     assert captions.read_bytes() == text.encode("latin-1")
     image, mask = pair
-    result = cli("complete", image, mask, "-o", tmp_path / "out" / "o.png", "-m", "sd", "-w", tiny_sd_inpaint_dir,
-                 "--captions", captions, "--device", "cpu")
+    result = cli(
+        "complete",
+        image,
+        mask,
+        "-o",
+        tmp_path / "out" / "o.png",
+        "-m",
+        "sd",
+        "-w",
+        tiny_sd_inpaint_dir,
+        "--captions",
+        captions,
+        "--device",
+        "cpu",
+    )
     assert_input_error(result, str(captions), "captions")
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command, state", [
-    (command, state)
-    for command in ("complete", "make-masks", "caption", "train-ddpm", "train-lora", "bench")
-    for state in ("empty", "missing")
-])
+@pytest.mark.parametrize(
+    "command, state",
+    [
+        (command, state)
+        for command in ("complete", "make-masks", "caption", "train-ddpm", "train-lora", "bench")
+        for state in ("empty", "missing")
+    ],
+)
 def test_empty_or_missing_data_folders_are_refused(cli, tmp_path, command, state, tiny_ddpm_dir):
     empty = tmp_path / "empty"
     if state == "empty":
@@ -508,8 +671,9 @@ def test_empty_or_missing_data_folders_are_refused(cli, tmp_path, command, state
 # ---- output paths that cannot be written, or that are an input -------------------------------------
 
 
-@pytest.mark.parametrize("command", ["complete", "complete-folder", "make-masks", "caption", "train-ddpm", "bench",
-                                     "demo"])
+@pytest.mark.parametrize(
+    "command", ["complete", "complete-folder", "make-masks", "caption", "train-ddpm", "bench", "demo"]
+)
 def test_output_paths_under_a_regular_file_are_refused(cli, tmp_path, pair, train_images, tiny_ddpm_dir, command):
     image, mask = pair
     blocker = tmp_path / "blocker"
@@ -520,8 +684,22 @@ def test_output_paths_under_a_regular_file_are_refused(cli, tmp_path, pair, trai
         "complete-folder": ["complete", image.parent, mask.parent, "-o", out, "-m", "telea"],
         "make-masks": ["make-masks", train_images, "-o", out],
         "caption": ["caption", train_images, "-o", out / "c.json", "--model", tmp_path / "no-model"],
-        "train-ddpm": ["train-ddpm", train_images, "-o", out, "--base", tiny_ddpm_dir, "--resolution", "32",
-                       "--batch-size", "2", "--max-steps", "1", "--device", "cpu"],
+        "train-ddpm": [
+            "train-ddpm",
+            train_images,
+            "-o",
+            out,
+            "--base",
+            tiny_ddpm_dir,
+            "--resolution",
+            "32",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "1",
+            "--device",
+            "cpu",
+        ],
         "bench": ["bench", "--models", "telea", "--data", train_images, "--masks", "box-center", "-o", out],
         "demo": ["demo", "-o", out, "-m", "telea", "--size", "32"],
     }[command]
@@ -575,29 +753,44 @@ def _unsafe_loads(source: str, where: str) -> list[str]:
             problems += [f"{where}:{node.lineno}: imports {m}" for m in modules if m.split(".")[0] in unpicklers]
         # Lists of file patterns are what hub downloads fetch: none may name a pickle format.
         if isinstance(node, (ast.List, ast.Tuple)) and any(
-                isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value.startswith("*")
-                for e in node.elts):
-            problems += [f"{where}:{node.lineno}: download pattern {e.value!r}" for e in node.elts
-                         if isinstance(e, ast.Constant) and isinstance(e.value, str)
-                         and (e.value.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"))
-                              or e.value in ("*", "**", "**/*"))]
+            isinstance(e, ast.Constant) and isinstance(e.value, str) and e.value.startswith("*") for e in node.elts
+        ):
+            problems += [
+                f"{where}:{node.lineno}: download pattern {e.value!r}"
+                for e in node.elts
+                if isinstance(e, ast.Constant)
+                and isinstance(e.value, str)
+                and (
+                    e.value.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"))
+                    or e.value in ("*", "**", "**/*")
+                )
+            ]
     for node, owner, name, keywords in _calls(tree):
         line = f"{where}:{node.lineno}: {owner}.{name}"
         if name == "load" and owner == "torch" and not _is_const(keywords.get("weights_only"), True):
             problems.append(f"{line} without weights_only=True")
         if owner in ("np", "numpy") and name == "load" and not _is_const(keywords.get("allow_pickle"), False):
             problems.append(f"{line} without allow_pickle=False")
-        for flag, unsafe in (("use_safetensors", False), ("weights_only", False), ("allow_pickle", True),
-                             ("trust_remote_code", True)):
+        for flag, unsafe in (
+            ("use_safetensors", False),
+            ("weights_only", False),
+            ("allow_pickle", True),
+            ("trust_remote_code", True),
+        ):
             value = keywords.get(flag)
             if value is not None and not (isinstance(value, ast.Constant) and value.value is not unsafe):
                 problems.append(f"{line} with {flag}={ast.unparse(value)}")
-        if name == "from_pretrained" and not owner.endswith(weightless) and not _is_const(
-                keywords.get("use_safetensors"), True):
+        if (
+            name == "from_pretrained"
+            and not owner.endswith(weightless)
+            and not _is_const(keywords.get("use_safetensors"), True)
+        ):
             problems.append(f"{line} without use_safetensors=True")
-        if name in ("hf_hub_download", "load_state_dict_from_url", "from_single_file", "load_url") or (
-                owner == "torch.hub" and name == "load") or (
-                name == "snapshot_download" and "allow_patterns" not in keywords):
+        if (
+            name in ("hf_hub_download", "load_state_dict_from_url", "from_single_file", "load_url")
+            or (owner == "torch.hub" and name == "load")
+            or (name == "snapshot_download" and "allow_patterns" not in keywords)
+        ):
             problems.append(f"{line}: fetches files without a safe list")
     return problems
 
@@ -658,8 +851,9 @@ def test_pickles_from_strangers_are_refused_without_running(tmp_path, tiny_unet7
     for name in ("lora.bin", "lora.safetensors"):
         (tmp_path / name).write_bytes(payload)
         with pytest.raises(InputError, match=r"only \.safetensors|not a valid safetensors file"):
-            load_inpainter("sd", MethodOptions(weights=str(tiny_sd_inpaint_dir), lora=str(tmp_path / name),
-                                               device="cpu"))
+            load_inpainter(
+                "sd", MethodOptions(weights=str(tiny_sd_inpaint_dir), lora=str(tmp_path / name), device="cpu")
+            )
     weights = tmp_path / "alexnet-owt-7be5be79.pth"
     torch.save({"features.0.weight": _Payload(marker)}, weights)  # a real torch file with a code-running object
     with pytest.raises(InputError, match="cannot load as PyTorch weights"):
@@ -667,14 +861,32 @@ def test_pickles_from_strangers_are_refused_without_running(tmp_path, tiny_unet7
     assert not marker.exists()
 
 
-def test_bench_method_errors_at_load_leave_nothing_that_blocks_the_corrected_run(cli, tmp_path, train_images,
-                                                                                 tiny_unet7_dir):
+def test_bench_method_errors_at_load_leave_nothing_that_blocks_the_corrected_run(
+    cli, tmp_path, train_images, tiny_unet7_dir
+):
     """A sampler name is checked when its method loads, after the preset masks are written: the
     command fails with one line, and the corrected command then runs (run.json of a method that
     made no output is not held against it)."""
     out = tmp_path / "out"
-    args = ["bench", "--models", "ddpm", "-w", f"ddpm={tiny_unet7_dir}", "--data", train_images, "--masks",
-            "box-center", "-o", out, "--eval-size", "32", "--no-lpips", "--no-fid", "--device", "cpu"]
+    args = [
+        "bench",
+        "--models",
+        "ddpm",
+        "-w",
+        f"ddpm={tiny_unet7_dir}",
+        "--data",
+        train_images,
+        "--masks",
+        "box-center",
+        "-o",
+        out,
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--device",
+        "cpu",
+    ]
     assert_input_error(cli(*args, "--model-option", "ddpm.sampler=heun"), "--sampler 'heun'")
     assert not list((out / "outputs" / "ddpm").glob("*.png"))
     result = cli(*args, "--model-option", "ddpm.sampler=ddim", "--model-option", "ddpm.steps=2")
@@ -687,8 +899,14 @@ def test_every_row_of_docs_reliability_names_existing_tests():
 
     doc = (SRC.parents[1] / "docs" / "reliability.md").read_text(encoding="utf-8")
     tests = SRC.parents[1] / "tests"
-    defined = {path.name: {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                           if isinstance(node, ast.FunctionDef)} for path in tests.glob("test_*.py")}
+    defined = {
+        path.name: {
+            node.name
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.FunctionDef)
+        }
+        for path in tests.glob("test_*.py")
+    }
     rows = [line for line in doc.splitlines() if line.startswith("| ") and "`test_" in line]
     assert len(rows) > 40
     for row in rows:

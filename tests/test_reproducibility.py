@@ -25,8 +25,7 @@ SIZE = 32
 def _images(count: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.RandomState(seed)
     base = np.asarray(np.linspace(0, 255, SIZE * SIZE * 3).reshape(SIZE, SIZE, 3), dtype=np.uint8)
-    return [np.clip(base.astype(int) + rng.randint(-40, 40, base.shape), 0, 255).astype(np.uint8)
-            for _ in range(count)]
+    return [np.clip(base.astype(int) + rng.randint(-40, 40, base.shape), 0, 255).astype(np.uint8) for _ in range(count)]
 
 
 def _masks(count: int) -> list[np.ndarray]:
@@ -62,8 +61,9 @@ def test_the_same_command_twice_gives_identical_pngs(cli, tmp_path, method, tiny
 
 
 @pytest.mark.parametrize("method", ["ddpm", "sd"])
-def test_a_folder_run_equals_single_file_runs_whatever_else_is_in_it(cli, tmp_path, method, tiny_unet7_dir,
-                                                                   tiny_sd_inpaint_dir):
+def test_a_folder_run_equals_single_file_runs_whatever_else_is_in_it(
+    cli, tmp_path, method, tiny_unet7_dir, tiny_sd_inpaint_dir
+):
     images, masks = _images(4), _masks(4)
     names = ["b", "d", "a", "c"]
     args = [*_method_args(method, tiny_unet7_dir, tiny_sd_inpaint_dir), "--seed", "11", "--device", "cpu"]
@@ -73,8 +73,14 @@ def test_a_folder_run_equals_single_file_runs_whatever_else_is_in_it(cli, tmp_pa
             i = names.index(name)
             io.save_image(images[i], tmp_path / folder / "images" / f"{name}.png")
             io.save_mask(masks[i], tmp_path / folder / "masks" / f"{name}.png")
-        result = cli("complete", tmp_path / folder / "images", tmp_path / folder / "masks", "-o",
-                     tmp_path / folder / "out", *args)
+        result = cli(
+            "complete",
+            tmp_path / folder / "images",
+            tmp_path / folder / "masks",
+            "-o",
+            tmp_path / folder / "out",
+            *args,
+        )
         assert result.code == 0, result
     for name in ("a", "b"):
         single = tmp_path / f"single-{name}.png"
@@ -89,10 +95,12 @@ def test_a_folder_run_equals_single_file_runs_whatever_else_is_in_it(cli, tmp_pa
 def inpainters(tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir):
     return {
         "ddpm": models.load_inpainter("ddpm", MethodOptions(weights=str(tiny_unet7_dir), steps=5, device="cpu")),
-        "repaint": models.load_inpainter("repaint", MethodOptions(weights=str(tiny_ddpm_dir), steps=8, jump_length=3,
-                                                                  jump_n_sample=2, device="cpu")),
-        "sd": models.load_inpainter("sd", MethodOptions(weights=str(tiny_sd_inpaint_dir), steps=2, sampler="euler-a",
-                                                        device="cpu")),
+        "repaint": models.load_inpainter(
+            "repaint", MethodOptions(weights=str(tiny_ddpm_dir), steps=8, jump_length=3, jump_n_sample=2, device="cpu")
+        ),
+        "sd": models.load_inpainter(
+            "sd", MethodOptions(weights=str(tiny_sd_inpaint_dir), steps=2, sampler="euler-a", device="cpu")
+        ),
     }
 
 
@@ -103,8 +111,9 @@ def test_a_batch_equals_single_image_runs_within_1e_4(inpainters, method):
     seeds = [101, 202, 303]
     names = ["x", "y", "z"]
     batch = inpainter(images, masks, seeds, names=names)
-    singles = torch.cat([inpainter(images[i : i + 1], masks[i : i + 1], seeds[i : i + 1], names=names[i : i + 1])
-                         for i in range(3)])
+    singles = torch.cat(
+        [inpainter(images[i : i + 1], masks[i : i + 1], seeds[i : i + 1], names=names[i : i + 1]) for i in range(3)]
+    )
     assert float((batch - singles).abs().max()) <= 1e-4
     order = [2, 0, 1]  # the same images in another order: each keeps its own result
     shuffled = inpainter(images[order], masks[order], [seeds[i] for i in order], names=[names[i] for i in order])

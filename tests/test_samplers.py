@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from inpaint import testing
+from inpaint.errors import InputError
 from inpaint.repaint import (
     fast_schedule,
     repaint_schedule,
@@ -23,6 +24,9 @@ from inpaint.samplers import (
     completion_model_input,
     make_scheduler,
     masked_image,
+    sample_named,
+    sampler_names,
+    sampler_spec,
     unconditional_denoiser,
 )
 
@@ -97,12 +101,17 @@ def test_completion_model_input_layout(batch):
 # ---- scheduler samplers with the 7-channel model -------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpmpp"])
+PIXEL_SAMPLERS = ["ddpm", "ddim", "dpmpp", "dpmpp-sde"]
+
+
+def sample(name, *args, **kwargs):
+    return sample_named(name, *args, **kwargs)
+
+
+@pytest.mark.parametrize("name", PIXEL_SAMPLERS)
 def test_scheduler_samplers_keep_known_pixels_and_count_evaluations(name, unet7, batch, schedule_config):
     x0, masks = batch
-    result = SAMPLERS[name](
-        completion_denoiser(unet7, x0, masks), x0, masks, gens(1, 2, 3), schedule_config, steps=6
-    )
+    result = sample(name, completion_denoiser(unet7, x0, masks), x0, masks, gens(1, 2, 3), schedule_config, steps=6)
     assert result.nfe == 6
     assert result.images.shape == x0.shape
     assert_known_exact(result.images, x0, masks)
@@ -119,45 +128,37 @@ def test_ddim_ten_steps_is_ten_evaluations(unet7, batch, schedule_config):
         calls.append(int(t))
         return inner(x_t, t)
 
-    result = SAMPLERS["ddim"](counting, x0, masks, gens(1, 2, 3), schedule_config, steps=10)
+    result = sample("ddim", counting, x0, masks, gens(1, 2, 3), schedule_config, steps=10)
     assert result.nfe == len(calls) == 10
     assert calls == list(range(900, -1, -100))  # DDIM: leading spacing, a constant stride
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpmpp"])
+@pytest.mark.parametrize("name", PIXEL_SAMPLERS)
 def test_batch_equals_single_images_and_runs_repeat(name, unet7, batch, schedule_config):
     x0, masks = batch
-    together = SAMPLERS[name](
-        completion_denoiser(unet7, x0, masks), x0, masks, gens(5, 6, 7), schedule_config, steps=4
-    )
+    together = sample(name, completion_denoiser(unet7, x0, masks), x0, masks, gens(5, 6, 7), schedule_config, steps=4)
     for i, seed in enumerate((5, 6, 7)):
         xi, mi = x0[i : i + 1], masks[i : i + 1]
-        alone = SAMPLERS[name](
-            completion_denoiser(unet7, xi, mi), xi, mi, gens(seed), schedule_config, steps=4
-        )
+        alone = sample(name, completion_denoiser(unet7, xi, mi), xi, mi, gens(seed), schedule_config, steps=4)
         # Not bit-equal: the UNet's float rounding depends on the batch size (~1e-7), and the
         # first x0 estimate at t = 999 divides by sqrt(ᾱ) ~ 0.006; measured <= 2e-5.
         assert torch.allclose(together.images[i : i + 1], alone.images, atol=1e-4, rtol=0)
-    again = SAMPLERS[name](
-        completion_denoiser(unet7, x0, masks), x0, masks, gens(5, 6, 7), schedule_config, steps=4
-    )
+    again = sample(name, completion_denoiser(unet7, x0, masks), x0, masks, gens(5, 6, 7), schedule_config, steps=4)
     assert torch.equal(together.images, again.images)
-    other = SAMPLERS[name](
-        completion_denoiser(unet7, x0, masks), x0, masks, gens(8, 6, 7), schedule_config, steps=4
-    )
+    other = sample(name, completion_denoiser(unet7, x0, masks), x0, masks, gens(8, 6, 7), schedule_config, steps=4)
     assert not torch.allclose(other.images[0], together.images[0])
     assert torch.equal(other.images[1:], together.images[1:])  # image 1 and 2 do not see image 0's seed
 
 
-@pytest.mark.parametrize("name,steps", [("ddpm", 20), ("ddim", 7), ("dpmpp", 9), ("dpmpp", 30)])
+@pytest.mark.parametrize("name,steps", [("ddpm", 20), ("ddim", 7), ("dpmpp", 9), ("dpmpp-sde", 9), ("dpmpp-sde", 30)])
 def test_perfect_model_recovers_the_image_and_known_region_sits_at_the_right_noise_level(
     name, steps, batch, schedule_config
 ):
     x0, masks = batch
     x_true = x0  # the hole of x0 is what a perfect model restores
     calls: list = []
-    result = SAMPLERS[name](
-        oracle(x_true, schedule_config, calls), x0, masks, gens(1, 2, 3), schedule_config, steps=steps
+    result = sample(
+        name, oracle(x_true, schedule_config, calls), x0, masks, gens(1, 2, 3), schedule_config, steps=steps
     )
     assert torch.allclose(result.images, x_true, atol=2e-3)
     abar = make_scheduler("ddpm", schedule_config).alphas_cumprod
@@ -169,11 +170,11 @@ def test_perfect_model_recovers_the_image_and_known_region_sits_at_the_right_noi
         assert abs(float(implied_noise.mean())) < 0.1
 
 
-def test_dpmpp_is_the_sde_solver_and_its_first_order_is_ddpm(unet7, batch, schedule_config):
+def test_dpmpp_sde_is_the_sde_solver_and_its_first_order_is_ddpm(unet7, batch, schedule_config):
     from inpaint.samplers import sample_ddpm, sample_with_scheduler
 
     x0, masks = batch
-    scheduler = make_scheduler("dpmpp", schedule_config)
+    scheduler = make_scheduler("dpmpp-sde", schedule_config)
     assert scheduler.config.algorithm_type == "sde-dpmsolver++" and scheduler.config.solver_order == 2
     denoiser = completion_denoiser(unet7, x0, masks)
     first_order = type(scheduler).from_config(scheduler.config, solver_order=1)
@@ -183,8 +184,53 @@ def test_dpmpp_is_the_sde_solver_and_its_first_order_is_ddpm(unet7, batch, sched
 
 
 def test_unknown_sampler_name(schedule_config):
-    with pytest.raises(ValueError):
-        make_scheduler("euler", schedule_config)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown sampler 'euler' for ddpm; choose from ddpm, ddim, dpmpp, dpmpp-sde"):
+        make_scheduler("euler", schedule_config)  # an sd sampler: its Euler steps are not variance-preserving
+    with pytest.raises(ValueError, match="unknown sampler 'repaint' for sd"):
+        make_scheduler("repaint", schedule_config, "sd")
+
+
+# ---- one meaning per sampler name ------------------------------------------------------------
+
+
+def test_each_name_is_one_algorithm_for_every_method(schedule_config):
+    """A name builds the same scheduler class with the same algorithm settings for ddpm and sd;
+    only the pixel loops' timestep spacing (and x0 clipping) is added for ddpm."""
+    assert sampler_names("ddpm") == PIXEL_SAMPLERS
+    assert sampler_names("sd") == [*PIXEL_SAMPLERS, "euler", "euler-a", "pndm", "unipc"]
+    assert sampler_names("repaint") == ["repaint", "fast"]
+    for name in PIXEL_SAMPLERS:
+        pixel, pipeline = make_scheduler(name, schedule_config, "ddpm"), make_scheduler(name, schedule_config, "sd")
+        assert type(pixel) is type(pipeline) and type(pixel).__name__ == SAMPLERS[name].scheduler
+        for key, value in SAMPLERS[name].kwargs.items():
+            assert pixel.config[key] == pipeline.config[key] == value
+    for name, algorithm in (("dpmpp", "dpmsolver++"), ("dpmpp-sde", "sde-dpmsolver++")):
+        assert make_scheduler(name, schedule_config, "sd").config.algorithm_type == algorithm
+        assert make_scheduler(name, schedule_config, "ddpm").config.timestep_spacing == "trailing"
+    assert make_scheduler("pndm", schedule_config, "sd").config.skip_prk_steps
+
+
+@pytest.mark.parametrize("method", ["ddpm", "sd"])
+def test_dpmpp_is_the_deterministic_solver_and_dpmpp_sde_draws_noise(method, schedule_config):
+    """A dpmpp step draws nothing from the image's generator; a dpmpp-sde step does (for both methods)."""
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for name, draws in (("dpmpp", False), ("dpmpp-sde", True)):
+        scheduler = make_scheduler(name, schedule_config, method)
+        scheduler.set_timesteps(5)
+        g = torch.Generator().manual_seed(1)
+        state = g.get_state()
+        scheduler.step(torch.zeros_like(x), scheduler.timesteps[0], x, generator=[g])
+        assert torch.equal(g.get_state(), state) is not draws, name
+
+
+def test_sampler_spec_errors_list_the_methods_names():
+    assert sampler_spec("ddpm", "dpmpp").steps == 25 and sampler_spec("sd", "euler-a").scheduler is not None
+    with pytest.raises(InputError, match=r"^--sampler 'euler': ddpm supports ddpm, ddim, dpmpp, dpmpp-sde$"):
+        sampler_spec("ddpm", "euler")
+    with pytest.raises(InputError, match=r"^--sampler 'plms': sd supports ddpm, ddim, dpmpp, dpmpp-sde, euler, "):
+        sampler_spec("sd", "plms")
+    with pytest.raises(InputError, match=r"^--sampler 'ddim': repaint supports repaint, fast$"):
+        sampler_spec("repaint", "ddim")
 
 
 # ---- RePaint -------------------------------------------------------------------------------
@@ -243,9 +289,7 @@ def test_repaint_keeps_known_pixels_and_counts(unet3, batch, schedule_config):
 def test_repaint_batch_equals_singles_and_is_deterministic(unet3, batch, schedule_config):
     x0, masks = batch
     kwargs = dict(steps=10, jump_length=3, jump_n_sample=2)
-    together = sample_repaint(
-        unconditional_denoiser(unet3), x0, masks, gens(4, 5, 6), schedule_config, **kwargs
-    )
+    together = sample_repaint(unconditional_denoiser(unet3), x0, masks, gens(4, 5, 6), schedule_config, **kwargs)
     for i, seed in enumerate((4, 5, 6)):
         xi, mi = x0[i : i + 1], masks[i : i + 1]
         alone = sample_repaint(unconditional_denoiser(unet3), xi, mi, gens(seed), schedule_config, **kwargs)
@@ -284,3 +328,14 @@ def test_repaint_fast_small(unet3, batch, schedule_config):
     )
     assert result.nfe == schedule_nfe(fast_schedule(10, 2, 2)) > 10
     assert_known_exact(result.images, x0, masks)
+
+
+def test_bench_protocol_records_what_each_sampler_name_ran():
+    from inpaint.bench.protocol import sampler_meanings
+
+    meanings = sampler_meanings(["ddpm", "telea"])
+    assert list(meanings) == PIXEL_SAMPLERS
+    assert meanings["dpmpp"] == "DPM-Solver++: DPMSolverMultistepScheduler(algorithm_type=dpmsolver++, solver_order=2)"
+    assert "sde-dpmsolver++" in meanings["dpmpp-sde"]
+    assert sampler_meanings(["repaint"])["fast"] == "RePaint-fast: its own loop (inpaint.repaint)"
+    assert sampler_meanings(["telea"]) == {}

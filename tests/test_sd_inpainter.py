@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from inpaint import completion, io, models
 from inpaint.errors import InputError
 from inpaint.models.base import MethodOptions
+from inpaint.samplers import SAMPLERS
 
 STEPS = 2
 
@@ -29,8 +30,9 @@ def lora_dir(tiny_sd_inpaint_dir, tmp_path_factory):
 
     pipe = load_pipeline(tiny_sd_inpaint_dir)
     torch.manual_seed(0)
-    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                     init_lora_weights=False))
+    pipe.unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     folder = tmp_path_factory.mktemp("lora")
     save_lora(pipe.unet, folder, {"inpaint_prompt": "a lora prompt"})
     return folder
@@ -42,8 +44,9 @@ def sd(tiny_sd_inpaint_dir):
 
 
 def _batch(height=32, width=32, n=2):
-    images = io.to_tensor([np.random.RandomState(i).randint(0, 256, (height, width, 3), dtype=np.uint8)
-                           for i in range(n)])
+    images = io.to_tensor(
+        [np.random.RandomState(i).randint(0, 256, (height, width, 3), dtype=np.uint8) for i in range(n)]
+    )
     masks = torch.zeros(n, 1, height, width)
     masks[:, :, height // 4 : height // 2, width // 3 : 2 * width // 3] = 1
     return images, masks
@@ -121,7 +124,9 @@ def test_lora_changes_the_output_and_sets_the_default_prompt(tiny_sd_inpaint_dir
     assert with_lora.prompt == "a lora prompt"  # a LoRA trained without captions brings its prompt
     images, masks = _batch(n=1)
     assert not torch.allclose(with_lora(images, masks, [0]), sd(images, masks, [0]), atol=1e-4)
-    again = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, lora=str(lora_dir / "pytorch_lora_weights.safetensors")))
+    again = models.load_inpainter(
+        "sd", _options(tiny_sd_inpaint_dir, lora=str(lora_dir / "pytorch_lora_weights.safetensors"))
+    )
     assert torch.equal(again(images, masks, [0]), with_lora(images, masks, [0]))  # deterministic: no dropout
 
 
@@ -174,16 +179,16 @@ def test_crop_to_mask_blur_and_samplers(tiny_sd_inpaint_dir, sd):
     images, masks = _batch(80, 96, n=1)
     masks.zero_()
     masks[:, :, 30:42, 40:52] = 1  # a small hole in a larger image
-    cropped = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, crop_padding=4, mask_blur=2,
-                                                   sampler="euler-a"))
+    cropped = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, crop_padding=4, mask_blur=2, sampler="euler-a"))
     out = cropped(images, masks, [0], composite_known=False)
     assert out.shape == images.shape
     # Outside the padded crop the pipeline itself keeps the input (its overlay), even without paste-back.
     assert torch.equal(out[..., :20, :], images[..., :20, :])
     assert not torch.equal(out[..., 30:42, 40:52], images[..., 30:42, 40:52])
     small, small_masks = _batch(n=1)
-    for sampler in ("ddim", "dpmpp", "pndm"):
+    for sampler in ("ddpm", "ddim", "dpmpp", "dpmpp-sde", "pndm"):
         method = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, sampler=sampler))
+        assert type(method.pipe.scheduler).__name__ == SAMPLERS[sampler].scheduler
         assert method(small, small_masks, [0]).shape == small.shape
         assert method.last_nfe == 2 * (STEPS + (sampler == "pndm"))  # counted: PNDM repeats its first step
 
@@ -193,7 +198,11 @@ def test_crop_to_mask_blur_and_samplers(tiny_sd_inpaint_dir, sd):
     [
         ({"strength": 0.0}, "--strength 0.0"),
         ({"steps": 0}, "--steps 0"),
-        ({"sampler": "plms"}, "--sampler plms: choose from"),
+        (
+            {"sampler": "plms"},
+            "--sampler 'plms': sd supports ddpm, ddim, dpmpp, dpmpp-sde, euler, euler-a, pndm, unipc$",
+        ),
+        ({"sampler": "fast"}, "--sampler 'fast': sd supports"),
         ({"guidance": -1.0}, "--guidance -1.0"),
         ({"mask_blur": -2}, "--mask-blur -2"),
     ],
@@ -209,8 +218,10 @@ def hub_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     cache = tmp_path / "hub"
-    files = {"google/ddpm-celebahq-256": {"config.json": {"in_channels": 3}},
-             "someone/sd-text2img": {"model_index.json": {}, "unet/config.json": {"in_channels": 4}}}
+    files = {
+        "google/ddpm-celebahq-256": {"config.json": {"in_channels": 3}},
+        "someone/sd-text2img": {"model_index.json": {}, "unet/config.json": {"in_channels": 4}},
+    }
     for repo, contents in files.items():
         folder = cache / f"models--{repo.replace('/', '--')}"
         (folder / "refs").mkdir(parents=True)

@@ -25,13 +25,21 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _start(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "inpaint", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "inpaint", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 def _wait_for(ready, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -88,9 +96,28 @@ def test_train_ddpm_stops_cleanly_on_sigterm_and_sigusr1(tmp_path, train_images,
     """SIGTERM to the whole process group (as ``timeout`` and SLURM send it: the data-loading
     worker gets it too), then SIGUSR1 to the process: each run checkpoints the step it is in and
     exits 143, then 138; the third run ends bit-equal to an uninterrupted one."""
-    common = ["train-ddpm", str(train_images), "--base", str(tiny_ddpm_dir), "--resolution", "32", "--batch-size",
-              "2", "--max-steps", "16", "--save-every", "100", "--lr", "1e-3", "--val-images", "0", "--workers", "1",
-              "--device", "cpu"]
+    common = [
+        "train-ddpm",
+        str(train_images),
+        "--base",
+        str(tiny_ddpm_dir),
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "16",
+        "--save-every",
+        "100",
+        "--lr",
+        "1e-3",
+        "--val-images",
+        "0",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     straight = _start([*common, "-o", "straight"], tmp_path)
     run = tmp_path / "stopped"
 
@@ -100,8 +127,9 @@ def test_train_ddpm_stops_cleanly_on_sigterm_and_sigusr1(tmp_path, train_images,
     assert code == 143, err[-2000:]
     step = _latest_step(run)
     assert 3 <= step < 16
-    assert _stopped_line(err, "SIGTERM") == (f"stopped by SIGTERM at step {step} of 16 (checkpoint saved); "
-                                             "run the same command again to resume")
+    assert _stopped_line(err, "SIGTERM") == (
+        f"stopped by SIGTERM at step {step} of 16 (checkpoint saved); run the same command again to resume"
+    )
     assert not (run / FOLDER_LOCK_NAME).exists()
 
     second = _start([*common, "-o", "stopped"], tmp_path)
@@ -116,17 +144,44 @@ def test_train_ddpm_stops_cleanly_on_sigterm_and_sigusr1(tmp_path, train_images,
     result = _run([*common, "-o", "stopped"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     _finish(straight)
-    _same_tensors(tmp_path / "straight", run, [f"checkpoints/step-00000016/{name}.safetensors"
-                                               for name in ("model", "ema", "optimizer")])
-    _same_tensors(tmp_path / "straight", run, ["diffusion_pytorch_model.safetensors",
-                                               "raw/diffusion_pytorch_model.safetensors"])
+    _same_tensors(
+        tmp_path / "straight",
+        run,
+        [f"checkpoints/step-00000016/{name}.safetensors" for name in ("model", "ema", "optimizer")],
+    )
+    _same_tensors(
+        tmp_path / "straight", run, ["diffusion_pytorch_model.safetensors", "raw/diffusion_pytorch_model.safetensors"]
+    )
     assert not (run / FOLDER_LOCK_NAME).exists()
 
 
+# The shared training loop's signal handling is tested on train-ddpm in the default run.
+@pytest.mark.slow
 def test_train_lora_stops_cleanly_on_sigterm(tmp_path, train_images, tiny_sd_inpaint_dir):
-    common = ["train-lora", str(train_images), "--base", str(tiny_sd_inpaint_dir), "--resolution", "32",
-              "--batch-size", "2", "--max-steps", "6", "--save-every", "100", "--lr", "1e-2", "--rank", "4",
-              "--ema-decay", "0.9", "--val-images", "0", "--device", "cpu"]
+    common = [
+        "train-lora",
+        str(train_images),
+        "--base",
+        str(tiny_sd_inpaint_dir),
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "100",
+        "--lr",
+        "1e-2",
+        "--rank",
+        "4",
+        "--ema-decay",
+        "0.9",
+        "--val-images",
+        "0",
+        "--device",
+        "cpu",
+    ]
     straight = _start([*common, "-o", "straight"], tmp_path)
     run = tmp_path / "stopped"
     first = _start([*common, "-o", "stopped"], tmp_path)
@@ -140,9 +195,15 @@ def test_train_lora_stops_cleanly_on_sigterm(tmp_path, train_images, tiny_sd_inp
     result = _run([*common, "-o", "stopped"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     _finish(straight)
-    _same_tensors(tmp_path / "straight", run, ["pytorch_lora_weights.safetensors",
-                                               "raw/pytorch_lora_weights.safetensors",
-                                               "checkpoints/step-00000006/optimizer.safetensors"])
+    _same_tensors(
+        tmp_path / "straight",
+        run,
+        [
+            "pytorch_lora_weights.safetensors",
+            "raw/pytorch_lora_weights.safetensors",
+            "checkpoints/step-00000006/optimizer.safetensors",
+        ],
+    )
     assert not (run / FOLDER_LOCK_NAME).exists()
 
 
@@ -191,9 +252,27 @@ def test_bench_stops_cleanly_on_sigterm(tmp_path, photo, tiny_unet7_dir):
     data = tmp_path / "data"
     for i in range(12):
         io.save_image(np.roll(photo[::2, ::2], 3 * i, axis=1), data / f"img{i:02d}.png")
-    args = ["bench", "--models", "ddpm", "--data", str(data), "--masks", "lama-thick", "--weights",
-            f"ddpm={tiny_unet7_dir}", "--model-option", "ddpm.steps=8", "--eval-size", "32", "--no-lpips",
-            "--no-fid", "--device", "cpu", "-o", "results"]
+    args = [
+        "bench",
+        "--models",
+        "ddpm",
+        "--data",
+        str(data),
+        "--masks",
+        "lama-thick",
+        "--weights",
+        f"ddpm={tiny_unet7_dir}",
+        "--model-option",
+        "ddpm.steps=8",
+        "--eval-size",
+        "32",
+        "--no-lpips",
+        "--no-fid",
+        "--device",
+        "cpu",
+        "-o",
+        "results",
+    ]
     outputs = tmp_path / "results" / "outputs" / "ddpm"
     first = _start(args, tmp_path)
     _wait_for(lambda: len(list(outputs.glob("*.png"))) >= 2, first)

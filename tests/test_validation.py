@@ -20,8 +20,20 @@ from inpaint.training.loop import train
 
 
 def _config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(method="ddpm", data=str(train_images), output=str(output), base=str(base), resolution=32,
-                    batch_size=2, lr=1e-3, max_steps=2, save_every=100, val_images=0, ema_decay=0.9, device="cpu")
+    settings = dict(
+        method="ddpm",
+        data=str(train_images),
+        output=str(output),
+        base=str(base),
+        resolution=32,
+        batch_size=2,
+        lr=1e-3,
+        max_steps=2,
+        save_every=100,
+        val_images=0,
+        ema_decay=0.9,
+        device="cpu",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -81,12 +93,17 @@ def test_held_out_images_never_train_and_resume_keeps_the_split(tmp_path, train_
     assert record["data"] == CompletionDataset(train_images, resolution=32, images=trained).fingerprint()
     assert record["data"] != CompletionDataset(train_images, resolution=32).fingerprint()
 
-    with pytest.raises(InputError, match=r"cannot resume with different validation images held out of training "
-                                         r"\(--val-images, --val-data: .*\.png before, none now\)"):
+    with pytest.raises(
+        InputError,
+        match=r"cannot resume with different validation images held out of training "
+        r"\(--val-images, --val-data: .*\.png before, none now\)",
+    ):
         train(RecordingTask(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, val_images=2, max_steps=6))
     with pytest.raises(InputError, match="validation images held out of training"):
-        train(RecordingTask(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, run, val_images=1, max_steps=6,
-                                                    val_data=str(val_folder)))
+        train(
+            RecordingTask(tiny_ddpm_dir),
+            _config(train_images, tiny_ddpm_dir, run, val_images=1, max_steps=6, val_data=str(val_folder)),
+        )
     again = RecordingTask(tiny_ddpm_dir)
     assert train(again, _config(train_images, tiny_ddpm_dir, run, val_images=1, max_steps=6)).resumed_from == 5
     assert again.seen and again.seen <= {p.stem for p in trained}
@@ -110,20 +127,24 @@ def test_a_run_from_before_the_split_resumes_on_the_whole_folder(tmp_path, train
     assert "val_source" not in json.loads((run / "training_config.json").read_text())
 
 
-def test_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone(tmp_path, train_images, tiny_ddpm_dir,
-                                                                           val_folder):
+def test_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone(
+    tmp_path, train_images, tiny_ddpm_dir, val_folder
+):
     from inpaint import metrics
     from inpaint.models.pixel_unet import load_completion_unet
 
     validated, plain = tmp_path / "validated", tmp_path / "plain"
-    result = train(DDPMTask(str(tiny_ddpm_dir), DDPMOptions(val_steps=2)),
-                   _config(train_images, tiny_ddpm_dir, validated, val_images=2, val_data=str(val_folder),
-                           validate_every=1))
+    result = train(
+        DDPMTask(str(tiny_ddpm_dir), DDPMOptions(val_steps=2)),
+        _config(train_images, tiny_ddpm_dir, validated, val_images=2, val_data=str(val_folder), validate_every=1),
+    )
     train(DDPMTask(str(tiny_ddpm_dir), DDPMOptions(val_steps=2)), _config(train_images, tiny_ddpm_dir, plain))
     # Validating at every step (EMA swapped in and out) changes nothing in the training.
     for part in ("model", "ema", "optimizer"):
-        a, b = (load_file(run / "checkpoints" / ckpt.checkpoint_name(2) / f"{part}.safetensors")
-                for run in (validated, plain))
+        a, b = (
+            load_file(run / "checkpoints" / ckpt.checkpoint_name(2) / f"{part}.safetensors")
+            for run in (validated, plain)
+        )
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
 
     record = json.loads((validated / "training_config.json").read_text())
@@ -148,22 +169,39 @@ def test_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone(tmp_
     assert not (plain / "validation.png").exists()
 
 
-def test_lora_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone(tmp_path, train_images,
-                                                                                tiny_sd_inpaint_dir, val_folder):
+def test_lora_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone(
+    tmp_path, train_images, tiny_sd_inpaint_dir, val_folder
+):
     from inpaint import metrics
     from inpaint.training.lora_task import LoRAOptions, LoRATask
 
     def task() -> LoRATask:
         return LoRATask(str(tiny_sd_inpaint_dir), LoRAOptions(rank=4, val_steps=2))
 
-    config = dict(method="lora", data=str(train_images), base=str(tiny_sd_inpaint_dir), resolution=32, batch_size=2,
-                  lr=1e-2, max_steps=2, save_every=100, ema_decay=0.9, device="cpu")
+    config = dict(
+        method="lora",
+        data=str(train_images),
+        base=str(tiny_sd_inpaint_dir),
+        resolution=32,
+        batch_size=2,
+        lr=1e-2,
+        max_steps=2,
+        save_every=100,
+        ema_decay=0.9,
+        device="cpu",
+    )
     validated, plain = tmp_path / "validated", tmp_path / "plain"
-    result = train(task(), TrainConfig(output=str(validated), val_images=1, val_data=str(val_folder),
-                                       validate_every=1, **config))
+    result = train(
+        task(), TrainConfig(output=str(validated), val_images=1, val_data=str(val_folder), validate_every=1, **config)
+    )
     train(task(), TrainConfig(output=str(plain), val_images=0, **config))
-    checkpoints = [{part: load_file(run / "checkpoints" / ckpt.checkpoint_name(2) / f"{part}.safetensors")
-                    for part in ("model", "ema", "optimizer")} for run in (validated, plain)]
+    checkpoints = [
+        {
+            part: load_file(run / "checkpoints" / ckpt.checkpoint_name(2) / f"{part}.safetensors")
+            for part in ("model", "ema", "optimizer")
+        }
+        for run in (validated, plain)
+    ]
     for part, a in checkpoints[0].items():
         b = checkpoints[1][part]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
@@ -179,8 +217,9 @@ def test_lora_validation_samples_the_ema_weights_and_leaves_the_trajectory_alone
     unet.eval()
     with torch.no_grad():
         completed = lora.complete(unet, images, masks, [derive_seed(0, "val", items["names"][0])])
-    assert result.validation["val_psnr_hole"] == pytest.approx(float(metrics.psnr(completed, images, masks).mean()),
-                                                               abs=1e-9)
+    assert result.validation["val_psnr_hole"] == pytest.approx(
+        float(metrics.psnr(completed, images, masks).mean()), abs=1e-9
+    )
 
 
 def test_small_folders_validate_on_training_images_with_a_warning(tmp_path, train_images, tiny_ddpm_dir, caplog):
@@ -195,24 +234,43 @@ def test_small_folders_validate_on_training_images_with_a_warning(tmp_path, trai
     assert record["val_source"] == "training" and len(record["val_names"]) == 2 and len(task.seen) == 6
 
 
-def test_lpips_is_logged_when_its_weights_are_here(tmp_path, train_images, tiny_ddpm_dir, random_lpips_alex_file,
-                                                   monkeypatch, no_metric_weights, caplog):
+def test_lpips_is_logged_when_its_weights_are_here(
+    tmp_path, train_images, tiny_ddpm_dir, random_lpips_alex_file, monkeypatch, no_metric_weights, caplog
+):
     with caplog.at_level(logging.INFO, logger="inpaint"):
-        train(RecordingTask(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "without", val_images=2,
-                                                    validate_every=1))
+        train(
+            RecordingTask(tiny_ddpm_dir),
+            _config(train_images, tiny_ddpm_dir, tmp_path / "without", val_images=2, validate_every=1),
+        )
     assert not any("val_lpips_hole" in r for r in _records(tmp_path / "without"))
     assert caplog.text.count("validation: no LPIPS") == 1 and "alexnet-owt-7be5be79.pth" in caplog.text
 
     monkeypatch.setenv("INPAINT_LPIPS_WEIGHTS", str(random_lpips_alex_file))
-    result = train(RecordingTask(tiny_ddpm_dir), _config(train_images, tiny_ddpm_dir, tmp_path / "with",
-                                                         val_images=2, validate_every=1))
+    result = train(
+        RecordingTask(tiny_ddpm_dir),
+        _config(train_images, tiny_ddpm_dir, tmp_path / "with", val_images=2, validate_every=1),
+    )
     values = [r["val_lpips_hole"] for r in _records(tmp_path / "with") if "val_lpips_hole" in r]
     assert len(values) == 2 and all(v >= 0 for v in values) and result.validation["val_lpips_hole"] == values[-1]
 
 
 def test_train_ddpm_val_data_option(cli, tmp_path, train_images, tiny_ddpm_dir, val_folder):
-    common = ["train-ddpm", train_images, "--base", tiny_ddpm_dir, "--resolution", "32", "--batch-size", "2",
-              "--max-steps", "1", "--device", "cpu", "--val-steps", "2"]
+    common = [
+        "train-ddpm",
+        train_images,
+        "--base",
+        tiny_ddpm_dir,
+        "--resolution",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--val-steps",
+        "2",
+    ]
     result = cli(*common, "-o", tmp_path / "run", "--val-data", val_folder, "--val-images", "1", "--json")
     assert result.code == 0, result
     assert json.loads(result.out)["validation"] and "warning" not in result.err
@@ -222,10 +280,12 @@ def test_train_ddpm_val_data_option(cli, tmp_path, train_images, tiny_ddpm_dir, 
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "cut.png").write_bytes((val_folder / "v-coffee.png").read_bytes()[:200])
-    for extra, needle in ((["--val-data", tmp_path / "nowhere"], "no such folder"),
-                          (["--val-data", train_images], "is the training folder"),
-                          # checked before the model loads (there is no model here to load)
-                          (["--val-data", broken, "--base", tmp_path / "no-model"], "1 of 1 images cannot be read")):
+    for extra, needle in (
+        (["--val-data", tmp_path / "nowhere"], "no such folder"),
+        (["--val-data", train_images], "is the training folder"),
+        # checked before the model loads (there is no model here to load)
+        (["--val-data", broken, "--base", tmp_path / "no-model"], "1 of 1 images cannot be read"),
+    ):
         result = cli(*common, "-o", tmp_path / "other", *extra)
         assert result.code == 2 and needle in result.err and len(result.err.strip().splitlines()) == 1, result
 
@@ -239,8 +299,7 @@ def test_plots_leave_pyplot_and_the_backend_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("matplotlib.use called"))
     if "matplotlib.pyplot" in sys.modules:
         for name in ("figure", "subplots", "close"):
-            monkeypatch.setattr(sys.modules["matplotlib.pyplot"], name,
-                                lambda *a, **k: pytest.fail("pyplot used"))
+            monkeypatch.setattr(sys.modules["matplotlib.pyplot"], name, lambda *a, **k: pytest.fail("pyplot used"))
     history = History(tmp_path / "log.jsonl")
     assert history.plot_validation(tmp_path / "validation.png") is None  # nothing to draw yet
     for step in range(1, 5):

@@ -91,8 +91,20 @@ def project(tmp_path, monkeypatch, shaped_models, random_lpips_alex_file, random
     (folder / "data").mkdir(parents=True)
     (folder / "test").mkdir()
     # Ten training images (validation holds one out; train-ddpm's batch is 8) and two test images.
-    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "cat", "horse", "immunohistochemistry",
-             "hubble_deep_field", "retina", "coins", "moon"]
+    names = [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "camera",
+        "cat",
+        "horse",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "retina",
+        "coins",
+        "moon",
+    ]
     for i, name in enumerate(names):
         pixels = np.asarray(getattr(photos, name)())
         pixels = np.stack([pixels] * 3, axis=-1) if pixels.ndim == 2 else pixels[..., :3]
@@ -118,8 +130,9 @@ def test_the_readme_walkthrough_runs_as_written(cli, project):
     assert sorted(p.name for p in (project / "masks").glob("*.png")) == ["0001.png", "0002.png"]
     assert (project / "runs/ddpm/config.json").is_file()
     captions = json.loads((project / "data/captions.json").read_text())
-    assert len(captions) == 10 and all(text.endswith(", high quality, realistic, sharp focus")
-                                      for text in captions.values())
+    assert len(captions) == 10 and all(
+        text.endswith(", high quality, realistic, sharp focus") for text in captions.values()
+    )
     assert (project / "runs/lora/pytorch_lora_weights.safetensors").is_file()
 
     from inpaint import io
@@ -172,16 +185,29 @@ def test_bench_names_the_flag_for_what_it_cannot_find(cli, tmp_path, monkeypatch
     assert unfinished.code == 2 and "not finished" in unfinished.err
 
 
-def test_train_lora_without_blip_says_it_falls_back_to_one_prompt(cli, tmp_path, monkeypatch, tiny_sd_inpaint_dir,
-                                                                   train_images):
+def test_train_lora_without_blip_says_it_falls_back_to_one_prompt(
+    cli, tmp_path, monkeypatch, tiny_sd_inpaint_dir, train_images
+):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     data = tmp_path / "data"
     shutil.copytree(train_images, data)
     monkeypatch.chdir(tmp_path)
-    result = cli("train-lora", "data", "--base", tiny_sd_inpaint_dir, "--resolution", "32", "--max-steps", "1",
-                 "--val-images", "0", "--batch-size", "2")
+    result = cli(
+        "train-lora",
+        "data",
+        "--base",
+        tiny_sd_inpaint_dir,
+        "--resolution",
+        "32",
+        "--max-steps",
+        "1",
+        "--val-images",
+        "0",
+        "--batch-size",
+        "2",
+    )
     assert result.code == 0, result
     assert result.err.count("trains on the prompt") == 1 and "inpaint caption data" in result.err
     assert not (data / "captions.json").exists()

@@ -87,7 +87,7 @@ def give_usual_modes(folder: str | os.PathLike[str]) -> None:
     (safetensors, ``save_pretrained``) can be private (0600), like :func:`temporary_folder`'s.
     """
     umask = process_umask()
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         os.chmod(root, 0o777 & ~umask)
         for name in files:
             os.chmod(os.path.join(root, name), 0o666 & ~umask)

@@ -1,6 +1,6 @@
 """Captions for training and prompting Stable Diffusion: BLIP, a resumable JSON file, look-ups.
 
-The study (shared/METHOD.md, Method 2) captions every training image offline with BLIP
+The study (docs/method.md, Method 2) captions every training image offline with BLIP
 (Li et al. 2022, ``Salesforce/blip-image-captioning-base``), appends "high quality, realistic,
 sharp focus", stores ``{file name: caption}`` as JSON, and trains on those captions.
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from inpaint import atomic, io, locking
 from inpaint.errors import InputError
+from inpaint.models.sd import DEFAULT_PROMPT
 from inpaint.models.weight_files import TRANSFORMERS, Component, ModelFiles
 from inpaint.progress import NullProgress, Progress
 
@@ -56,8 +57,14 @@ class BlipCaptioner:
     (:mod:`inpaint.models.weight_files`). Runs in fp16 on CUDA, fp32 elsewhere.
     """
 
-    def __init__(self, model: str = DEFAULT_CAPTION_MODEL, device: str = "auto", *, revision: str | None = None,
-                 variant: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_CAPTION_MODEL,
+        device: str = "auto",
+        *,
+        revision: str | None = None,
+        variant: str | None = None,
+    ) -> None:
         import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
@@ -72,8 +79,10 @@ class BlipCaptioner:
             raise InputError(f"{model}: no config.json; expected a BLIP captioning model folder")
         missing_files = BLIP_FILES.missing(folder, variant)
         if missing_files:
-            raise InputError(f"{model}: no {missing_files[0]} (nor pytorch_model.bin) in {folder}; expected a BLIP "
-                             "captioning model folder")
+            raise InputError(
+                f"{model}: no {missing_files[0]} (nor pytorch_model.bin) in {folder}; expected a BLIP "
+                "captioning model folder"
+            )
         view = safetensors_view(folder, ("",), model, variant)  # .bin weights: converted, no pickle in sight
         from safetensors import SafetensorError
 
@@ -81,7 +90,8 @@ class BlipCaptioner:
             try:
                 self.processor = BlipProcessor.from_pretrained(folder)
                 self.model, loading = BlipForConditionalGeneration.from_pretrained(
-                    view, use_safetensors=True, output_loading_info=True, variant=variant)
+                    view, use_safetensors=True, output_loading_info=True, variant=variant
+                )
             # RuntimeError: weights of another architecture (shapes that do not fit).
             except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -91,8 +101,10 @@ class BlipCaptioner:
         # caption every image with random words.
         missing = sorted(loading.get("missing_keys") or [])
         if missing:
-            raise InputError(f"{model}: the weights lack {len(missing)} of the captioning model's tensors (e.g. "
-                             f"{missing[0]}); is it a BLIP captioning checkpoint (BlipForConditionalGeneration)?")
+            raise InputError(
+                f"{model}: the weights lack {len(missing)} of the captioning model's tensors (e.g. "
+                f"{missing[0]}); is it a BLIP captioning checkpoint (BlipForConditionalGeneration)?"
+            )
         self.model.to(self.device, self.dtype).eval()
         self.name = model
 
@@ -180,17 +192,45 @@ def caption_folder(
         check_readable(todo, purpose="captioning")
     if todo or overwrite or not output.exists():
         with locking.lock_file(output, create_label=f"-o {output}"):
-            _write_captions(output, images, captions, todo, report, overwrite=overwrite, model=model, suffix=suffix,
-                            batch_size=batch_size, device=device, captioner=captioner, progress=progress,
-                            revision=revision, variant=variant, stop_requested=stop_requested)
+            _write_captions(
+                output,
+                images,
+                captions,
+                todo,
+                report,
+                overwrite=overwrite,
+                model=model,
+                suffix=suffix,
+                batch_size=batch_size,
+                device=device,
+                captioner=captioner,
+                progress=progress,
+                revision=revision,
+                variant=variant,
+                stop_requested=stop_requested,
+            )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _write_captions(output: Path, images: list[Path], captions: dict[str, str], todo: list[Path],
-                    report: CaptionReport, *, overwrite: bool, model: str, suffix: str, batch_size: int, device: str,
-                    captioner: Captioner | None, progress: Progress, revision: str | None, variant: str | None,
-                    stop_requested: Callable[[], bool] | None) -> None:
+def _write_captions(
+    output: Path,
+    images: list[Path],
+    captions: dict[str, str],
+    todo: list[Path],
+    report: CaptionReport,
+    *,
+    overwrite: bool,
+    model: str,
+    suffix: str,
+    batch_size: int,
+    device: str,
+    captioner: Captioner | None,
+    progress: Progress,
+    revision: str | None,
+    variant: str | None,
+    stop_requested: Callable[[], bool] | None,
+) -> None:
     """The writing part of :func:`caption_folder`, under the output's lock."""
     if not overwrite:
         # Read again under the lock: a run that held it until now may have added captions.
@@ -272,22 +312,26 @@ def blip_unavailable(model: str = DEFAULT_CAPTION_MODEL) -> str | None:
 
 @dataclass
 class TrainingCaptions:
-    """What :func:`captions_for_training` found: the captions (None: one fixed prompt for every
-    image), where they came from, and the images it captioned now."""
+    """What :func:`captions_for_training` found: the captions (None: ``prompt`` for every image),
+    where they came from, and the images it captioned now."""
 
     captions: dict[str, str] | None
     source: Path | None
     captioned: int = 0
-    #: Why there are no captions (set when ``captions`` is None).
+    #: Why there are no captions when none were asked for: BLIP cannot caption here.
     reason: str | None = None
     #: True when ``stop_requested`` ended the captioning part-way (``captions`` is then None).
     stopped: bool = False
+    #: The prompt of every image when there are no captions: the one asked for, else the study's
+    #: fixed prompt (:data:`inpaint.models.sd.DEFAULT_PROMPT`).
+    prompt: str = DEFAULT_PROMPT
 
 
 def captions_for_training(
     data: str | Path,
     captions_file: str | Path | None = None,
     *,
+    prompt: str | None = None,
     fallback_folder: str | Path | None = None,
     model: str = DEFAULT_CAPTION_MODEL,
     device: str = "auto",
@@ -298,11 +342,16 @@ def captions_for_training(
     """The captions a LoRA trains on, as the study made them: BLIP + :data:`DEFAULT_SUFFIX` per image.
 
     - ``captions_file`` given: read it; every image of ``data`` must have a caption.
+    - else ``prompt`` given: no captions, that prompt for every image (BLIP is not looked for).
     - else ``data/captions.json`` (what ``inpaint caption DATA`` writes), created or completed with
       BLIP when BLIP can run here (:func:`blip_unavailable`; ``captioner`` replaces it) — resumably, as
       :func:`caption_folder` does. When ``data`` cannot be written to, the file goes to
       ``fallback_folder/captions.json`` instead (a run folder, say).
-    - else no captions (``captions`` None, ``reason`` says why): one fixed prompt for every image.
+    - else no captions (``captions`` None, ``reason`` says why, and a warning on the log): the
+      study's fixed prompt for every image.
+
+    ``LoRAOptions(prompt=found.prompt)`` and ``LoRATask(..., captions=found.captions)`` train on
+    what was found.
 
     Several processes of one launch must not caption at once (they would race on one file): there,
     missing captions are an :class:`InputError` asking for ``inpaint caption`` first.
@@ -314,13 +363,18 @@ def captions_for_training(
     from inpaint.data import load_captions
 
     data = Path(data)
+    fixed = DEFAULT_PROMPT if prompt is None else prompt
     if captions_file is not None:
         loaded = load_captions(captions_file)
         missing = missing_captions(loaded, data)
         if missing:
-            raise InputError(f"{captions_file}: no caption for {len(missing)} image(s) of {data} (first: "
-                             f"{missing[0]}); run `inpaint caption {data} -o {captions_file}` to add them")
-        return TrainingCaptions(loaded, Path(captions_file))
+            raise InputError(
+                f"{captions_file}: no caption for {len(missing)} image(s) of {data} (first: "
+                f"{missing[0]}); run `inpaint caption {data} -o {captions_file}` to add them"
+            )
+        return TrainingCaptions(loaded, Path(captions_file), prompt=fixed)
+    if prompt is not None:
+        return TrainingCaptions(None, None, prompt=prompt)
     target = data / CAPTIONS_NAME
     if not os.access(data, os.W_OK) and fallback_folder is not None and not target.is_file():
         target = Path(fallback_folder) / CAPTIONS_NAME
@@ -331,14 +385,24 @@ def captions_for_training(
     reason = None if captioner is not None else blip_unavailable(model)
     if reason is not None:
         if existing:
-            raise InputError(f"{target}: no caption for {len(missing)} image(s) of {data} (first: {missing[0]}), and "
-                             f"BLIP cannot add them ({reason}); run `inpaint caption {data}` where it can")
-        return TrainingCaptions(None, None, reason=reason)
+            raise InputError(
+                f"{target}: no caption for {len(missing)} image(s) of {data} (first: {missing[0]}), and "
+                f"BLIP cannot add them ({reason}); run `inpaint caption {data}` where it can"
+            )
+        log.warning(
+            f"{data} has no captions, so every image trains on the prompt {fixed!r}: BLIP cannot caption "
+            f"here ({reason}); for the study's captions run `inpaint caption {data}` where BLIP is "
+            "available, or choose the prompt with --prompt"
+        )
+        return TrainingCaptions(None, None, reason=reason, prompt=fixed)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise InputError(f"{data}: {len(missing)} image(s) have no caption, and the processes of a launch cannot "
-                         f"caption together; run `inpaint caption {data}` once first")
-    report = caption_folder(data, target, model=model, device=device, captioner=captioner, progress=progress,
-                            stop_requested=stop_requested)
+        raise InputError(
+            f"{data}: {len(missing)} image(s) have no caption, and the processes of a launch cannot "
+            f"caption together; run `inpaint caption {data}` once first"
+        )
+    report = caption_folder(
+        data, target, model=model, device=device, captioner=captioner, progress=progress, stop_requested=stop_requested
+    )
     if report.stopped:
         return TrainingCaptions(None, target, captioned=len(report.captioned), stopped=True)
     return TrainingCaptions(load_captions(target), target, captioned=len(report.captioned))

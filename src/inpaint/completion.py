@@ -6,9 +6,11 @@ seed and the image's stem, and writes results atomically. Folders resume: an out
 made by these settings from the same input bytes is skipped unless ``overwrite``, as a record
 beside the outputs says (:mod:`inpaint.folder_record`); other settings are refused; an image
 that fails (a corrupt file, say) is reported and the rest go on. Folders are completed
-``batch_size`` images at a time: consecutive images of one size go through the inpainter
-together, each with its own seed, so the results are those of one image at a time; at most one
-batch of images is held in memory.
+``batch_size`` images at a time by :mod:`inpaint.batching`, the engine ``bench`` uses too:
+consecutive images of one size go through the inpainter together, each with its own seed, so
+the results are those of one image at a time; at most one batch of images is held in memory.
+The checks of an output file or folder (:func:`check_output_file`, :func:`check_output_folder`)
+run before any slow work.
 """
 
 from __future__ import annotations
@@ -26,18 +28,19 @@ from pathlib import Path
 import numpy as np
 
 from inpaint import atomic, folder_record, io
-from inpaint.errors import InputError
+
+# MASKED_FILL, Completed, complete_batch and derive_seed are part of this module's API too.
+from inpaint.batching import MASKED_FILL, Completed, complete_batch, complete_batches  # noqa: F401
+from inpaint.errors import InputError, Stopped
 from inpaint.models.base import Inpainter
 from inpaint.progress import NullProgress, Progress
-from inpaint.seeding import derive_seed
+from inpaint.seeding import derive_seed  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 #: Mask files may carry a suffix after the image's stem: ``a.png`` <- ``a_mask.png`` or LaMa's
 #: ``a_mask000.png``.
 _MASK_SUFFIX = re.compile(r"_mask\d*$")
-#: Hole colour in the "masked" panel of ``--concat`` images.
-MASKED_FILL = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -90,29 +93,6 @@ class CompletionReport:
         }
 
 
-@dataclass(frozen=True)
-class Completed:
-    """The result of one image: (H, W, 3) uint8 arrays, and whether the mask was empty.
-
-    ``icc_profile``: the colour profile the image's (and so the result's) values are in, kept
-    from the input file (:func:`read_pair_keeping_profile`) to be written into the outputs;
-    ``None`` for sRGB.
-    """
-
-    result: np.ndarray
-    image: np.ndarray
-    mask: np.ndarray
-    empty_mask: bool
-    icc_profile: bytes | None = None
-
-    def concat(self) -> np.ndarray:
-        """input | masked | result side by side, (H, 3W + 4, 3) uint8 with 2-px white gaps."""
-        masked = self.image.copy()
-        masked[self.mask] = MASKED_FILL
-        gap = np.full((self.image.shape[0], 2, 3), 255, dtype=np.uint8)
-        return np.concatenate([self.image, gap, masked, gap, self.result], axis=1)
-
-
 def complete_arrays(
     inpainter: Inpainter,
     image: np.ndarray,
@@ -121,56 +101,17 @@ def complete_arrays(
     seed: int,
     name: str,
     paste_back: bool = True,
+    progress: Progress | None = None,
 ) -> Completed:
     """Complete one (H, W, 3) uint8 image where the (H, W) bool mask is True.
 
     The image's seed is ``derive_seed(seed, name)``. An empty mask returns the image unchanged.
     ``paste_back=False`` keeps the method's raw output outside the hole too (a VAE shifts it).
+    ``progress`` receives the method's steps (a diffusion sampler's).
     """
-    return complete_batch(inpainter, [image], [mask], seed=seed, names=[name], paste_back=paste_back)[0]
-
-
-def complete_batch(
-    inpainter: Inpainter,
-    images: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    *,
-    seed: int,
-    names: Sequence[str],
-    paste_back: bool = True,
-) -> list[Completed]:
-    """Complete same-size (H, W, 3) uint8 images and (H, W) bool masks in one inpainter call.
-
-    Image i draws its randomness from ``derive_seed(seed, names[i])`` alone, so each result is
-    the one :func:`complete_arrays` gives for it (up to float summation order in batched
-    convolutions, below 1e-4 in [0, 1]); empty masks come back unchanged (the inpainter skips them).
-    """
-    # Known pixels are k/255 floats copied exactly by the composite, and round(k/255*255) == k
-    # for every 8-bit k, so they come back bit-exact on disk.
-    filled = inpainter(io.to_tensor(list(images)), io.mask_to_tensor(list(masks)),
-                       [derive_seed(seed, name) for name in names], composite_known=paste_back, names=list(names))
-    return [Completed(result=result, image=image, mask=mask, empty_mask=not mask.any())
-            for result, image, mask in zip(io.to_uint8(filled), images, masks)]
-
-
-def read_pair(image: io.ImageSource, mask: io.ImageSource, *, image_label: str, mask_label: str,
-              invert_mask: bool = False, resize_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check an image and its mask: (H, W, 3) uint8 and (H, W) bool; InputError if bad."""
-    pixels = io.read_image(image, name=image_label)
-    holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
-    return pixels, io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
-
-
-def read_pair_keeping_profile(image: io.ImageSource, mask: io.ImageSource, *, image_label: str, mask_label: str,
-                              invert_mask: bool = False,
-                              resize_mask: bool = False) -> tuple[np.ndarray, np.ndarray, bytes | None]:
-    """:func:`read_pair`, but an RGB colour profile of the image is kept, not converted to sRGB:
-    its pixels as stored, and the profile (``None`` for sRGB) for the outputs to carry, so that a
-    completed Display P3 or Adobe RGB photo looks like its input, known pixels bit for bit."""
-    pixels, profile = io.read_image_keeping_profile(image, name=image_label)
-    holes = io.read_mask(mask, name=mask_label, invert=invert_mask)
-    holes = io.fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
-    return pixels, holes, profile
+    return complete_batch(
+        inpainter, [image], [mask], seed=seed, names=[name], paste_back=paste_back, progress=progress
+    )[0]
 
 
 def complete_file(
@@ -185,23 +126,33 @@ def complete_file(
     invert_mask: bool = False,
     resize_mask: bool = False,
     paste_back: bool = True,
+    progress: Progress | None = None,
 ) -> Completed:
     """Read an image and its mask (paths, bytes or streams), check them, and complete.
 
     ``name`` seeds the image (default: the image file's stem). Raises :class:`InputError` for
     unreadable files and mismatched sizes. The image's colour profile is kept and returned with the
-    result (``icc_profile``), for the outputs to embed.
+    result (``icc_profile``), for the outputs to embed. ``progress`` receives the method's steps:
+    a diffusion method on a CPU can take minutes for one image.
     """
-    image_label = image_label or str(image if isinstance(image, (str, os.PathLike)) else "<stream>")
-    mask_label = mask_label or str(mask if isinstance(mask, (str, os.PathLike)) else "<stream>")
     if name is None:
         name = Path(image).stem if isinstance(image, (str, os.PathLike)) else "stdin"
-    pixels, holes, profile = read_pair_keeping_profile(image, mask, image_label=image_label, mask_label=mask_label,
-                                                       invert_mask=invert_mask, resize_mask=resize_mask)
-    completed = complete_arrays(inpainter, pixels, holes, seed=seed, name=name, paste_back=paste_back)
+    pixels, holes, profile = io.read_pair(
+        image,
+        mask,
+        image_name=image_label,
+        mask_name=mask_label,
+        invert_mask=invert_mask,
+        resize_mask=resize_mask,
+        keep_profile=True,
+    )
+    completed = complete_arrays(
+        inpainter, pixels, holes, seed=seed, name=name, paste_back=paste_back, progress=progress
+    )
     completed = dataclasses.replace(completed, icc_profile=profile)
     if completed.empty_mask:
-        log.warning(f"{mask_label}: empty mask, the image is returned unchanged")
+        label = mask_label or (str(mask) if isinstance(mask, (str, os.PathLike)) else "<stream>")
+        log.warning(f"{label}: empty mask, the image is returned unchanged")
     return completed
 
 
@@ -243,6 +194,75 @@ def check_writable(output: Path) -> None:
                 folder.rmdir()
 
 
+def check_output_file(
+    output: str | os.PathLike[str], *inputs: str | os.PathLike[str], overwrite: bool = False, concat: bool = False
+) -> list[Path]:
+    """Refuse, before any slow work, a result file that cannot or must not be written (one InputError line).
+
+    The checks ``inpaint complete IMAGE MASK -o OUTPUT`` makes before the model loads (minutes for
+    sd on a CPU), for the result and, with ``concat``, its side-by-side image
+    (:func:`concat_path`), which obeys the same rules: a suffix :func:`inpaint.io.save_image`
+    knows (none means PNG), not a folder, none of ``inputs``, not an existing file unless
+    ``overwrite``, and a folder that can be written (:func:`check_writable`). A lossy format
+    (JPEG, WebP) is allowed with a warning, since it changes the known pixels.
+
+    Returns the files :func:`write_result` will write, the concat image first.
+    """
+    output = Path(output)
+    io.format_for(output)
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; give an output file name for a single image")
+    targets = [output]
+    if concat:
+        side_by_side = concat_path(output)
+        if side_by_side.is_dir():
+            raise InputError(f"{side_by_side}: is a folder, but --concat writes its image there")
+        targets.append(side_by_side)
+    for target in targets:
+        check_distinct(target, *(Path(p) for p in inputs))
+        if target.exists() and not overwrite:
+            raise InputError(f"{target}: already exists (use --overwrite to replace it)")
+    # The concat file goes to the same folder, so one probe answers for both.
+    check_writable(output)
+    warn_if_lossy(output)
+    return targets[::-1]
+
+
+def warn_if_lossy(output: str | os.PathLike[str]) -> None:
+    """Warn (once per call) that a JPEG or WebP result does not keep the known pixels bit for bit."""
+    if io.is_lossy(output):
+        log.warning(
+            f"{output}: {io.format_for(output)} is lossy, so the known pixels will not be kept bit-exactly; "
+            "write a .png to keep them"
+        )
+
+
+def write_result(completed: Completed, output: str | os.PathLike[str], *, concat: bool = False) -> list[Path]:
+    """Write a result (and with ``concat`` its side-by-side image, :func:`concat_path`) atomically,
+    in the input's colour profile; returns the files written, the concat image first."""
+    output = Path(output)
+    written = []
+    if concat:
+        written.append(io.save_image(completed.concat(), concat_path(output), icc_profile=completed.icc_profile))
+    written.append(io.save_image(completed.result, output, icc_profile=completed.icc_profile))
+    return written
+
+
+def check_output_folder(pairs: Sequence[Pair], *, concat: bool = False) -> None:
+    """Refuse, before any slow work, output folders that cannot be written (one InputError line):
+    a ``concat`` folder holding inputs (:func:`check_concat_folders`), or a folder (or its concat
+    folder) where no file can be created (:func:`check_writable`). ``pairs`` from :func:`pair_folders`."""
+    if not pairs:
+        return
+    if concat:
+        check_concat_folders(pairs)
+    for folder in dict.fromkeys(pair.output.parent for pair in pairs):
+        first = next(pair for pair in pairs if pair.output.parent == folder)
+        check_writable(first.output)
+        if concat:
+            check_writable(concat_folder(folder) / f"{first.name}.png")
+
+
 def concat_folder(output_dir: Path) -> Path:
     """Where ``--concat`` writes for an output folder: ``out/`` -> ``out/concat/``."""
     return Path(output_dir) / "concat"
@@ -253,11 +273,14 @@ def check_concat_folders(pairs: Sequence[Pair]) -> None:
     inputs = {path.parent.resolve() for pair in pairs for path in (pair.image, pair.mask)}
     for folder in {concat_folder(pair.output.parent) for pair in pairs}:
         if folder.resolve() in inputs:
-            raise InputError(f"{folder}: --concat writes its images here, but it holds input files; "
-                             "choose another output folder")
+            raise InputError(
+                f"{folder}: --concat writes its images here, but it holds input files; choose another output folder"
+            )
 
 
-def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: str = ".png") -> tuple[list[Pair], list[str]]:
+def pair_folders(
+    images_dir: Path, masks_dir: Path, output_dir: Path, suffix: str = ".png"
+) -> tuple[list[Pair], list[str]]:
     """Match images to masks by file stem; returns the pairs and the non-image files ignored.
 
     A mask for ``a.jpg`` is ``a.*``, ``a_mask.*`` or ``a_maskNNN.*`` in ``masks_dir`` (which may
@@ -265,6 +288,8 @@ def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: st
     masks, are an error: a partial match usually means the wrong folder.
     """
     images_dir, masks_dir, output_dir = Path(images_dir), Path(masks_dir), Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"{output_dir}: exists and is not a folder")
     for folder in (images_dir, masks_dir):
         if output_dir.resolve() == folder.resolve():
             raise InputError(f"{output_dir}: the output folder must differ from the input folders")
@@ -300,16 +325,6 @@ def pair_folders(images_dir: Path, masks_dir: Path, output_dir: Path, suffix: st
     return pairs, [p.name for p in others]
 
 
-@dataclass
-class _Read:
-    """A pair whose files were read and checked, waiting for its batch."""
-
-    pair: Pair
-    image: np.ndarray
-    mask: np.ndarray
-    profile: bytes | None = None
-
-
 def complete_folder(
     inpainter: Inpainter,
     pairs: Sequence[Pair],
@@ -324,12 +339,14 @@ def complete_folder(
     progress: Progress | None = None,
     settings: dict | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    step_progress: Progress | None = None,
 ) -> CompletionReport:
     """Complete every pair, skipping outputs that this run would make again unless ``overwrite``.
 
-    Pairs are read one by one as they are reached; up to ``batch_size`` consecutive pairs of one
-    image size are then completed in one call (:func:`complete_batch`), so the results do not
-    depend on ``batch_size`` and memory holds one batch. A pair that fails with an
+    Pairs are completed by :func:`inpaint.batching.complete_batches`: read one by one as they are
+    reached, up to ``batch_size`` consecutive pairs of one image size in one call, so the results
+    do not depend on ``batch_size`` and memory holds one batch. ``progress`` counts images,
+    ``step_progress`` the method's steps within each call. A pair that fails with an
     :class:`InputError` (unreadable image, wrong mask size, a mask the method cannot fill) is
     recorded in ``report.failed`` and the others go on. ``concat`` also writes
     ``<output>/concat/<name>.png``, with its pair: the result marks a pair done, so a pair redone
@@ -348,15 +365,21 @@ def complete_folder(
     """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    if concat:
-        check_concat_folders(pairs)
+    check_output_folder(pairs, concat=concat)
     if settings is None:
-        settings = folder_record.folder_settings(inpainter.name, getattr(inpainter, "options", None), seed=seed,
-                                                 paste_back=paste_back, invert_mask=invert_mask,
-                                                 resize_mask=resize_mask)
+        settings = folder_record.folder_settings(
+            inpainter.name,
+            getattr(inpainter, "options", None),
+            seed=seed,
+            paste_back=paste_back,
+            invert_mask=invert_mask,
+            resize_mask=resize_mask,
+        )
     suffixes = {pair.output.suffix.lower() for pair in pairs}
-    records = {folder: folder_record.FolderRecord(folder, settings, suffixes)
-               for folder in dict.fromkeys(pair.output.parent for pair in pairs)}
+    records = {
+        folder: folder_record.FolderRecord(folder, settings, suffixes)
+        for folder in dict.fromkeys(pair.output.parent for pair in pairs)
+    }
     for record in records.values():  # every folder checked before any is touched
         record.check(overwrite=overwrite)
     follow_concat = set() if concat else _concat_files_to_follow(pairs)
@@ -364,52 +387,56 @@ def complete_folder(
     report = CompletionReport(method=inpainter.name, seed=seed, batch_size=batch_size)
     for folder in {pair.output.parent for pair in pairs} | {concat_folder(pair.output.parent) for pair in pairs}:
         atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
-    adopted = {name for folder, record in records.items()
-               for name in record.open([p for p in pairs if p.output.parent == folder], overwrite=overwrite)}
+    adopted = {
+        name
+        for folder, record in records.items()
+        for name in record.open([p for p in pairs if p.output.parent == folder], overwrite=overwrite)
+    }
     redo: dict[str, list[str]] = {}  # name -> the report's list of why an existing output is redone
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
-    pending: list[_Read] = []
 
-    def flush() -> None:
-        for item, outcome in zip(pending, _complete_isolated(inpainter, pending, seed, paste_back)):
-            _record(item.pair, outcome, report, concat or item.pair.name in follow_concat, progress)
-            if not isinstance(outcome, InputError):  # recorded once its files are written
-                records[item.pair.output.parent].add(item.pair)
-                redone = redo.pop(item.pair.name, None)
+    def todo():
+        """The pairs left to do, taken lazily by the engine: skipping and hashing keep pace with reading."""
+        for pair in pairs:
+            if stop_requested is not None and stop_requested():
+                raise Stopped("before the next image")
+            record = records[pair.output.parent]
+            if pair.output.exists() and not overwrite:
+                status = record.status(pair)
+                if status == "done":
+                    report.skipped_existing.append(pair.name)
+                    if pair.name in adopted:
+                        report.skipped_unverified.append(pair.name)
+                    progress.advance(1)
+                    continue
+                redo[pair.name] = report.redone_inputs_changed if status == "changed" else report.redone_unrecorded
+            record.hashes(pair)  # of the bytes about to be read (FolderRecord.hashes)
+            yield pair
+
+    outcomes = complete_batches(
+        inpainter,
+        todo(),
+        seed=seed,
+        batch_size=batch_size,
+        paste_back=paste_back,
+        invert_mask=invert_mask,
+        resize_mask=resize_mask,
+        keep_profile=True,
+        step_progress=step_progress,
+        stop_requested=stop_requested,
+    )
+    try:
+        for outcome in outcomes:
+            pair = outcome.pair
+            _record(pair, outcome.completed or outcome.error, report, concat or pair.name in follow_concat, progress)
+            if outcome.completed is not None:  # recorded once its files are written
+                records[pair.output.parent].add(pair)
+                redone = redo.pop(pair.name, None)
                 if redone is not None:
-                    redone.append(item.pair.name)
-        pending.clear()
-
-    for pair in pairs:
-        if stop_requested is not None and stop_requested():
-            pending.clear()  # read, not started: the rerun does them
-            report.stopped = True
-            break
-        record = records[pair.output.parent]
-        if pair.output.exists() and not overwrite:
-            status = record.status(pair)
-            if status == "done":
-                report.skipped_existing.append(pair.name)
-                if pair.name in adopted:
-                    report.skipped_unverified.append(pair.name)
-                progress.advance(1)
-                continue
-            redo[pair.name] = report.redone_inputs_changed if status == "changed" else report.redone_unrecorded
-        record.hashes(pair)  # of the bytes about to be read (FolderRecord.hashes)
-        try:  # read before batching, so that a bad file fails alone
-            image, mask, profile = read_pair_keeping_profile(
-                pair.image, pair.mask, image_label=str(pair.image), mask_label=str(pair.mask),
-                invert_mask=invert_mask, resize_mask=resize_mask)
-        except InputError as e:
-            _record(pair, e, report, concat, progress)
-            continue
-        if pending and pending[0].image.shape != image.shape:
-            flush()
-        pending.append(_Read(pair, image, mask, profile))
-        if len(pending) == batch_size:
-            flush()
-    flush()
+                    redone.append(pair.name)
+    except Stopped:  # images read but not started are left to the rerun
+        report.stopped = True
     progress.finish()
     report.seconds = time.perf_counter() - started
     return report
@@ -428,24 +455,9 @@ def _concat_files_to_follow(pairs: Sequence[Pair]) -> set[str]:
     return follow
 
 
-def _complete_isolated(inpainter: Inpainter, items: Sequence[_Read], seed: int,
-                       paste_back: bool) -> list[Completed | InputError]:
-    """Complete a batch; if the method refuses it, run its images one by one so only the bad one fails."""
-    if not items:
-        return []
-    try:
-        completed = complete_batch(inpainter, [i.image for i in items], [i.mask for i in items], seed=seed,
-                                   names=[i.pair.name for i in items], paste_back=paste_back)
-        return [dataclasses.replace(c, icc_profile=i.profile) for c, i in zip(completed, items)]
-    except InputError as e:
-        if len(items) == 1:  # name the file: the method's message is about the mask, not the file
-            where = str(items[0].pair.image)
-            return [e if str(e).startswith(where) else InputError(f"{where}: {e}")]
-    return [outcome for item in items for outcome in _complete_isolated(inpainter, [item], seed, paste_back)]
-
-
-def _record(pair: Pair, outcome: Completed | InputError, report: CompletionReport, concat: bool,
-            progress: Progress) -> None:
+def _record(
+    pair: Pair, outcome: Completed | InputError, report: CompletionReport, concat: bool, progress: Progress
+) -> None:
     """Write one result (or note its failure) and advance the progress."""
     if isinstance(outcome, InputError):
         report.failed[pair.name] = str(outcome)
@@ -453,8 +465,9 @@ def _record(pair: Pair, outcome: Completed | InputError, report: CompletionRepor
         progress.advance(1)
         return
     if concat:
-        io.save_image(outcome.concat(), concat_folder(pair.output.parent) / f"{pair.name}.png",
-                      icc_profile=outcome.icc_profile)
+        io.save_image(
+            outcome.concat(), concat_folder(pair.output.parent) / f"{pair.name}.png", icc_profile=outcome.icc_profile
+        )
     io.save_image(outcome.result, pair.output, icc_profile=outcome.icc_profile)
     report.written.append(pair.name)
     if outcome.empty_mask:

@@ -10,21 +10,70 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from inpaint import project
 from inpaint.errors import InputError
+from inpaint.models.pixel_unet import DEFAULT_BASE as DEFAULT_DDPM_BASE
+from inpaint.models.sd_weights import DEFAULT_SD_BASE
 
 LRSchedule = Literal["constant", "constant_with_warmup", "linear", "cosine"]
 Precision = Literal["auto", "no", "fp16", "bf16"]
+
+
+@dataclass(frozen=True)
+class MethodDefaults:
+    """The study's settings of one training method, where the two methods differ.
+
+    Method-specific settings (loss weights, LoRA rank, …) are the defaults of the task's own
+    options (:class:`~inpaint.training.ddpm_task.DDPMOptions`,
+    :class:`~inpaint.training.lora_task.LoRAOptions`).
+    """
+
+    #: The pretrained weights the study started from (a hub id): the train command's ``--base``.
+    base: str
+    resolution: int
+    batch_size: int
+    lr: float
+    epochs: float
+    ema_decay: float
+    #: The project's run folder (:mod:`inpaint.project`): where the train command writes without ``-o``.
+    #: The library writes only where :attr:`TrainConfig.output` says.
+    run: Path
+
+
+#: Method 1 (a pixel DDPM fine-tuned for completion) and Method 2 (a LoRA on SD 1.5 Inpainting)
+#: as the study ran them: what ``TrainConfig(method=...)`` fills in, and what ``train-ddpm`` and
+#: ``train-lora`` show as their defaults.
+METHOD_DEFAULTS: dict[str, MethodDefaults] = {
+    "ddpm": MethodDefaults(
+        base=DEFAULT_DDPM_BASE,
+        resolution=256,
+        batch_size=8,
+        lr=1e-5,
+        epochs=10.0,
+        ema_decay=0.999,
+        run=project.DDPM_RUN,
+    ),
+    "lora": MethodDefaults(
+        base=DEFAULT_SD_BASE, resolution=512, batch_size=2, lr=1e-4, epochs=5.0, ema_decay=0.0, run=project.LORA_RUN
+    ),
+}
+#: The :class:`TrainConfig` fields that :data:`METHOD_DEFAULTS` fills when they are left ``None``.
+PER_METHOD_FIELDS = ("resolution", "batch_size", "lr", "epochs", "ema_decay")
 
 
 @dataclass
 class TrainConfig:
     """Settings shared by ``train-ddpm`` and ``train-lora`` (method settings live in ``method_options``).
 
-    The field defaults are Method 1's values with EMA off; each command fills the study's values
-    for its method (shared/METHOD.md): ``train-lora`` sets 512 px, batch 2, lr 1e-4, 5 epochs.
-    From Python, give those yourself (docs/sd.md shows how).
+    ``TrainConfig(method="ddpm", data=..., output=...)`` is the study's run of that method: the
+    fields left ``None`` here (``resolution``, ``batch_size``, ``lr``, ``epochs``, ``ema_decay``)
+    take ``method``'s values from :data:`METHOD_DEFAULTS`, the table the train commands take their
+    defaults from too; the other defaults are the same for both methods. ``base``, ``revision``
+    and ``variant`` are the task's (it loads them): :func:`~inpaint.training.loop.train` records
+    them here, and refuses a config that names others.
     ``epochs`` is used unless ``max_steps`` is set. ``batch_size`` is per process; the effective
     batch is ``batch_size * processes * grad_accum``. ``ema_decay = 0`` disables EMA.
     """
@@ -32,14 +81,15 @@ class TrainConfig:
     method: str
     data: str
     output: str
-    base: str
+    #: The pretrained weights the task starts from: a hub id or a local folder.
+    base: str | None = None
     #: The ``base``'s hub revision (branch, tag or commit) and weights variant (``fp16``), if chosen.
     revision: str | None = None
     variant: str | None = None
-    resolution: int = 256
-    batch_size: int = 8
-    lr: float = 1e-5
-    epochs: float = 10.0
+    resolution: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    epochs: float | None = None
     max_steps: int | None = None
     grad_accum: int = 1
     lr_schedule: LRSchedule = "constant"
@@ -47,7 +97,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     clip_grad_norm: float = 1.0
     mixed_precision: Precision = "auto"
-    ema_decay: float = 0.0
+    ema_decay: float | None = None
     save_every: int = 500
     keep_last: int = 2
     validate_every: int = 0
@@ -65,9 +115,36 @@ class TrainConfig:
     #: ``val_images`` and ``val_data`` shape it only through the images they hold out of training:
     #: the loop compares those on resume (:mod:`inpaint.training.loop`).
     TRAJECTORY_FIELDS = (
-        "method", "base", "revision", "variant", "resolution", "batch_size", "lr", "grad_accum", "lr_schedule",
-        "warmup_steps", "weight_decay", "clip_grad_norm", "ema_decay", "seed", "masks", "flip", "method_options",
+        "method",
+        "base",
+        "revision",
+        "variant",
+        "resolution",
+        "batch_size",
+        "lr",
+        "grad_accum",
+        "lr_schedule",
+        "warmup_steps",
+        "weight_decay",
+        "clip_grad_norm",
+        "ema_decay",
+        "seed",
+        "masks",
+        "flip",
+        "method_options",
     )
+
+    def __post_init__(self) -> None:
+        unset = [name for name in PER_METHOD_FIELDS if getattr(self, name) is None]
+        if not unset:
+            return
+        if self.method not in METHOD_DEFAULTS:
+            raise InputError(
+                f"method {self.method!r}: has no default settings (choose {' or '.join(METHOD_DEFAULTS)}, "
+                f"or give {', '.join(unset)})"
+            )
+        for name in unset:
+            setattr(self, name, getattr(METHOD_DEFAULTS[self.method], name))
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the option for out-of-range values."""
@@ -93,7 +170,9 @@ class TrainConfig:
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise InputError(f"--mixed-precision {self.mixed_precision}: choose auto, no, fp16 or bf16")
         if self.lr_schedule not in ("constant", "constant_with_warmup", "linear", "cosine"):
-            raise InputError(f"--lr-schedule {self.lr_schedule}: choose constant, constant_with_warmup, linear or cosine")
+            raise InputError(
+                f"--lr-schedule {self.lr_schedule}: choose constant, constant_with_warmup, linear or cosine"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,10 +189,15 @@ class TrainConfig:
         the samples' steps and guidance) do not shape the trajectory and may change.
         """
         mine, theirs = self.to_dict(), other.to_dict()
-        names = [name for name in self.TRAJECTORY_FIELDS
-                 if name != "method_options" and _normalise(mine[name]) != _normalise(theirs[name])]
+        names = [
+            name
+            for name in self.TRAJECTORY_FIELDS
+            if name != "method_options" and _normalise(mine[name]) != _normalise(theirs[name])
+        ]
         a, b = mine["method_options"] or {}, theirs["method_options"] or {}
-        names += sorted(k for k in set(a) | set(b) if not k.startswith("val_") and _normalise(a.get(k)) != _normalise(b.get(k)))
+        names += sorted(
+            k for k in set(a) | set(b) if not k.startswith("val_") and _normalise(a.get(k)) != _normalise(b.get(k))
+        )
         return names
 
 

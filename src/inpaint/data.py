@@ -53,8 +53,10 @@ class MaskSource:
             return cls()
         names = [name.strip() for spec in specs for name in spec.split(",") if name.strip()]
         if len(names) == 1 and Path(names[0]).is_file():
-            raise InputError(f"--masks {names[0]}: is a file; give a folder of masks (matched to the images by "
-                             "file stem) or a mask preset")
+            raise InputError(
+                f"--masks {names[0]}: is a file; give a folder of masks (matched to the images by "
+                "file stem) or a mask preset"
+            )
         if len(names) == 1 and (Path(names[0]).is_dir() or "/" in names[0]):
             folder = Path(names[0])
             if not folder.is_dir():
@@ -129,9 +131,11 @@ class CompletionDataset:
                 mask = self.mask_paths[image.stem]
                 (mw, mh), (iw, ih) = io.image_size(mask), io.image_size(image)
                 if abs(mw * ih - mh * iw) > (iw + ih) / 2:
-                    raise InputError(f"--masks {mask}: is {mw}x{mh} but {image.name} is {iw}x{ih}; a training mask "
-                                     "needs its image's shape (each is fitted to the square on its own, so another "
-                                     "aspect ratio would move the hole)")
+                    raise InputError(
+                        f"--masks {mask}: is {mw}x{mh} but {image.name} is {iw}x{ih}; a training mask "
+                        "needs its image's shape (each is fitted to the square on its own, so another "
+                        "aspect ratio would move the hole)"
+                    )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -157,8 +161,11 @@ class CompletionDataset:
             hole = np.asarray(fit_square(mask_image, self.resolution, Image.NEAREST)) > 127
         else:
             hole, _ = masks.make_mask(
-                list(self.mask_source.presets), seed=self.seed, name=f"{name}@{epoch}",
-                height=self.resolution, width=self.resolution,
+                list(self.mask_source.presets),
+                seed=self.seed,
+                name=f"{name}@{epoch}",
+                height=self.resolution,
+                width=self.resolution,
             )
         array = np.asarray(pixels)
         if self.flip and numpy_random_state(self.seed, "flip", epoch, name).randint(2):
@@ -171,8 +178,9 @@ class CompletionDataset:
         }
 
 
-def list_folder_images(folder: Path, label: str | None = None, purpose: str = "training",
-                       warn: bool = True) -> list[Path]:
+def list_folder_images(
+    folder: Path, label: str | None = None, purpose: str = "training", warn: bool = True
+) -> list[Path]:
     """The images of a data folder, sorted; :class:`InputError` if there are none.
 
     Non-image files are skipped with a warning (``warn``), except ``.json`` side files such as the
@@ -227,8 +235,9 @@ def choose_validation(paths: Sequence[Path], count: int, seed: int) -> list[Path
     return sorted(ranked[:count], key=lambda p: p.name)
 
 
-def split_validation(images: Sequence[Path], count: int, seed: int, val_folder: str | Path | None = None,
-                     *, held_out: bool = True) -> ValidationSplit:
+def split_validation(
+    images: Sequence[Path], count: int, seed: int, val_folder: str | Path | None = None, *, held_out: bool = True
+) -> ValidationSplit:
     """Split a training folder's ``images`` into training and validation images.
 
     With ``val_folder``, ``count`` of its images validate (:func:`choose_validation`) and every

@@ -85,6 +85,30 @@ def available_methods(include_heavy: bool | None = None) -> list[str]:
     ]
 
 
+def check_choices(photos: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> None:
+    """Refuse an unknown photo or method, or one that cannot run here, before anything is written.
+
+    The demo runs every method with its default weights (it has no ``--weights``), so a method
+    whose own weights are missing is refused with the command that runs it on others.
+    """
+    from inpaint import models
+    from inpaint.models.base import MethodOptions
+
+    for name in photos or []:
+        if name not in DEMO_PHOTOS:
+            raise InputError(f"--photo {name!r}: unknown demo photo; choose from {', '.join(DEMO_PHOTOS)}")
+    for name in methods or []:
+        reason = models.get_method(name).why_unavailable(MethodOptions())
+        if reason is not None:
+            advice = ""
+            if reason.kind == "weights":
+                advice = (
+                    "; the demo runs each method with its default weights only, so use `inpaint complete "
+                    f"-m {name} --weights ...` for yours"
+                )
+            raise InputError(f"--model {name}: {reason.message}{advice}")
+
+
 def _gpu_present() -> bool:
     import torch
 
@@ -109,14 +133,19 @@ def run_demo(
 
     progress = progress or NullProgress()
     started = time.perf_counter()
-    photos = list(photos or DEMO_PHOTOS)
-    methods = list(methods or available_methods())
+    # A name given twice is one photo (or method), not a duplicate row.
+    photos = list(dict.fromkeys(photos or DEMO_PHOTOS))
+    methods = list(dict.fromkeys(methods or available_methods()))
+    check_choices(photos, methods)
     if size < 32:
         raise InputError(f"--size {size}: the demo needs at least 32 pixels")
     # Before anything of that size is allocated: each photo, and the grid of them all.
     io.check_image_size(size, size, f"--size {size}")
-    io.check_image_size(size * (2 + len(methods)), size * len(photos),
-                        f"--size {size} (a grid of {len(photos)} photos by {2 + len(methods)} columns)")
+    io.check_image_size(
+        size * (2 + len(methods)),
+        size * len(photos),
+        f"--size {size} (a grid of {len(photos)} photos by {2 + len(methods)} columns)",
+    )
     out_dir = Path(out_dir)
     result = DemoResult(out_dir=out_dir, grid=out_dir / "grid.png", table=out_dir / "metrics.md", photos=photos)
 
@@ -169,8 +198,12 @@ def run_demo(
     atomic.write_text(result.table, scores_markdown(result.scores, photos, size, seed))
     atomic.write_json(
         out_dir / "metrics.json",
-        {"photos": {n: DEMO_PHOTOS[n] for n in photos}, "size": size, "seed": seed,
-         "scores": [asdict(s) for s in result.scores]},
+        {
+            "photos": {n: DEMO_PHOTOS[n] for n in photos},
+            "size": size,
+            "seed": seed,
+            "scores": [asdict(s) for s in result.scores],
+        },
     )
     return result
 

@@ -106,8 +106,11 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
             return torch.float16
         native = auto_cpu_bf16() if device.type == "cpu" else None
         if native is not None:
-            announce_once("dtype", f"--dtype auto: bf16 on this CPU (it has {native}): about twice as fast as "
-                                    "fp32; --dtype fp32 for full precision")
+            announce_once(
+                "dtype",
+                f"--dtype auto: bf16 on this CPU (it has {native}): about twice as fast as "
+                "fp32; --dtype fp32 for full precision",
+            )
             return torch.bfloat16
         return torch.float32
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -127,15 +130,22 @@ def check_cpu_half(flag: str, dtype: torch.dtype) -> None:
 
     if cpu_half_kernels(dtype):
         if dtype == torch.bfloat16 and native_bf16_cpu() is None:
-            announce_once("emulated-bf16", f"{flag}: this CPU has no native bf16 (AVX512-BF16 or AMX); oneDNN "
-                                            "emulates it, which may be no faster than fp32")
+            announce_once(
+                "emulated-bf16",
+                f"{flag}: this CPU has no native bf16 (AVX512-BF16 or AMX); oneDNN "
+                "emulates it, which may be no faster than fp32",
+            )
         return
     if dtype == torch.float16:
         fix = "use bf16" if cpu_half_kernels(torch.bfloat16) else "use fp32"
-        raise InputError(f"{flag}: this CPU has no fp16 arithmetic (AVX512-FP16 or AMX-FP16), and torch's fallback "
-                         f"runs fp16 convolutions hundreds of times slower than fp32; {fix}")
-    raise InputError(f"{flag}: torch has no fast bf16 kernels for this CPU (oneDNN needs AVX-512 on x86, BF16 on "
-                     "Arm), and its fallback runs bf16 convolutions about 65 times slower than fp32; use fp32")
+        raise InputError(
+            f"{flag}: this CPU has no fp16 arithmetic (AVX512-FP16 or AMX-FP16), and torch's fallback "
+            f"runs fp16 convolutions hundreds of times slower than fp32; {fix}"
+        )
+    raise InputError(
+        f"{flag}: torch has no fast bf16 kernels for this CPU (oneDNN needs AVX-512 on x86, BF16 on "
+        "Arm), and its fallback runs bf16 convolutions about 65 times slower than fp32; use fp32"
+    )
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -160,9 +170,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise InputError(f"--device {spec}: CUDA is not available on this machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(
-                f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
+            raise InputError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"--device {spec}: Apple MPS is not available on this machine")
     elif device.type not in ("cpu", "cuda", "mps"):
@@ -185,18 +193,22 @@ def check_compile(device: torch.device) -> None:
         try:
             cpp_builder.get_cpp_compiler()
         except Exception:  # noqa: BLE001 - any failure here means no usable compiler
-            raise InputError("--compile: torch.compile needs a C++ compiler on the CPU and found none (install "
-                             "g++ or clang++, or run without --compile)") from None
+            raise InputError(
+                "--compile: torch.compile needs a C++ compiler on the CPU and found none (install "
+                "g++ or clang++, or run without --compile)"
+            ) from None
     elif device.type == "cuda":
         from torch.utils._triton import has_triton
 
         if not has_triton():
-            raise InputError("--compile: torch.compile needs Triton on CUDA (pip install triton), or run without "
-                             "--compile")
+            raise InputError(
+                "--compile: torch.compile needs Triton on CUDA (pip install triton), or run without --compile"
+            )
 
 
-def speed_up(module: torch.nn.Module, device: torch.device, *, channels_last: bool = False,
-             compile: bool = False) -> None:
+def speed_up(
+    module: torch.nn.Module, device: torch.device, *, channels_last: bool = False, compile: bool = False
+) -> None:
     """Apply the generic levers, in place, to a model already on ``device``.
 
     ``channels_last`` stores 4-D weights NHWC (convolutions read activations in that layout too;

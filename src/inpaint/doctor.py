@@ -52,14 +52,28 @@ class KnownModel:
 
 
 KNOWN_MODELS = (
-    KnownModel("google/ddpm-celebahq-256", "ddpm/repaint base (train-ddpm --base, repaint weights)", "config.json",
-               ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")),
-    KnownModel("stable-diffusion-v1-5/stable-diffusion-inpainting", "sd: Stable Diffusion 1.5 Inpainting",
-               "model_index.json", ("unet/diffusion_pytorch_model.safetensors",
-                                    "unet/diffusion_pytorch_model.fp16.safetensors",
-                                    "unet/diffusion_pytorch_model.bin")),
-    KnownModel("Salesforce/blip-image-captioning-base", "caption: BLIP captions", "config.json",
-               ("model.safetensors", "pytorch_model.bin")),
+    KnownModel(
+        "google/ddpm-celebahq-256",
+        "ddpm/repaint base (train-ddpm --base, repaint weights)",
+        "config.json",
+        ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+    ),
+    KnownModel(
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "sd: Stable Diffusion 1.5 Inpainting",
+        "model_index.json",
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin",
+        ),
+    ),
+    KnownModel(
+        "Salesforce/blip-image-captioning-base",
+        "caption: BLIP captions",
+        "config.json",
+        ("model.safetensors", "pytorch_model.bin"),
+    ),
 )
 
 
@@ -103,11 +117,20 @@ def devices() -> list[dict[str, Any]]:
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            found.append({"device": f"cuda:{index}", "name": props.name,
-                          "memory_gib": round(props.total_memory / 2**30, 1)})
+            found.append(
+                {"device": f"cuda:{index}", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1)}
+            )
     found.append({"device": "mps", "available": bool(torch.backends.mps.is_available())})
-    found.append({"device": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                  "torch_threads": torch.get_num_threads(), "cuda_build": torch.version.cuda, **cpu_precision()})
+    found.append(
+        {
+            "device": "cpu",
+            "name": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda_build": torch.version.cuda,
+            **cpu_precision(),
+        }
+    )
     return found
 
 
@@ -121,8 +144,12 @@ def cpu_precision() -> dict[str, Any]:
     auto = auto_cpu_bf16()
     # torch's default thread count is the physical cores: a lower torch_threads means a setting
     # (OMP_NUM_THREADS) holds it back.
-    return {"physical_cores": cpu_capabilities().get("num_physical_cores"), "native_bf16": native_bf16_cpu(),
-            "auto_dtype": "bf16" if auto else "fp32", "auto_mixed_precision": "bf16" if auto else "no"}
+    return {
+        "physical_cores": cpu_capabilities().get("num_physical_cores"),
+        "native_bf16": native_bf16_cpu(),
+        "auto_dtype": "bf16" if auto else "fp32",
+        "auto_mixed_precision": "bf16" if auto else "no",
+    }
 
 
 def cached_models() -> list[dict[str, Any]]:
@@ -140,13 +167,18 @@ def cached_models() -> list[dict[str, Any]]:
         config = cached(model.repo_id, model.config)
         weights = next((p for p in (cached(model.repo_id, f) for f in model.weights) if p), None)
         status = "cached" if config and weights else ("incomplete" if config or weights else "missing")
-        rows.append({
-            "repo_id": model.repo_id, "purpose": model.purpose, "status": status,
-            "path": os.path.dirname(config) if config else None,
-            "get": None if status == "cached" else
-            f"run `inpaint download {name_of(model.repo_id)}` (offline: run it on a machine with network access, "
-            f"then copy that machine's Hugging Face cache to {constants.HF_HUB_CACHE})",
-        })
+        rows.append(
+            {
+                "repo_id": model.repo_id,
+                "purpose": model.purpose,
+                "status": status,
+                "path": os.path.dirname(config) if config else None,
+                "get": None
+                if status == "cached"
+                else f"run `inpaint download {name_of(model.repo_id)}` (offline: run it on a machine with network "
+                f"access, then copy that machine's Hugging Face cache to {constants.HF_HUB_CACHE})",
+            }
+        )
     return rows
 
 
@@ -160,8 +192,14 @@ def metric_weights() -> list[dict[str, Any]]:
     names = {file_of(item).filename: item.name for item in ITEMS if item.kind == "file"}
     rows = []
     for weight_file in (LPIPS_ALEX, LPIPS_VGG, FID_INCEPTION):
-        row = {"file": weight_file.filename, "purpose": weight_file.purpose, "found": None,
-               "default_location": str(hub_cache_path(weight_file)), "url": weight_file.url, "get": None}
+        row = {
+            "file": weight_file.filename,
+            "purpose": weight_file.purpose,
+            "found": None,
+            "default_location": str(hub_cache_path(weight_file)),
+            "url": weight_file.url,
+            "get": None,
+        }
         try:
             row["found"] = str(resolve_weights(weight_file))
         except MetricWeightsMissing as e:

@@ -59,13 +59,27 @@ class Item:
 #: Everything ``inpaint download`` knows, in the order it fetches them. Module attributes are named
 #: rather than imported, so listing the items (``--help``) imports nothing heavy.
 ITEMS: tuple[Item, ...] = (
-    Item("ddpm", "hub", "google/ddpm-celebahq-256", "DDPM base: repaint's weights, train-ddpm's --base",
-         "inpaint.models.pixel_unet:MODEL_FILES"),
-    Item("sd", "hub", "stable-diffusion-v1-5/stable-diffusion-inpainting",
-         "Stable Diffusion 1.5 Inpainting: the sd method, train-lora's --base",
-         "inpaint.models.sd_weights:PIPELINE_FILES"),
-    Item("blip", "hub", "Salesforce/blip-image-captioning-base", "BLIP captioning: caption, train-lora's captions",
-         "inpaint.captions:BLIP_FILES"),
+    Item(
+        "ddpm",
+        "hub",
+        "google/ddpm-celebahq-256",
+        "DDPM base: repaint's weights, train-ddpm's --base",
+        "inpaint.models.pixel_unet:MODEL_FILES",
+    ),
+    Item(
+        "sd",
+        "hub",
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "Stable Diffusion 1.5 Inpainting: the sd method, train-lora's --base",
+        "inpaint.models.sd_weights:PIPELINE_FILES",
+    ),
+    Item(
+        "blip",
+        "hub",
+        "Salesforce/blip-image-captioning-base",
+        "BLIP captioning: caption, train-lora's captions",
+        "inpaint.captions:BLIP_FILES",
+    ),
     Item("lpips", "file", "LPIPS_ALEX", "LPIPS's AlexNet backbone (bench, evaluate)"),
     Item("fid", "file", "FID_INCEPTION", "FID/KID's InceptionV3 (pytorch-fid; bench, evaluate)"),
     Item("lpips-vgg", "file", "LPIPS_VGG", "LPIPS's VGG16 backbone (only with a VGG LPIPS)", default=False),
@@ -136,20 +150,28 @@ def hub_status(item: Item, revision: str | None = None, variant: str | None = No
     files = model_files(item)
     folder = Path(constants.HF_HUB_CACHE) / f"models--{item.source.replace('/', '--')}"
     try:
-        snapshot = Path(snapshot_download(item.source, allow_patterns=files.patterns(variant), revision=revision,
-                                          local_files_only=True))
+        snapshot = Path(
+            snapshot_download(
+                item.source, allow_patterns=files.patterns(variant), revision=revision, local_files_only=True
+            )
+        )
     except errors.LocalEntryNotFoundError as e:
         partial = getattr(e, "snapshot_path", None)  # huggingface_hub's IncompleteSnapshotError
         if partial is None:
             at = f" at revision {revision}" if revision else ""
-            return ItemStatus(item.name, item.source, item.purpose, "missing", str(folder),
-                              [f"everything (not in the Hugging Face cache{at})"])
+            return ItemStatus(
+                item.name,
+                item.source,
+                item.purpose,
+                "missing",
+                str(folder),
+                [f"everything (not in the Hugging Face cache{at})"],
+            )
         snapshot = Path(partial)
         lacking = files.missing(snapshot, variant) or ["files listed by the hub but not in the cache"]
         return ItemStatus(item.name, item.source, item.purpose, "missing", str(snapshot), lacking)
     lacking = files.missing(snapshot, variant)
-    return ItemStatus(item.name, item.source, item.purpose, "missing" if lacking else "present", str(snapshot),
-                      lacking)
+    return ItemStatus(item.name, item.source, item.purpose, "missing" if lacking else "present", str(snapshot), lacking)
 
 
 def file_status(item: Item) -> ItemStatus:
@@ -160,8 +182,9 @@ def file_status(item: Item) -> ItemStatus:
     try:
         found = resolve_weights(weights)
     except MetricWeightsMissing:
-        return ItemStatus(item.name, weights.url, item.purpose, "missing", str(hub_cache_path(weights)),
-                          [weights.filename])
+        return ItemStatus(
+            item.name, weights.url, item.purpose, "missing", str(hub_cache_path(weights)), [weights.filename]
+        )
     return ItemStatus(item.name, weights.url, item.purpose, "present", str(found))
 
 
@@ -226,12 +249,16 @@ def fetch_file(url: str, destination: Path, progress: Progress | None = None, *,
             response = None  # "range not satisfiable": the part already holds the whole file
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", None) or e
-            raise InpaintError(f"{url}: cannot download ({reason}); check the network, or run this where it is "
-                               "reachable") from None
+            raise InpaintError(
+                f"{url}: cannot download ({reason}); check the network, or run this where it is reachable"
+            ) from None
         if response is not None:
             with response:
-                resumed = bool(have) and response.status == 206 and _range_start(
-                    response.headers.get("Content-Range")) == have
+                resumed = (
+                    bool(have)
+                    and response.status == 206
+                    and _range_start(response.headers.get("Content-Range")) == have
+                )
                 if not resumed:
                     have = 0
                 length = response.headers.get("Content-Length")
@@ -246,13 +273,17 @@ def fetch_file(url: str, destination: Path, progress: Progress | None = None, *,
                             written += len(chunk)
                             progress.advance(len(chunk))
                 except OSError as e:  # a dropped connection or a full disk: the part is kept
-                    raise InpaintError(f"{url}: the download stopped after {written} bytes ({e}); run the same "
-                                       "command again to resume it") from None
+                    raise InpaintError(
+                        f"{url}: the download stopped after {written} bytes ({e}); run the same "
+                        "command again to resume it"
+                    ) from None
                 finally:
                     progress.finish()
                 if total is not None and written < total:
-                    raise InpaintError(f"{url}: the download stopped after {written} of {total} bytes; run the same "
-                                       "command again to resume it")
+                    raise InpaintError(
+                        f"{url}: the download stopped after {written} of {total} bytes; run the same "
+                        "command again to resume it"
+                    )
         digest = _sha256(part)
         if expected is None or digest.startswith(expected):
             os.replace(part, destination)
@@ -260,8 +291,10 @@ def fetch_file(url: str, destination: Path, progress: Progress | None = None, *,
         part.unlink()
         if have:  # the part kept from before may be what was wrong: fetch the whole file once more
             continue
-        raise InpaintError(f"{url}: refused the download: its SHA-256 starts with {digest[:len(expected)]}, not "
-                           f"{expected} as its name says (deleted; a corrupt transfer or a changed file)")
+        raise InpaintError(
+            f"{url}: refused the download: its SHA-256 starts with {digest[: len(expected)]}, not "
+            f"{expected} as its name says (deleted; a corrupt transfer or a changed file)"
+        )
 
 
 def download(
@@ -290,8 +323,10 @@ def download(
     check_variant(variant)
     check_revision(revision)
     if revision is not None and sum(item.kind == "hub" for item in selected) != 1:
-        raise InputError(f"--revision {revision}: a revision belongs to one repository; name one hub model "
-                         f"({', '.join(item.name for item in ITEMS if item.kind == 'hub')})")
+        raise InputError(
+            f"--revision {revision}: a revision belongs to one repository; name one hub model "
+            f"({', '.join(item.name for item in ITEMS if item.kind == 'hub')})"
+        )
     offline = bool(constants.HF_HUB_OFFLINE) if offline is None else offline
     results = []
     for item, current in zip(selected, status(selected, revision, variant)):
@@ -305,8 +340,10 @@ def download(
                 if current.ok:
                     current.status = "downloaded"
                 else:
-                    current.status, current.error = "failed", "the repository does not have " + ", ".join(
-                        current.lacking)
+                    current.status, current.error = (
+                        "failed",
+                        "the repository does not have " + ", ".join(current.lacking),
+                    )
             else:
                 url = (urls or {}).get(item.name, current.source)
                 fetch_file(url, Path(current.path), progress)

@@ -43,8 +43,9 @@ LOG_FILE = ".inpaint-log.jsonl"
 _REDO = "use --overwrite to redo every image, or another -o"
 
 
-def folder_settings(method: str, options, *, seed: int, paste_back: bool, invert_mask: bool,
-                    resize_mask: bool) -> dict[str, Any]:
+def folder_settings(
+    method: str, options, *, seed: int, paste_back: bool, invert_mask: bool, resize_mask: bool
+) -> dict[str, Any]:
     """What a folder run's outputs depend on besides their input files (``.inpaint-run.json``).
 
     ``options`` is the method's MethodOptions (None: the defaults); options the method does not
@@ -58,8 +59,14 @@ def folder_settings(method: str, options, *, seed: int, paste_back: bool, invert
     except InputError:  # an inpainter outside the registry: record every option
         reads = None
     settings = provenance.method_settings(method, options or MethodOptions(), reads)
-    return {"model": method, "seed": seed, "paste_back": paste_back, "invert_mask": invert_mask,
-            "resize_mask": resize_mask, **{k: v for k, v in settings.items() if k != "model"}}
+    return {
+        "model": method,
+        "seed": seed,
+        "paste_back": paste_back,
+        "invert_mask": invert_mask,
+        "resize_mask": resize_mask,
+        **{k: v for k, v in settings.items() if k != "model"},
+    }
 
 
 class FolderRecord:
@@ -95,8 +102,10 @@ class FolderRecord:
         except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
             if not made:
                 return "fresh"
-            raise InputError(f"{self.run_path}: cannot read this record of what made the outputs beside it "
-                             f"({type(e).__name__}: {e}); {_REDO}") from None
+            raise InputError(
+                f"{self.run_path}: cannot read this record of what made the outputs beside it "
+                f"({type(e).__name__}: {e}); {_REDO}"
+            ) from None
         found = provenance.changes(recorded, self.settings)
         if found and made:
             raise InputError(f"{_slash(self.folder)}: {describe(found)} ({_REDO})")
@@ -118,8 +127,10 @@ class FolderRecord:
             self._end_last_line()
             adopted = [pair.name for pair in pairs if pair.output.exists() and self.add(pair)]
             if adopted:
-                log.warning(f"{_slash(self.folder)}: {len(adopted)} output(s) made before inpaint recorded their "
-                            "settings are taken as made with these and kept (--overwrite redoes them)")
+                log.warning(
+                    f"{_slash(self.folder)}: {len(adopted)} output(s) made before inpaint recorded their "
+                    "settings are taken as made with these and kept (--overwrite redoes them)"
+                )
         if state != "same":
             atomic.write_json(self.run_path, self.settings)
         self.entries = self._read_log()
@@ -173,8 +184,11 @@ class FolderRecord:
                 return False
             if self.log_path.is_file() and self.log_path.stat().st_size > 0:
                 return True
-            return any(path.suffix.lower() in self.suffixes and not path.name.startswith(".")
-                       for path in self.folder.iterdir() if path.is_file())
+            return any(
+                path.suffix.lower() in self.suffixes and not path.name.startswith(".")
+                for path in self.folder.iterdir()
+                if path.is_file()
+            )
         except OSError:  # a folder that cannot be listed: writing there reports it, in one line
             return False
 
@@ -248,7 +262,7 @@ def _value_alone(change: provenance.Change, text: str) -> str:
     if text.startswith("the default "):
         return "the default"
     flag = f"--{change.key.replace('_', '-')} "
-    return text[len(flag):] if text.startswith(flag) else text
+    return text[len(flag) :] if text.startswith(flag) else text
 
 
 def _quote(value: Any) -> str:

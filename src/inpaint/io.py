@@ -28,7 +28,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -89,7 +89,7 @@ STREAM_HEADER_BYTES = 16 * 2**20
 #: Room for metadata (EXIF, XMP, colour profiles) in the bytes a stream's image may take.
 _STREAM_METADATA_BYTES = 16 * 2**20
 
-ImageSource = Union[str, os.PathLike, bytes, IO[bytes]]
+ImageSource = str | os.PathLike | bytes | IO[bytes]
 
 _warned: set[str] = set()
 
@@ -172,9 +172,7 @@ def _to_8bit(image: Image.Image, label: str) -> Image.Image:
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise InputError(
-                f"{label}: 32-bit integer pixels outside 0..65535 ({values.min()}..{values.max()})"
-            )
+            raise InputError(f"{label}: 32-bit integer pixels outside 0..65535 ({values.min()}..{values.max()})")
         # Scale 0..65535 onto 0..255 with rounding (65535 / 255 = 257 exactly).
         gray = ((values + 128) // 257).astype(np.uint8)
         transparent = image.info.get("transparency")
@@ -269,19 +267,29 @@ def _colour_managed(image: Image.Image, label: str, keep_profile: bool) -> tuple
     if image.mode in ("P", "PA", "1"):
         image = image.convert("RGBA" if _has_alpha(image) else "RGB")
     if image.mode not in _PROFILE_MODES:
-        _warn_once(f"icc:{label}", f"{label}: its colour profile ({description}) cannot be applied to "
-                   f"{image.mode} pixels and is ignored")
+        _warn_once(
+            f"icc:{label}",
+            f"{label}: its colour profile ({description}) cannot be applied to {image.mode} pixels and is ignored",
+        )
         return image, None
     try:
         converted = ImageCms.profileToProfile(
-            image, profile, ImageCms.createProfile("sRGB"),
-            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode=_PROFILE_MODES[image.mode])
+            image,
+            profile,
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            outputMode=_PROFILE_MODES[image.mode],
+        )
     except (ImageCms.PyCMSError, OSError, ValueError) as e:
-        _warn_once(f"icc:{label}", f"{label}: its colour profile ({description}) cannot be applied and is "
-                   f"ignored ({e})")
+        _warn_once(
+            f"icc:{label}", f"{label}: its colour profile ({description}) cannot be applied and is ignored ({e})"
+        )
         return image, None
-    _warn_once("icc", f"{label}: has the colour profile {description!r}; converted to sRGB (the values "
-               "every method and metric works on); other images with a profile are converted too")
+    _warn_once(
+        "icc",
+        f"{label}: has the colour profile {description!r}; converted to sRGB (the values "
+        "every method and metric works on); other images with a profile are converted too",
+    )
     return converted, None
 
 
@@ -306,6 +314,45 @@ def read_mask(source: ImageSource, *, name: str | None = None, invert: bool = Fa
         )
     mask = gray > MASK_THRESHOLD
     return ~mask if invert else mask
+
+
+class ImagePair(NamedTuple):
+    """An image and its mask as :func:`read_pair` returns them (unpack as ``image, mask, profile``)."""
+
+    #: (H, W, 3) uint8 RGB.
+    image: np.ndarray
+    #: (H, W) bool, True = fill.
+    mask: np.ndarray
+    #: The ICC profile ``image``'s values are in (``keep_profile``), ``None`` for sRGB.
+    icc_profile: bytes | None = None
+
+
+def read_pair(
+    image: ImageSource,
+    mask: ImageSource,
+    *,
+    image_name: str | None = None,
+    mask_name: str | None = None,
+    invert_mask: bool = False,
+    resize_mask: bool = False,
+    keep_profile: bool = False,
+) -> ImagePair:
+    """Read an image and its mask and check that they fit: the one way every command reads a pair.
+
+    The image as :func:`read_image` reads it (or :func:`read_image_keeping_profile` with
+    ``keep_profile``: ``inpaint complete`` writes the input's profile into its outputs), the mask
+    as :func:`read_mask` (``invert_mask``: white = keep), and a mask of another size is an
+    :class:`InputError` naming both sizes unless ``resize_mask`` (nearest neighbour,
+    :func:`fit_mask`). ``image_name``/``mask_name`` label the sources in messages.
+    """
+    image_label, mask_label = _describe(image, image_name), _describe(mask, mask_name)
+    if keep_profile:
+        pixels, profile = read_image_keeping_profile(image, name=image_label)
+    else:
+        pixels, profile = read_image(image, name=image_label), None
+    holes = read_mask(mask, name=mask_label, invert=invert_mask)
+    holes = fit_mask(holes, pixels.shape, resize=resize_mask, mask_name=mask_label, image_name=image_label)
+    return ImagePair(pixels, holes, profile)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -411,8 +458,10 @@ def read_stream(stream: IO[bytes], label: str = "<stream>") -> bytes:
         if not _claimed_by_a_format(bytes(data[:16])):
             raise InputError(f"{label}: not an image file this tool can read")
         if len(data) >= STREAM_HEADER_BYTES:
-            raise InputError(f"{label}: no complete image header in the first {len(data):,} bytes; "
-                             "not an image file this tool can read")
+            raise InputError(
+                f"{label}: no complete image header in the first {len(data):,} bytes; "
+                "not an image file this tool can read"
+            )
         block = min(2 * block, STREAM_HEADER_BYTES)
     most = _most_bytes(image)
     image.close()
@@ -421,8 +470,10 @@ def read_stream(stream: IO[bytes], label: str = "<stream>") -> bytes:
         if not piece:
             return bytes(data)
         data += piece
-    raise InputError(f"{label}: more than {most:,} bytes for a {image.width}x{image.height} {image.mode} image; "
-                     "refused (more than any file of that size can hold)")
+    raise InputError(
+        f"{label}: more than {most:,} bytes for a {image.width}x{image.height} {image.mode} image; "
+        "refused (more than any file of that size can hold)"
+    )
 
 
 def check_image_file(path: str | os.PathLike[str], *, name: str | None = None) -> None:
@@ -480,14 +531,30 @@ def fit_mask(
 
 
 def format_for(path: str | os.PathLike[str]) -> str:
-    """Pillow format name for an output path's suffix; ``InputError`` for unknown suffixes."""
+    """Pillow format name for an output path's suffix; ``InputError`` for unknown suffixes.
+
+    A name without a suffix (``-o result``) is written as PNG under that very name: the file goes
+    exactly where it was asked to (a script's ``mktemp`` name, say), in the lossless default. An
+    unknown suffix is refused rather than guessed at: ``.pgn`` is far more often a typo.
+    """
     suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
     try:
         return _FORMATS[suffix]
     except KeyError:
         raise InputError(
-            f"{path}: unknown image suffix {suffix or '(none)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+            f"{path}: unknown image suffix {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)} (or none, for PNG)"
         ) from None
+
+
+#: Formats we write lossily (JPEG and WebP at quality 95): the known pixels do not survive bit for bit.
+LOSSY_FORMATS = ("JPEG", "WEBP")
+
+
+def is_lossy(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`save_image` writes ``path`` in a lossy format (``.jpg``, ``.jpeg``, ``.webp``)."""
+    return format_for(path) in LOSSY_FORMATS
 
 
 #: Formats whose files can carry an ICC colour profile (Pillow's ``icc_profile`` save option).
@@ -519,14 +586,25 @@ def _profile_to_srgb(image: Image.Image, icc_profile: bytes, format: str) -> Ima
 
     try:
         profile, description, _ = _profile_info(icc_profile)
-        converted = ImageCms.profileToProfile(image.convert("RGB"), profile, ImageCms.createProfile("sRGB"),
-                                              renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode="RGB")
+        converted = ImageCms.profileToProfile(
+            image.convert("RGB"),
+            profile,
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            outputMode="RGB",
+        )
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
-        _warn_once(f"icc-out:{format}", f"{format} files cannot hold a colour profile, and converting to sRGB "
-                   f"failed ({e}); written without it, colours may shift")
+        _warn_once(
+            f"icc-out:{format}",
+            f"{format} files cannot hold a colour profile, and converting to sRGB "
+            f"failed ({e}); written without it, colours may shift",
+        )
         return image
-    _warn_once(f"icc-out:{format}", f"{format} files cannot hold a colour profile: written converted from "
-               f"{description!r} to sRGB; use PNG, JPEG, WebP or TIFF to keep the input's values and profile")
+    _warn_once(
+        f"icc-out:{format}",
+        f"{format} files cannot hold a colour profile: written converted from "
+        f"{description!r} to sRGB; use PNG, JPEG, WebP or TIFF to keep the input's values and profile",
+    )
     return converted
 
 
@@ -579,8 +657,13 @@ def list_images(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]
             continue
         (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
     stems = {path.stem for path in images}
-    results = {path for path in images if path.suffix.lower() == ".png" and path.stem.endswith(COMPLETED_SUFFIX)
-               and path.stem[: -len(COMPLETED_SUFFIX)] in stems}
+    results = {
+        path
+        for path in images
+        if path.suffix.lower() == ".png"
+        and path.stem.endswith(COMPLETED_SUFFIX)
+        and path.stem[: -len(COMPLETED_SUFFIX)] in stems
+    }
     return [path for path in images if path not in results], others
 
 
@@ -593,27 +676,34 @@ def split_unsupported(files: Sequence[str | os.PathLike[str]]) -> tuple[list[str
     """The names of files :func:`list_images` left out, split into (images in a format we do not
     read, the other files): the first are reported as such, not as non-image files."""
     names = [Path(file).name for file in files]
-    return ([name for name in names if unsupported_format(name)],
-            [name for name in names if not unsupported_format(name)])
+    return (
+        [name for name in names if unsupported_format(name)],
+        [name for name in names if not unsupported_format(name)],
+    )
 
 
 def unsupported_message(folder: str | os.PathLike[str], names: Sequence[str]) -> str:
     """``DIR: skipped 2 image(s) in an unsupported format (GIF: e.g. a.gif); convert them to PNG``."""
     formats = ", ".join(dict.fromkeys(str(unsupported_format(name)) for name in names))
-    return (f"{folder}: skipped {len(names)} image(s) in an unsupported format ({formats}: e.g. {names[0]}); "
-            "convert them to PNG to use them")
+    return (
+        f"{folder}: skipped {len(names)} image(s) in an unsupported format ({formats}: e.g. {names[0]}); "
+        "convert them to PNG to use them"
+    )
 
 
-def no_images_message(folder: str | os.PathLike[str], others: Sequence[str | os.PathLike[str]] = (), *,
-                      purpose: str = "") -> str:
+def no_images_message(
+    folder: str | os.PathLike[str], others: Sequence[str | os.PathLike[str]] = (), *, purpose: str = ""
+) -> str:
     """The error for a folder without images we read (``no training images found`` with a
     ``purpose``), naming the images in unsupported formats it holds."""
     message = f"{folder}: no {purpose + ' ' if purpose else ''}images found (looked for {', '.join(IMAGE_SUFFIXES)})"
     unsupported, _ = split_unsupported(others)
     if unsupported:
         formats = ", ".join(dict.fromkeys(str(unsupported_format(name)) for name in unsupported))
-        message += (f"; {len(unsupported)} file(s) are in an unsupported format ({formats}: e.g. {unsupported[0]}); "
-                    "convert them to PNG")
+        message += (
+            f"; {len(unsupported)} file(s) are in an unsupported format ({formats}: e.g. {unsupported[0]}); "
+            "convert them to PNG"
+        )
     return message
 
 

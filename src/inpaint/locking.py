@@ -115,8 +115,13 @@ class OutputLock:
         self.release()
 
 
-def lock_folder(folder: str | os.PathLike[str], *, label: str | None = None,
-                create_label: str | None = None, command: str | None = None) -> OutputLock:
+def lock_folder(
+    folder: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    create_label: str | None = None,
+    command: str | None = None,
+) -> OutputLock:
     """Lock the output folder ``folder`` (created if missing) for this process.
 
     ``label`` names the output in messages (default: the path); ``create_label`` names it when the
@@ -127,8 +132,13 @@ def lock_folder(folder: str | os.PathLike[str], *, label: str | None = None,
     return _lock(folder_lock_path(folder), folder, label or str(folder), create_label, command)
 
 
-def lock_file(file: str | os.PathLike[str], *, label: str | None = None, create_label: str | None = None,
-              command: str | None = None) -> OutputLock:
+def lock_file(
+    file: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    create_label: str | None = None,
+    command: str | None = None,
+) -> OutputLock:
     """Lock the output file ``file`` (its folder created if missing); see :func:`lock_folder`."""
     file = Path(file)
     return _lock(file_lock_path(file), file.parent, label or str(file), create_label, command)
@@ -157,8 +167,12 @@ def _lock(path: Path, folder: Path, label: str, create_label: str | None, comman
 
 
 def _acquire(path: Path, label: str, command: str) -> int:
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     deadline = None
     while True:
         try:
@@ -187,8 +201,10 @@ def _acquire(path: Path, label: str, command: str) -> int:
                     raise InputError(_in_use(label, owner, other_host=path))
                 if not held and not _dead(owner):
                     raise InputError(_in_use(label, owner))
-                log.warning(f"{label}: taking over the lock of pid {owner.get('pid')} ({_shown(owner)}), which "
-                            "is no longer running (it was killed or crashed)")
+                log.warning(
+                    f"{label}: taking over the lock of pid {owner.get('pid')} ({_shown(owner)}), which "
+                    "is no longer running (it was killed or crashed)"
+                )
             data = (json.dumps(record) + "\n").encode("utf-8", "backslashreplace")
             os.ftruncate(fd, 0)
             os.pwrite(fd, data, 0)
@@ -250,8 +266,9 @@ def _dead(owner: dict[str, Any]) -> bool:
 def _orphaned(owner: dict[str, Any] | None) -> bool:
     """Whether a held lock's recorded owner is a process of this host that has ended (its forked
     children still hold the flock). Our own pid holds it through another open file: not orphaned."""
-    return (owner is not None and owner.get("host") == socket.gethostname() and owner["pid"] != os.getpid()
-            and _dead(owner))
+    return (
+        owner is not None and owner.get("host") == socket.gethostname() and owner["pid"] != os.getpid() and _dead(owner)
+    )
 
 
 def _shown(owner: dict[str, Any]) -> str:
@@ -268,6 +285,8 @@ def _in_use(label: str, owner: dict[str, Any] | None, other_host: Path | None = 
         return f"{label}: in use by another process; wait for it to finish or use another -o"
     who = f"in use by pid {owner.get('pid')} on {owner.get('host')} ({_shown(owner)})"
     if other_host is not None:
-        return (f"{label}: {who}, a process this machine cannot check; wait for it to finish or use another -o "
-                f"(if it is no longer running, delete {other_host})")
+        return (
+            f"{label}: {who}, a process this machine cannot check; wait for it to finish or use another -o "
+            f"(if it is no longer running, delete {other_host})"
+        )
     return f"{label}: {who}; wait for it to finish or use another -o"

@@ -127,8 +127,9 @@ def masks_for_images(
             continue
         jobs.append(_Job(path.stem, width, height, path.name))
     if not jobs:
-        raise InputError(f"{image_dir}: none of its {len(images)} images can be read (first: "
-                         f"{next(iter(unreadable.values()))})")
+        raise InputError(
+            f"{image_dir}: none of its {len(images)} images can be read (first: {next(iter(unreadable.values()))})"
+        )
     summary = _write_set(jobs, out_dir, presets, seed, min_ratio, max_ratio, overwrite, progress, len(others))
     summary.unreadable = unreadable
     return summary
@@ -157,8 +158,10 @@ def standalone_masks(
     if count < 1:
         raise InputError(f"--count {count}: must be at least 1")
     if count > MAX_STANDALONE_MASKS:
-        raise InputError(f"--count {count}: at most {MAX_STANDALONE_MASKS:,} masks in one set (its manifest.json "
-                         "lists every mask); make several sets with other -o folders and seeds")
+        raise InputError(
+            f"--count {count}: at most {MAX_STANDALONE_MASKS:,} masks in one set (its manifest.json "
+            "lists every mask); make several sets with other -o folders and seeds"
+        )
     if width < 1 or height < 1:
         raise InputError(f"--size {width}x{height}: sides must be positive")
     io.check_image_size(width, height, f"--size {width}x{height}")
@@ -236,8 +239,13 @@ def _remove_old_set(out_dir: Path, keep: set[str]) -> None:
     with contextlib.suppress(FileNotFoundError):
         manifest.unlink()
     for name in listed if isinstance(listed, dict) else ():
-        if isinstance(name, str) and name not in keep and name == Path(name).name and name.endswith(".png") \
-                and name != MANIFEST_NAME:
+        if (
+            isinstance(name, str)
+            and name not in keep
+            and name == Path(name).name
+            and name.endswith(".png")
+            and name != MANIFEST_NAME
+        ):
             with contextlib.suppress(OSError):
                 (out_dir / name).unlink()
 
@@ -261,8 +269,13 @@ def _write_masks(
     used: Counter[str] = Counter()
     for job in jobs:
         mask, preset = make_mask(
-            preset_list, seed=seed, name=job.name, height=job.height, width=job.width,
-            min_ratio=min_ratio, max_ratio=max_ratio,
+            preset_list,
+            seed=seed,
+            name=job.name,
+            height=job.height,
+            width=job.width,
+            min_ratio=min_ratio,
+            max_ratio=max_ratio,
         )
         path = io.save_mask(mask, out_dir / f"{job.name}.png")
         ratio = hole_ratio(mask)
@@ -283,17 +296,20 @@ def _write_masks(
         progress.advance(1, file=path.name)
     progress.finish()
     manifest = out_dir / MANIFEST_NAME
-    atomic.write_json(manifest, {
-        "tool": f"inpaint {__version__}",
-        "kind": "masks",
-        "presets": preset_list,
-        "params": {name: get_preset(name).params_dict() for name in dict.fromkeys(preset_list)},
-        "seed": seed,
-        "min_ratio": min_ratio,
-        "max_ratio": max_ratio,
-        "polarity": POLARITY,
-        "files": entries,
-    })
+    atomic.write_json(
+        manifest,
+        {
+            "tool": f"inpaint {__version__}",
+            "kind": "masks",
+            "presets": preset_list,
+            "params": {name: get_preset(name).params_dict() for name in dict.fromkeys(preset_list)},
+            "seed": seed,
+            "min_ratio": min_ratio,
+            "max_ratio": max_ratio,
+            "polarity": POLARITY,
+            "files": entries,
+        },
+    )
     bins = [0] * len(LAMA_AREA_BINS)
     for ratio in ratios:
         bins[area_bin(ratio)] += 1

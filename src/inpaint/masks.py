@@ -52,8 +52,15 @@ def area_bin(ratio: float) -> int:
 
 
 def irregular_strokes(
-    rng: np.random.RandomState, height: int, width: int, *, max_angle: int = 4, max_len: int = 60,
-    max_width: int = 20, min_times: int = 0, max_times: int = 10,
+    rng: np.random.RandomState,
+    height: int,
+    width: int,
+    *,
+    max_angle: int = 4,
+    max_len: int = 60,
+    max_width: int = 20,
+    min_times: int = 0,
+    max_times: int = 10,
 ) -> np.ndarray:
     """LaMa's ``make_random_irregular_mask``: ``randint(min_times, max_times + 1)`` polylines.
 
@@ -82,8 +89,15 @@ def irregular_strokes(
 
 
 def random_boxes(
-    rng: np.random.RandomState, height: int, width: int, *, margin: int = 10, bbox_min_size: int = 30,
-    bbox_max_size: int = 100, min_times: int = 0, max_times: int = 3,
+    rng: np.random.RandomState,
+    height: int,
+    width: int,
+    *,
+    margin: int = 10,
+    bbox_min_size: int = 30,
+    bbox_max_size: int = 100,
+    min_times: int = 0,
+    max_times: int = 3,
 ) -> np.ndarray:
     """LaMa's ``make_random_rectangle_mask``: ``randint(min_times, max_times + 1)`` boxes.
 
@@ -116,8 +130,14 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def lama_mixed(
-    rng: np.random.RandomState, height: int, width: int, *, irregular_proba: float,
-    irregular_kwargs: Mapping[str, int], box_proba: float, box_kwargs: Mapping[str, int],
+    rng: np.random.RandomState,
+    height: int,
+    width: int,
+    *,
+    irregular_proba: float,
+    irregular_kwargs: Mapping[str, int],
+    box_proba: float,
+    box_kwargs: Mapping[str, int],
     reference_short_side: int = REFERENCE_SHORT_SIDE,
 ) -> np.ndarray:
     """LaMa's ``MixedMaskGenerator`` as used by ``bin/gen_mask_dataset.py`` (test-time, ramp = 1).
@@ -221,7 +241,12 @@ def center_box(rng: np.random.RandomState, height: int, width: int, *, ratio: fl
 
 
 def random_box(
-    rng: np.random.RandomState, height: int, width: int, *, min_area: float = 0.1, max_area: float = 0.4,
+    rng: np.random.RandomState,
+    height: int,
+    width: int,
+    *,
+    min_area: float = 0.1,
+    max_area: float = 0.4,
     max_aspect: float = 2.0,
 ) -> np.ndarray:
     """One axis-aligned box: area ratio ~ U[min_area, max_area], aspect w/h log-uniform in
@@ -275,13 +300,15 @@ class MaskPreset:
 
 
 def _lama_params(irregular: Mapping[str, int], box_proba: float, box: Mapping[str, int]) -> Mapping[str, Any]:
-    return _frozen({
-        "irregular_proba": 1.0,
-        "irregular_kwargs": irregular,
-        "box_proba": box_proba,
-        "box_kwargs": box,
-        "reference_short_side": REFERENCE_SHORT_SIDE,
-    })
+    return _frozen(
+        {
+            "irregular_proba": 1.0,
+            "irregular_kwargs": irregular,
+            "box_proba": box_proba,
+            "box_kwargs": box,
+            "reference_short_side": REFERENCE_SHORT_SIDE,
+        }
+    )
 
 
 _THIN = _lama_params({"min_times": 4, "max_times": 50, "max_width": 10, "max_angle": 4, "max_len": 40}, 0.0, {})
@@ -299,8 +326,14 @@ _LAMA = "LaMa (Suvorov et al., WACV 2022), configs/data_gen/random_{}_256.yaml"
 _REPAINT = "RePaint (Lugmayr et al., CVPR 2022), {} test masks"
 
 
-def _preset(name: str, summary: str, reference: str, generator: Callable[..., np.ndarray],
-            params: Mapping[str, Any] | None = None, **options: Any) -> MaskPreset:
+def _preset(
+    name: str,
+    summary: str,
+    reference: str,
+    generator: Callable[..., np.ndarray],
+    params: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> MaskPreset:
     return MaskPreset(name, summary, reference, _frozen(params or {}), generator, **options)
 
 
@@ -309,26 +342,73 @@ PRESETS: dict[str, MaskPreset] = {
     for p in (
         # LaMa's test sets reject masks covering more than half the image (max_tamper_area 0.5).
         _preset("lama-thin", "LaMa narrow strokes", _LAMA.format("thin"), lama_mixed, _THIN, max_ratio=0.5),
-        _preset("lama-medium", "LaMa medium strokes, or boxes (23 %)", _LAMA.format("medium"), lama_mixed,
-                _MEDIUM, max_ratio=0.5),
-        _preset("lama-thick", "LaMa wide strokes, or boxes (23 %)", _LAMA.format("thick"), lama_mixed,
-                _THICK, max_ratio=0.5),
-        _preset("repaint-thin", "RePaint 'thin' (= LaMa thin)", _REPAINT.format("'thin'"), lama_mixed, _THIN,
-                max_ratio=0.5),
-        _preset("repaint-thick", "RePaint 'thick' / wide (= LaMa thick)", _REPAINT.format("'thick'"), lama_mixed,
-                _THICK, max_ratio=0.5),
-        _preset("repaint-ev2li", "every second row filled", _REPAINT.format("'ev2li' (alternating lines)"),
-                alternating_lines, random=False),
-        _preset("repaint-nn2", "super-resolution x2: 3 of 4 pixels filled", _REPAINT.format("'nn2' (super-res)"),
-                superres_grid, {"scale": 2}, random=False),
-        _preset("repaint-ex64", "expand: border of 1/4 of each side filled", _REPAINT.format("'ex64' (expand)"),
-                expand_border, {"border": 0.25}, random=False),
-        _preset("repaint-genhalf", "one half filled (random side)", _REPAINT.format("'genhalf' (half)"),
-                half_image, {"side": "random"}),
-        _preset("box-center", "centred box, 25 % of the image", "inpaint (common centre-hole benchmark)",
-                center_box, {"ratio": 0.25}, random=False),
-        _preset("box-random", "one random box, 10-40 % of the image", "inpaint", random_box,
-                {"min_area": 0.1, "max_area": 0.4, "max_aspect": 2.0}),
+        _preset(
+            "lama-medium",
+            "LaMa medium strokes, or boxes (23 %)",
+            _LAMA.format("medium"),
+            lama_mixed,
+            _MEDIUM,
+            max_ratio=0.5,
+        ),
+        _preset(
+            "lama-thick", "LaMa wide strokes, or boxes (23 %)", _LAMA.format("thick"), lama_mixed, _THICK, max_ratio=0.5
+        ),
+        _preset(
+            "repaint-thin", "RePaint 'thin' (= LaMa thin)", _REPAINT.format("'thin'"), lama_mixed, _THIN, max_ratio=0.5
+        ),
+        _preset(
+            "repaint-thick",
+            "RePaint 'thick' / wide (= LaMa thick)",
+            _REPAINT.format("'thick'"),
+            lama_mixed,
+            _THICK,
+            max_ratio=0.5,
+        ),
+        _preset(
+            "repaint-ev2li",
+            "every second row filled",
+            _REPAINT.format("'ev2li' (alternating lines)"),
+            alternating_lines,
+            random=False,
+        ),
+        _preset(
+            "repaint-nn2",
+            "super-resolution x2: 3 of 4 pixels filled",
+            _REPAINT.format("'nn2' (super-res)"),
+            superres_grid,
+            {"scale": 2},
+            random=False,
+        ),
+        _preset(
+            "repaint-ex64",
+            "expand: border of 1/4 of each side filled",
+            _REPAINT.format("'ex64' (expand)"),
+            expand_border,
+            {"border": 0.25},
+            random=False,
+        ),
+        _preset(
+            "repaint-genhalf",
+            "one half filled (random side)",
+            _REPAINT.format("'genhalf' (half)"),
+            half_image,
+            {"side": "random"},
+        ),
+        _preset(
+            "box-center",
+            "centred box, 25 % of the image",
+            "inpaint (common centre-hole benchmark)",
+            center_box,
+            {"ratio": 0.25},
+            random=False,
+        ),
+        _preset(
+            "box-random",
+            "one random box, 10-40 % of the image",
+            "inpaint",
+            random_box,
+            {"min_area": 0.1, "max_area": 0.4, "max_aspect": 2.0},
+        ),
     )
 }
 
@@ -381,8 +461,12 @@ def resolve_presets(
     return resolved
 
 
-def check_fixed_presets(presets: str | Sequence[str], sizes: Iterable[tuple[int, int]],
-                        min_ratio: float | None = None, max_ratio: float | None = None) -> None:
+def check_fixed_presets(
+    presets: str | Sequence[str],
+    sizes: Iterable[tuple[int, int]],
+    min_ratio: float | None = None,
+    max_ratio: float | None = None,
+) -> None:
     """InputError if a deterministic preset among ``presets`` misses the ratio bounds at a (width, height).
 
     Such a preset (``repaint-nn2``, ``box-center``…) fills the same fraction every time, so in a
@@ -400,13 +484,22 @@ def check_fixed_presets(presets: str | Sequence[str], sizes: Iterable[tuple[int,
 
 
 def _fixed_ratio_message(preset: MaskPreset, ratio: float, width: int, height: int, low: float, high: float) -> str:
-    return (f"preset {preset.name} always fills {ratio:.3f} of a {width}x{height} image, outside "
-            f"--min-ratio/--max-ratio [{low}, {high}]")
+    return (
+        f"preset {preset.name} always fills {ratio:.3f} of a {width}x{height} image, outside "
+        f"--min-ratio/--max-ratio [{low}, {high}]"
+    )
 
 
 def make_mask(
-    presets: str | Sequence[str], *, seed: int, name: str, height: int, width: int,
-    min_ratio: float | None = None, max_ratio: float | None = None, max_attempts: int = 1000,
+    presets: str | Sequence[str],
+    *,
+    seed: int,
+    name: str,
+    height: int,
+    width: int,
+    min_ratio: float | None = None,
+    max_ratio: float | None = None,
+    max_attempts: int = 1000,
 ) -> tuple[np.ndarray, str]:
     """The mask for item ``name``: (height, width) bool (True = fill) and the preset it came from.
 

@@ -70,8 +70,10 @@ def lora_run_ready(folder: Path = LORA_RUN) -> bool:
 def unfinished_run(folder: Path) -> str | None:
     """Why ``folder`` cannot serve yet when it is a run folder that has not exported anything."""
     if (folder / "checkpoints").is_dir():
-        return (f"{folder} holds checkpoints but no trained weights yet (the training has not finished; run the "
-                "same train command again to resume it)")
+        return (
+            f"{folder} holds checkpoints but no trained weights yet (the training has not finished; run the "
+            "same train command again to resume it)"
+        )
     return None
 
 
@@ -90,8 +92,9 @@ def method_defaults(method: str, options: MethodOptions) -> tuple[MethodOptions,
     return options, []
 
 
-def bench_defaults(models: list[str], data: Path | None, masks: str | None, output: Path | None,
-                   method_options: dict[str, dict]) -> tuple[Path, str, Path, list[str]]:
+def bench_defaults(
+    models: list[str], data: Path | None, masks: str | None, output: Path | None, method_options: dict[str, dict]
+) -> tuple[Path, str, Path, list[str]]:
     """Fill in what ``inpaint bench`` was not told, by the layout above; returns
     ``(data, masks, output, choices)`` and adds run folders to ``method_options`` in place.
 
@@ -109,8 +112,9 @@ def bench_defaults(models: list[str], data: Path | None, masks: str | None, outp
     choices: list[str] = []
     if data is None:
         if not TEST_IMAGES.is_dir():
-            raise InputError(f"no test images: pass --data DIR (or put them in ./{TEST_IMAGES}/, where bench looks "
-                             "by default)")
+            raise InputError(
+                f"no test images: pass --data DIR (or put them in ./{TEST_IMAGES}/, where bench looks by default)"
+            )
         data = TEST_IMAGES
         choices.append(f"test images: {TEST_IMAGES}/ (--data)")
         if masks is None and TEST_MASKS.is_dir():
@@ -121,15 +125,18 @@ def bench_defaults(models: list[str], data: Path | None, masks: str | None, outp
         choices.append(f"results folder: {RESULTS}/ (-o)")
     if masks is None:
         masks = TEST_MASK_PRESETS
-        choices.append(f"test masks: one per image from LaMa's thin/medium/thick mixture, written to {output}/masks "
-                       f"(--masks)")
+        choices.append(
+            f"test masks: one per image from LaMa's thin/medium/thick mixture, written to {output}/masks (--masks)"
+        )
     for model in models:
         settings = method_options.setdefault(model, {})
         if model == "ddpm" and settings.get("weights") is None:
             if not ddpm_run_ready():
                 why = unfinished_run(DDPM_RUN) or f"./{DDPM_RUN} holds no trained model"
-                raise InputError(f"ddpm: no fine-tuned weights: {why}; train one with `inpaint train-ddpm DATA` "
-                                 "(it writes there) or pass --weights ddpm=DIR")
+                raise InputError(
+                    f"ddpm: no fine-tuned weights: {why}; train one with `inpaint train-ddpm DATA` "
+                    "(it writes there) or pass --weights ddpm=DIR"
+                )
             settings["weights"] = str(DDPM_RUN)
             choices.append(f"ddpm weights: {DDPM_RUN} (--weights ddpm=DIR)")
         if model == "sd" and settings.get("lora") is None and settings.get("weights") is None:

@@ -58,8 +58,11 @@ def recorded_options(options, reads: Collection[str] | None = None) -> dict[str,
     from inpaint.models.base import MethodOptions
 
     defaults = asdict(MethodOptions())
-    return {k: v for k, v in asdict(options).items()
-            if k not in _NOT_RECORDED and v != defaults[k] and (reads is None or k in reads)}
+    return {
+        k: v
+        for k, v in asdict(options).items()
+        if k not in _NOT_RECORDED and v != defaults[k] and (reads is None or k in reads)
+    }
 
 
 def method_settings(model: str, options, reads: Collection[str] | None = None) -> dict[str, Any]:
@@ -93,8 +96,10 @@ def weights_used(model: str, options) -> dict[str, str]:
     from inpaint.models.pixel_unet import completion_weights_folder
     from inpaint.models.sd_weights import lora_file
 
-    named = {"ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),
-             "sd": ("lora", lambda path: lora_file(path, use_ema=options.ema))}
+    named = {
+        "ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),
+        "sd": ("lora", lambda path: lora_file(path, use_ema=options.ema)),
+    }
     if model not in named:
         return {}
     key, resolve = named[model]
@@ -213,8 +218,12 @@ def changes(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[Change]:
         before, now = before_options.get(key), now_options.get(key)
         if before == now:
             continue
-        same_files = (key in PATH_OPTIONS and before_prints.get(key) is not None
-                      and before_prints.get(key) == now_prints.get(key) and before_used.get(key) == now_used.get(key))
+        same_files = (
+            key in PATH_OPTIONS
+            and before_prints.get(key) is not None
+            and before_prints.get(key) == now_prints.get(key)
+            and before_used.get(key) == now_used.get(key)
+        )
         if not same_files:
             changed_options.append(key)
             found.append(Change(key, before, now))

@@ -26,18 +26,19 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from inpaint.progress import NullProgress, Progress
-from inpaint.samplers import Denoiser, SampleResult, impose_known, predict_x0, randn_per_image
+from inpaint.samplers import SAMPLERS, Denoiser, SampleResult, check_generators, impose_known, predict_x0
+from inpaint.seeding import per_image_randn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 #: The paper's setting: 250 steps, jumps of 10 steps, 10 passes (2,410 evaluations).
-REPAINT_STEPS = 250
+REPAINT_STEPS = SAMPLERS["repaint"].steps
 REPAINT_JUMP_LENGTH = 10
 REPAINT_JUMP_N_SAMPLE = 10
 #: Our fast variant: 50 steps, jumps of 5 steps, 5 passes, resampling along the whole chain as the
 #: paper does (230 evaluations).
-FAST_STEPS = 50
+FAST_STEPS = SAMPLERS["fast"].steps
 FAST_JUMP_LENGTH = 5
 FAST_JUMP_N_SAMPLE = 5
 
@@ -90,8 +91,8 @@ def fast_schedule(
 
     Jumps at every ``jump_length``-th step from the clean end (index 0) up to ``t_T - jump_length``,
     as in the paper; defaults: 50 + 9 jumps x 4 extra passes x 5 steps = 230 NFE. Resampling
-    near the clean end matters: the same schedule without the jump at index 0 (210 NFE, our
-    previous default) scored 0.71 dB [0.41, 1.01] lower hole PSNR in docs/benchmarks.md.
+    near the clean end matters: the same schedule without the jump at index 0 (210 NFE) scored
+    0.71 dB [0.41, 1.01] lower hole PSNR in docs/benchmarks.md.
     """
     return repaint_schedule(t_T, jump_length, jump_n_sample)
 
@@ -146,8 +147,13 @@ def run_schedule(
     def abar(i: int) -> float:  # ᾱ at respaced index i; index -1 is the clean image
         return 1.0 if i < 0 else float(train_abar[taus[i]])
 
+    check_generators(generators, x0)
     x0, masks = x0.float(), masks.float()
-    x = impose_known(randn_per_image(x0, generators), x0, masks, abar(schedule[0]), generators)
+
+    def noise() -> torch.Tensor:  # fresh noise, image i from generators[i]
+        return per_image_randn(generators, x0.shape[1:], x0.device, x0.dtype)
+
+    x = impose_known(noise(), x0, masks, abar(schedule[0]), generators)
     nfe = schedule_nfe(schedule)
     progress.start(description, total=nfe)
     with torch.no_grad():
@@ -155,7 +161,7 @@ def run_schedule(
             a_from, a_to = abar(i), abar(j)
             alpha = a_to / a_from if j > i else a_from / a_to  # one-step ᾱ ratio, 1 - beta
             if j > i:  # forward: q(x_j | x_i) = N(sqrt(1 - beta) x_i, beta I)
-                x = alpha**0.5 * x + (1.0 - alpha) ** 0.5 * randn_per_image(x, generators)
+                x = alpha**0.5 * x + (1.0 - alpha) ** 0.5 * noise()
                 continue
             t = torch.tensor(taus[i], dtype=torch.long)
             x0_hat = predict_x0(denoiser(x, t), x, a_from, prediction_type)
@@ -166,7 +172,7 @@ def run_schedule(
             mean = (a_to**0.5 * beta * x0_hat + alpha**0.5 * (1.0 - a_to) * x) / (1.0 - a_from)
             if j >= 0:
                 variance = beta if fixed_large else beta * (1.0 - a_to) / (1.0 - a_from)
-                x = mean + variance**0.5 * randn_per_image(x, generators)
+                x = mean + variance**0.5 * noise()
             else:
                 x = mean
             x = impose_known(x, x0, masks, a_to, generators)

@@ -1,6 +1,11 @@
-"""Stateless denoising loops for image completion, all in the model range [-1, 1].
+"""The ``--sampler`` names of every method, and stateless denoising loops in the model range [-1, 1].
 
-Every sampler is a small function ``sample_x(denoiser, x0, masks, generators, ..., progress)``
+:data:`SAMPLERS` is the one registry of sampler names: each name means one algorithm (a diffusers
+scheduler class and the settings that make it that algorithm, or RePaint's own loop) for every
+method that takes it, with its default number of steps. :func:`make_scheduler` builds the
+scheduler for a method; :func:`sampler_spec` refuses a name the method does not take.
+
+Every loop is a small function ``sample_x(denoiser, x0, masks, generators, ..., progress)``
 (k-diffusion style): the model is the only state, passed as a *denoiser*, a callable
 ``(x_t (N, 3, H, W) fp32, t 0-dim long tensor) -> model output (N, 3, H, W) fp32``. Build one
 with :func:`completion_denoiser` (the 7-channel fine-tuned model of the study) or
@@ -12,7 +17,7 @@ image and *all* noise of image i is drawn from ``generators[i]``, so a batch giv
 result as its images run one by one. Samplers return a :class:`SampleResult` whose ``nfe``
 counts network evaluations (each one processes the whole batch).
 
-The known region is re-imposed after every step (the study's sampling, shared/METHOD.md):
+The known region is re-imposed after every step (the study's sampling, docs/method.md, Method 1):
 ``x_{t-1} = m_known * q_sample(x0, t-1, fresh noise) + m_hole * x̂_{t-1}``, where ``t-1`` is the
 noise level the scheduler just stepped to and the last step imposes the clean ``x0``; so the
 known pixels of the result equal ``x0`` exactly. Every scheduler step acts pixel by pixel, so
@@ -26,10 +31,12 @@ re-imposition.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from inpaint.errors import InputError
 from inpaint.progress import NullProgress, Progress
+from inpaint.seeding import per_image_randn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -37,11 +44,92 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: ``(x_t, t) -> model output``; see the module docstring.
 Denoiser = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
-#: Samplers built on diffusers' schedulers.
-SchedulerSampler = Literal["ddpm", "ddim", "dpmpp"]
-#: Default number of steps (= network evaluations) of each scheduler sampler; 1000 ancestral steps
-#: is the study's setting (see :class:`inpaint.models.ddpm.DDPMInpainter` for the method's default).
-DEFAULT_STEPS: dict[str, int] = {"ddpm": 1000, "ddim": 50, "dpmpp": 25}
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """What one ``--sampler`` name means, the same for every method that takes it.
+
+    ``scheduler`` is the diffusers scheduler class (``None``: a loop of its own, RePaint's);
+    ``kwargs`` the settings that make it this algorithm, applied for every method; ``pixel_kwargs``
+    those added in this module's pixel-space loops, whose chain must start from pure noise (see
+    :func:`make_scheduler`; ``sd`` keeps its pipeline's own timestep spacing). ``steps`` is the
+    default number of steps where the method has none of its own (``sd`` runs 50 whatever the
+    sampler; ``ddpm`` 25 when no sampler is named). ``methods`` lists the methods that take it.
+    """
+
+    name: str
+    title: str
+    scheduler: str | None
+    steps: int
+    methods: tuple[str, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    pixel_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Every ``--sampler`` name. The pixel loops re-impose the known region as a variance-preserving
+#: ``q_sample``, so the ``ddpm`` method takes the VP schedulers only; Euler, PNDM and UniPC are
+#: ``sd``'s (its pipeline handles any scheduler). RePaint's loops are its own (:mod:`inpaint.repaint`).
+SAMPLERS: dict[str, SamplerSpec] = {
+    spec.name: spec
+    for spec in (
+        # Ancestral DDPM (Ho et al. 2020); 1000 steps is the study's setting.
+        SamplerSpec(
+            "ddpm", "DDPM", "DDPMScheduler", 1000, ("ddpm", "sd"), pixel_kwargs={"timestep_spacing": "trailing"}
+        ),
+        # Deterministic DDIM, eta = 0 (Song, Meng & Ermon 2021).
+        SamplerSpec(
+            "ddim",
+            "DDIM",
+            "DDIMScheduler",
+            50,
+            ("ddpm", "sd"),
+            pixel_kwargs={"timestep_spacing": "leading", "set_alpha_to_one": True},
+        ),
+        # DPM-Solver++(2M), the deterministic multistep solver of the diffusion ODE (Lu et al. 2022).
+        SamplerSpec(
+            "dpmpp",
+            "DPM-Solver++",
+            "DPMSolverMultistepScheduler",
+            25,
+            ("ddpm", "sd"),
+            kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2},
+            pixel_kwargs={"timestep_spacing": "trailing"},
+        ),
+        # Its SDE form ("DPM++ 2M SDE"): fresh noise at every step, drawn per image.
+        SamplerSpec(
+            "dpmpp-sde",
+            "SDE-DPM-Solver++",
+            "DPMSolverMultistepScheduler",
+            25,
+            ("ddpm", "sd"),
+            kwargs={"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+            pixel_kwargs={"timestep_spacing": "trailing"},
+        ),
+        SamplerSpec("euler", "Euler", "EulerDiscreteScheduler", 50, ("sd",)),
+        SamplerSpec("euler-a", "Euler ancestral", "EulerAncestralDiscreteScheduler", 50, ("sd",)),
+        # PNDM's Runge-Kutta warm-up breaks at few steps; SD's own PNDM config skips it (PLMS).
+        SamplerSpec("pndm", "PNDM", "PNDMScheduler", 50, ("sd",), kwargs={"skip_prk_steps": True}),
+        SamplerSpec("unipc", "UniPC", "UniPCMultistepScheduler", 50, ("sd",)),
+        # RePaint's resampling schedules (inpaint.repaint): the paper's, and our five-fold cheaper one.
+        SamplerSpec("repaint", "RePaint", None, 250, ("repaint",)),
+        SamplerSpec("fast", "RePaint-fast", None, 50, ("repaint",)),
+    )
+}
+
+
+def sampler_names(method: str) -> list[str]:
+    """The ``--sampler`` names ``method`` takes, in registry order."""
+    return [name for name, spec in SAMPLERS.items() if method in spec.methods]
+
+
+def sampler_spec(method: str, name: str) -> SamplerSpec:
+    """The registry entry of ``--sampler name`` for ``method``; an :class:`InputError` naming the
+    method's samplers if it takes no such name."""
+    spec = SAMPLERS.get(name)
+    if spec is None or method not in spec.methods:
+        raise InputError(f"--sampler {name!r}: {method} supports {', '.join(sampler_names(method))}")
+    return spec
 
 
 @dataclass
@@ -106,19 +194,11 @@ def unconditional_denoiser(unet: UNet2DModel, dtype: torch.dtype | None = None) 
 # ---- noise and the forward process ----------------------------------------------------------
 
 
-def randn_per_image(like: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """Standard normal noise shaped like ``like``; image i drawn from ``generators[i]`` only.
-
-    Drawn on each generator's device in fp32, then moved to ``like``'s device and dtype, so the
-    numbers do not depend on the batch size or on where the model runs.
-    """
-    import torch
-
-    if len(generators) != like.shape[0]:
-        raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]}")
-    shape = (1, *like.shape[1:])
-    draws = [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in generators]
-    return torch.cat([d.to(like.device) for d in draws]).to(like.dtype)
+def check_generators(generators: Sequence[torch.Generator], x: torch.Tensor) -> None:
+    """Refuse a generator count that differs from the batch size of ``x`` (N, ...): one generator
+    would otherwise broadcast its noise over every image."""
+    if len(generators) != x.shape[0]:
+        raise ValueError(f"got {len(generators)} generators for a batch of {x.shape[0]}")
 
 
 def q_sample(x0: torch.Tensor, alpha_bar: float, noise: torch.Tensor) -> torch.Tensor:
@@ -143,14 +223,17 @@ def impose_known(
     if alpha_bar >= 1.0:
         known = x0
     else:
-        known = q_sample(x0, alpha_bar, randn_per_image(x, generators))
+        known = q_sample(x0, alpha_bar, per_image_randn(generators, x.shape[1:], x.device, x.dtype))
     return torch.where(masks > 0.5, x, known.to(x.dtype))
 
 
-def predict_x0(
-    output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction_type: str
-) -> torch.Tensor:
-    """The model's estimate of x0 from its output (epsilon, sample or v prediction)."""
+#: The model outputs diffusers' schedulers define (``prediction_type``) and this package trains and samples.
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def predict_x0(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: float, prediction_type: str) -> torch.Tensor:
+    """The model's estimate of x0 from its output (epsilon, sample or v prediction); the inverse of
+    :func:`training_target` at the same noise level."""
     if prediction_type == "epsilon":
         return (x_t - (1.0 - alpha_bar) ** 0.5 * output) / alpha_bar**0.5
     if prediction_type == "sample":
@@ -160,45 +243,63 @@ def predict_x0(
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
+def training_target(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the model learns to output at ``x_t = scheduler.add_noise(x0, noise, t)``, by the
+    scheduler's ``prediction_type``: ``noise`` (epsilon), the velocity
+    ``sqrt(ᾱ_t) noise - sqrt(1 - ᾱ_t) x0`` (v_prediction, Salimans & Ho 2022) or ``x0`` (sample).
+
+    x0, noise: (N, C, H, W), any range (pixels in [-1, 1], or latents); t: (N,) long timesteps.
+    Returns (N, C, H, W). ``scheduler`` is a diffusers noise scheduler (``DDPMScheduler``).
+    """
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unknown prediction_type {kind!r}; expected one of {', '.join(PREDICTION_TYPES)}")
+
+
 # ---- samplers on diffusers' schedulers ------------------------------------------------------
 
 
-def make_scheduler(sampler: SchedulerSampler, scheduler_config: Mapping[str, Any]) -> Any:
-    """A fresh diffusers scheduler for ``sampler`` with the model's noise schedule.
+def make_scheduler(sampler: str, scheduler_config: Mapping[str, Any], method: str = "ddpm") -> Any:
+    """A fresh diffusers scheduler for ``sampler`` (a :data:`SAMPLERS` name) as ``method`` runs it,
+    built from the model's scheduler config (its noise schedule).
 
-    DDPM and DPM-Solver++ use ``timestep_spacing="trailing"``, so the first step is at t = T-1
-    where x_T is pure noise, as sampling assumes (Lin et al. 2024, "Common diffusion noise
-    schedules and sample steps are flawed", Table 2). DDIM keeps "leading" spacing: its step
-    assumes the constant stride T // steps, which trailing timesteps break whenever ``steps``
-    does not divide T (it would land between timesteps and finish at t = 0, not at the clean
-    image); leading starts a little below T-1 (980 for 50 of 1000 steps; counts whose stride
-    covers under 90 % of T are refused by :func:`steps_problem`). DDIM runs with
-    eta = 0. DPM-Solver++ is the 2nd-order multistep solver of the diffusion *SDE*
-    (``sde-dpmsolver++``, Lu et al. 2022; "DPM++ 2M SDE"), which draws fresh noise at every step:
-    with known-region re-imposition its deterministic ODE form scored ~3.7 dB lower hole PSNR on
-    the benchmark of docs/benchmarks.md, with or without x0 clipping. Its 1st-order form is the
-    ``ddpm`` sampler on the same steps. x0_hat is clipped when the config has ``clip_sample``.
+    ``sd`` gets the class with the sampler's ``kwargs`` on its pipeline's config, timestep spacing
+    included. The pixel methods also get ``pixel_kwargs``: DDPM and DPM-Solver++ use
+    ``timestep_spacing="trailing"``, so the first step is at t = T-1 where x_T is pure noise, as
+    sampling assumes (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+    flawed", Table 2). DDIM keeps "leading" spacing: its step assumes the constant stride
+    T // steps, which trailing timesteps break whenever ``steps`` does not divide T (it would land
+    between timesteps and finish at t = 0, not at the clean image); leading starts a little below
+    T-1 (980 for 50 of 1000 steps; counts whose stride covers under 90 % of T are refused by
+    :func:`steps_problem`). DDIM runs with eta = 0. With known-region re-imposition, the SDE form
+    of DPM-Solver++ (``dpmpp-sde``) scored ~3.7 dB higher hole PSNR than the deterministic one
+    (``dpmpp``) on the benchmark of docs/benchmarks.md, with or without x0 clipping; its
+    1st-order form is the ``ddpm`` sampler on the same steps. x0_hat is clipped when the config
+    has ``clip_sample``.
     """
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+    import diffusers
 
+    spec = SAMPLERS.get(sampler)
+    if spec is None or spec.scheduler is None or method not in spec.methods:
+        names = [name for name in sampler_names(method) if SAMPLERS[name].scheduler is not None]
+        raise ValueError(f"unknown sampler {sampler!r} for {method}; choose from {', '.join(names)}")
     config = dict(scheduler_config)
-    if sampler == "ddpm":
-        return DDPMScheduler.from_config(config, timestep_spacing="trailing")
-    if sampler == "ddim":
-        return DDIMScheduler.from_config(config, timestep_spacing="leading", set_alpha_to_one=True)
-    if sampler == "dpmpp":
-        # DPM-Solver++ has no clip_sample; dynamic thresholding with a maximum of the clip range
-        # always scales by 1, i.e. it clips x0_hat exactly as DDPM/DDIM do for pixel models.
-        clip = bool(config.get("clip_sample", False))
-        return DPMSolverMultistepScheduler.from_config(
-            config,
-            timestep_spacing="trailing",
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            thresholding=clip,
-            sample_max_value=float(config.get("clip_sample_range", 1.0)),
-        )
-    raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(DEFAULT_STEPS)}")
+    kwargs = dict(spec.kwargs)
+    if method != "sd":
+        kwargs.update(spec.pixel_kwargs)
+        if spec.scheduler == "DPMSolverMultistepScheduler":
+            # DPM-Solver++ has no clip_sample; dynamic thresholding with a maximum of the clip range
+            # always scales by 1, i.e. it clips x0_hat exactly as DDPM/DDIM do for pixel models.
+            kwargs.update(
+                thresholding=bool(config.get("clip_sample", False)),
+                sample_max_value=float(config.get("clip_sample_range", 1.0)),
+            )
+    return getattr(diffusers, spec.scheduler).from_config(config, **kwargs)
 
 
 def steps_problem(sampler: str, steps: int, train_steps: int) -> str | None:
@@ -213,9 +314,11 @@ def steps_problem(sampler: str, steps: int, train_steps: int) -> str | None:
     if sampler != "ddim" or steps > train_steps or _covers(steps, train_steps):
         return None
     fine = max(n for n in range(1, steps) if _covers(n, train_steps))
-    return (f"DDIM on {steps} steps would start at t = {(steps - 1) * (train_steps // steps)} of {train_steps}: "
-            f"its stride {train_steps} // {steps} = {train_steps // steps} covers only "
-            f"{train_steps // steps * steps} of the timesteps; use {fine} steps, or the ddpm sampler")
+    return (
+        f"DDIM on {steps} steps would start at t = {(steps - 1) * (train_steps // steps)} of {train_steps}: "
+        f"its stride {train_steps} // {steps} = {train_steps // steps} covers only "
+        f"{train_steps // steps * steps} of the timesteps; use {fine} steps, or the ddpm sampler"
+    )
 
 
 def _covers(steps: int, train_steps: int) -> bool:
@@ -260,10 +363,11 @@ def sample_with_scheduler(
     progress = progress or NullProgress()
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
+    check_generators(generators, x0)
     x0, masks = x0.float(), masks.float()
     scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps
-    x = randn_per_image(x0, generators) * scheduler.init_noise_sigma
+    x = per_image_randn(generators, x0.shape[1:], x0.device, x0.dtype) * scheduler.init_noise_sigma
     x = impose_known(x, x0, masks, float(scheduler.alphas_cumprod[int(timesteps[0])]), generators)
     # DDPM's and SDE-DPM-Solver++'s noise is drawn by scheduler.step; diffusers' randn_tensor
     # draws image i from generators[i] when given a list (DDIM with eta=0 draws nothing).
@@ -279,13 +383,34 @@ def sample_with_scheduler(
     return SampleResult(images=x.clamp(-1.0, 1.0), nfe=len(timesteps))
 
 
+def sample_named(
+    sampler: str,
+    denoiser: Denoiser,
+    x0: torch.Tensor,
+    masks: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    scheduler_config: Mapping[str, Any],
+    steps: int | None = None,
+    progress: Progress | None = None,
+) -> SampleResult:
+    """Sample with the scheduler sampler named ``sampler`` (a :data:`SAMPLERS` name the ``ddpm``
+    method takes: ``ddpm``, ``ddim``, ``dpmpp``, ``dpmpp-sde``) on ``steps`` steps (default: the
+    sampler's), as :func:`sample_with_scheduler` does. The stochastic samplers (``ddpm``,
+    ``dpmpp-sde``) draw their noise per image from ``generators``."""
+    spec = SAMPLERS[sampler]
+    scheduler = make_scheduler(sampler, scheduler_config)
+    return sample_with_scheduler(
+        denoiser, scheduler, x0, masks, generators, steps or spec.steps, progress=progress, description=spec.title
+    )
+
+
 def sample_ddpm(
     denoiser: Denoiser,
     x0: torch.Tensor,
     masks: torch.Tensor,
     generators: Sequence[torch.Generator],
     scheduler_config: Mapping[str, Any],
-    steps: int = DEFAULT_STEPS["ddpm"],
+    steps: int = SAMPLERS["ddpm"].steps,
     progress: Progress | None = None,
 ) -> SampleResult:
     """Ancestral DDPM sampling (Ho et al., NeurIPS 2020); 1000 steps is the study's setting.
@@ -293,48 +418,4 @@ def sample_ddpm(
     Fewer steps take the DDPM posterior between the ``steps`` trailing timesteps; 25 of them is the
     ``ddpm`` method's default (the best sampler at <= 25 evaluations in docs/benchmarks.md).
     """
-    scheduler = make_scheduler("ddpm", scheduler_config)
-    return sample_with_scheduler(
-        denoiser, scheduler, x0, masks, generators, steps, progress=progress, description="DDPM"
-    )
-
-
-def sample_ddim(
-    denoiser: Denoiser,
-    x0: torch.Tensor,
-    masks: torch.Tensor,
-    generators: Sequence[torch.Generator],
-    scheduler_config: Mapping[str, Any],
-    steps: int = DEFAULT_STEPS["ddim"],
-    progress: Progress | None = None,
-) -> SampleResult:
-    """Deterministic DDIM sampling, eta = 0 (Song, Meng & Ermon, ICLR 2021)."""
-    scheduler = make_scheduler("ddim", scheduler_config)
-    return sample_with_scheduler(
-        denoiser, scheduler, x0, masks, generators, steps, progress=progress, description="DDIM"
-    )
-
-
-def sample_dpmpp(
-    denoiser: Denoiser,
-    x0: torch.Tensor,
-    masks: torch.Tensor,
-    generators: Sequence[torch.Generator],
-    scheduler_config: Mapping[str, Any],
-    steps: int = DEFAULT_STEPS["dpmpp"],
-    progress: Progress | None = None,
-) -> SampleResult:
-    """SDE-DPM-Solver++(2M) multistep sampling (Lu et al., arXiv:2211.01095, 2022): stochastic,
-    its noise drawn per image from ``generators``."""
-    scheduler = make_scheduler("dpmpp", scheduler_config)
-    return sample_with_scheduler(
-        denoiser, scheduler, x0, masks, generators, steps, progress=progress, description="DPM-Solver++"
-    )
-
-
-#: The scheduler samplers by name (``--sampler``).
-SAMPLERS: dict[str, Callable[..., SampleResult]] = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "dpmpp": sample_dpmpp,
-}
+    return sample_named("ddpm", denoiser, x0, masks, generators, scheduler_config, steps, progress)

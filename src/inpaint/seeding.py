@@ -8,6 +8,7 @@ on the order items are processed in, the batch size or the number of processes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,3 +49,25 @@ def torch_generator(seed: int, *identity: object, device: str | torch.device = "
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, *identity))
     return generator
+
+
+def per_image_randn(
+    generators: Sequence[torch.Generator],
+    shape: Sequence[int],
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Standard normal noise (len(generators), *shape); row i is drawn from ``generators[i]`` alone.
+
+    ``shape`` is one image's (C, H, W, or any other per-item shape). Each row is drawn in fp32 on
+    its generator's device, then moved to ``device`` and cast to ``dtype`` (default: where and as
+    drawn), so a batch gets the same numbers as its images drawn one by one, whatever the batch
+    size or the device the model runs on.
+    """
+    import torch
+
+    if not generators:
+        raise ValueError("per_image_randn: no generators (one per image is needed)")
+    draws = [torch.randn(tuple(shape), generator=g, device=g.device, dtype=torch.float32) for g in generators]
+    noise = torch.stack([d.to(device) for d in draws]) if device is not None else torch.stack(draws)
+    return noise if dtype is None else noise.to(dtype)

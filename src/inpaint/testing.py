@@ -31,46 +31,105 @@ TINY_SIZE = 32
 
 #: google/ddpm-celebahq-256, config.json (UNet2DModel; 113.7 M parameters).
 DDPM_CELEBAHQ_256: dict[str, Any] = dict(
-    sample_size=256, in_channels=3, out_channels=3, center_input_sample=False, time_embedding_type="positional",
-    freq_shift=1, flip_sin_to_cos=False, down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D",
-                                                           "AttnDownBlock2D", "DownBlock2D"),
+    sample_size=256,
+    in_channels=3,
+    out_channels=3,
+    center_input_sample=False,
+    time_embedding_type="positional",
+    freq_shift=1,
+    flip_sin_to_cos=False,
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
-    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2, mid_block_scale_factor=1,
-    downsample_padding=0, act_fn="silu", attention_head_dim=None, norm_num_groups=32, norm_eps=1e-6,
+    block_out_channels=(128, 128, 256, 256, 512, 512),
+    layers_per_block=2,
+    mid_block_scale_factor=1,
+    downsample_padding=0,
+    act_fn="silu",
+    attention_head_dim=None,
+    norm_num_groups=32,
+    norm_eps=1e-6,
 )
 #: google/ddpm-celebahq-256, scheduler_config.json.
-DDPM_SCHEDULER: dict[str, Any] = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
-                                      beta_schedule="linear", variance_type="fixed_small", clip_sample=True)
+DDPM_SCHEDULER: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_start=0.0001,
+    beta_end=0.02,
+    beta_schedule="linear",
+    variance_type="fixed_small",
+    clip_sample=True,
+)
 #: stable-diffusion-v1-5/stable-diffusion-inpainting, unet/config.json (859.5 M parameters).
 SD15_INPAINT_UNET: dict[str, Any] = dict(
-    sample_size=64, in_channels=9, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+    sample_size=64,
+    in_channels=9,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    act_fn="silu",
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    cross_attention_dim=768,
+    attention_head_dim=8,
 )
 #: vae/config.json (AutoencoderKL; 83.7 M parameters).
 SD15_VAE: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=512,
+    scaling_factor=0.18215,
 )
 #: text_encoder/config.json (CLIPTextModel of CLIP ViT-L/14; 123.1 M parameters).
 SD15_TEXT: dict[str, Any] = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
-    num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1,
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    projection_dim=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+    bos_token_id=0,
+    eos_token_id=2,
+    pad_token_id=1,
 )
 #: scheduler/scheduler_config.json (PNDM, PLMS form).
-SD15_SCHEDULER: dict[str, Any] = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                      num_train_timesteps=1000, skip_prk_steps=True, set_alpha_to_one=False,
-                                      steps_offset=1)
+SD15_SCHEDULER: dict[str, Any] = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    num_train_timesteps=1000,
+    skip_prk_steps=True,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
 #: Salesforce/blip-image-captioning-base, config.json (BlipForConditionalGeneration; 224 M parameters as
 #: built here). The special token ids are filled in from the (small) tokenizer the builder writes.
-BLIP_BASE_TEXT: dict[str, Any] = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072,
-                                      num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=512)
-BLIP_BASE_VISION: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                        num_attention_heads=12, image_size=384, patch_size=16)
+BLIP_BASE_TEXT: dict[str, Any] = dict(
+    vocab_size=30524,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+)
+BLIP_BASE_VISION: dict[str, Any] = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=384, patch_size=16
+)
 BLIP_BASE_PROJECTION = 512
 #: Parameter counts of the published models, in millions (what the builders above must give).
 PUBLISHED_MILLIONS = {"ddpm unet": 113.7, "sd unet": 859.5, "sd vae": 83.7, "sd text encoder": 123.1}
@@ -105,8 +164,14 @@ def celebahq_shaped_unet2d(in_channels: int = 3, seed: int = 0):
     from diffusers import UNet2DModel
 
     torch.manual_seed(seed)
-    config = {**DDPM_CELEBAHQ_256, "block_out_channels": (8, 8, 16, 16, 32, 32), "layers_per_block": 1,
-              "norm_num_groups": 8, "attention_head_dim": 8, "in_channels": in_channels}
+    config = {
+        **DDPM_CELEBAHQ_256,
+        "block_out_channels": (8, 8, 16, 16, 32, 32),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "attention_head_dim": 8,
+        "in_channels": in_channels,
+    }
     return UNet2DModel(**config)
 
 
@@ -160,9 +225,29 @@ def save_real_size_ddpm(directory: Path, *, seed: int = 0) -> Path:
 # ---- Stable Diffusion inpainting --------------------------------------------------------------
 
 _CLIP_VOCAB = [
-    "l", "o", "w", "e", "r", "s", "t", "i", "d", "n",
-    "lo", "l</w>", "w</w>", "r</w>", "t</w>", "low</w>", "er</w>", "lowest</w>", "newer</w>", "wider",
-    "<unk>", "<|startoftext|>", "<|endoftext|>",
+    "l",
+    "o",
+    "w",
+    "e",
+    "r",
+    "s",
+    "t",
+    "i",
+    "d",
+    "n",
+    "lo",
+    "l</w>",
+    "w</w>",
+    "r</w>",
+    "t</w>",
+    "low</w>",
+    "er</w>",
+    "lowest</w>",
+    "newer</w>",
+    "wider",
+    "<unk>",
+    "<|startoftext|>",
+    "<|endoftext|>",
 ]
 _CLIP_MERGES = ["#version: 0.2", "l o", "lo w</w>", "e r</w>", ""]
 
@@ -187,8 +272,14 @@ def _save_sd_pipeline(directory: Path, unet, vae, text_encoder, scheduler) -> Pa
     with tempfile.TemporaryDirectory() as tokenizer_dir:
         tokenizer = tiny_clip_tokenizer(Path(tokenizer_dir))
     pipeline = StableDiffusionInpaintPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipeline.save_pretrained(directory)
     return Path(directory)
@@ -254,18 +345,41 @@ def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=64, in_channels=9, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=9,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=16,
     )
     vae = AutoencoderKL(
-        block_out_channels=[8, 8, 16, 16], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=4, norm_num_groups=8, layers_per_block=1,
-        sample_size=512, scaling_factor=0.18215,
+        block_out_channels=[8, 8, 16, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=512,
+        scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37,
-                                                layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2,
-                                                pad_token_id=1, vocab_size=1000))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    )
     return _save_sd_pipeline(directory, unet, vae, text_encoder, PNDMScheduler(**SD15_SCHEDULER))
 
 
@@ -277,8 +391,11 @@ def save_real_size_sd_inpaint(directory: Path, *, seed: int = 0, dtype=None) -> 
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    parts = [UNet2DConditionModel(**SD15_INPAINT_UNET), AutoencoderKL(**SD15_VAE),
-             CLIPTextModel(CLIPTextConfig(**SD15_TEXT))]
+    parts = [
+        UNet2DConditionModel(**SD15_INPAINT_UNET),
+        AutoencoderKL(**SD15_VAE),
+        CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
+    ]
     if dtype is not None:
         parts = [part.to(dtype) for part in parts]
     return _save_sd_pipeline(directory, *parts, PNDMScheduler(**SD15_SCHEDULER))
@@ -287,13 +404,32 @@ def save_real_size_sd_inpaint(directory: Path, *, seed: int = 0, dtype=None) -> 
 # ---- BLIP captioning ----------------------------------------------------------------------------
 
 _BERT_VOCAB = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]",
-    "a", "photo", "of", "cat", "dog", "with", "the", "face", "woman", "man", "smiling", "red", "hat", "and",
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[DEC]",
+    "a",
+    "photo",
+    "of",
+    "cat",
+    "dog",
+    "with",
+    "the",
+    "face",
+    "woman",
+    "man",
+    "smiling",
+    "red",
+    "hat",
+    "and",
 ]
 
 
-def _save_blip(directory: Path, text: dict[str, Any], vision: dict[str, Any], projection_dim: int,
-               image_size: int, seed: int) -> Path:
+def _save_blip(
+    directory: Path, text: dict[str, Any], vision: dict[str, Any], projection_dim: int, image_size: int, seed: int
+) -> Path:
     import torch
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
@@ -305,12 +441,14 @@ def _save_blip(directory: Path, text: dict[str, Any], vision: dict[str, Any], pr
     dec, sep, pad = (tokenizer.convert_tokens_to_ids(t) for t in ("[DEC]", "[SEP]", "[PAD]"))
     config = BlipConfig(
         text_config=dict(text, bos_token_id=dec, sep_token_id=sep, eos_token_id=sep, pad_token_id=pad),
-        vision_config=vision, projection_dim=projection_dim,
+        vision_config=vision,
+        projection_dim=projection_dim,
     )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config)
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
-                              tokenizer=tokenizer)
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
+    )
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
@@ -322,23 +460,37 @@ def save_tiny_blip(directory: Path, seed: int = 0) -> Path:
     The text config's ``bos_token_id``/``sep_token_id`` must be the tokenizer's ``[DEC]``/``[SEP]``
     ids: ``generate`` forces them, and the defaults lie outside a tiny vocabulary.
     """
-    text = dict(vocab_size=len(_BERT_VOCAB), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=64)
-    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-                  patch_size=8)
+    text = dict(
+        vocab_size=len(_BERT_VOCAB),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
     return _save_blip(directory, text, vision, projection_dim=32, image_size=32, seed=seed)
 
 
 def save_real_size_blip(directory: Path, seed: int = 0) -> Path:
-    """``Salesforce/blip-image-captioning-base``'s architecture (384 px, ViT-B/16 + BERT-base decoder), random weights."""
+    """``Salesforce/blip-image-captioning-base``'s architecture (384 px, ViT-B/16 + BERT-base decoder),
+    random weights."""
     return _save_blip(directory, BLIP_BASE_TEXT, BLIP_BASE_VISION, BLIP_BASE_PROJECTION, image_size=384, seed=seed)
 
 
 # ---- a hand-laid Hugging Face cache ------------------------------------------------------------
 
 
-def install_in_hub_cache(folder: str | os.PathLike[str], repo_id: str, hub_cache: str | os.PathLike[str] | None = None,
-                         revision: str = "0" * 40, *, move: bool = False) -> Path:
+def install_in_hub_cache(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    hub_cache: str | os.PathLike[str] | None = None,
+    revision: str = "0" * 40,
+    *,
+    move: bool = False,
+) -> Path:
     """Lay ``folder`` out as the cached snapshot of hub model ``repo_id``; returns the snapshot folder.
 
     Writes ``<hub_cache>/models--ORG--NAME/refs/main`` (holding ``revision``) and the files under
@@ -347,7 +499,9 @@ def install_in_hub_cache(folder: str | os.PathLike[str], repo_id: str, hub_cache
     real download. ``hub_cache`` defaults to huggingface_hub's (``$HF_HOME/hub``, read when called).
     """
     if hub_cache is None:
-        hub_cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+        hub_cache = Path(
+            os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub"
+        )
     root = Path(hub_cache).expanduser() / f"models--{repo_id.replace('/', '--')}"
     (root / "refs").mkdir(parents=True, exist_ok=True)
     (root / "refs" / "main").write_text(revision)
@@ -366,8 +520,9 @@ def install_in_hub_cache(folder: str | os.PathLike[str], repo_id: str, hub_cache
 DISPLAY_P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))
 
 
-def rgb_icc_profile(description: str = "Display P3 (test)", colorants=DISPLAY_P3_COLORANTS,
-                    gamma: float = 2.2) -> bytes:
+def rgb_icc_profile(
+    description: str = "Display P3 (test)", colorants=DISPLAY_P3_COLORANTS, gamma: float = 2.2
+) -> bytes:
     """A minimal, valid ICC v2 RGB display profile (matrix and gamma curves), built from numbers.
 
     The default is Display P3 with a plain 2.2 gamma: a wide-gamut profile whose pixels mean
@@ -383,13 +538,29 @@ def rgb_icc_profile(description: str = "Display P3 (test)", colorants=DISPLAY_P3
         return b"XYZ " + bytes(4) + b"".join(s15(v) for v in values)
 
     ascii_text = description.encode("ascii") + b"\0"
-    desc = (b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text
-            + bytes(4) + bytes(4) + bytes(2) + bytes(1) + bytes(67))  # no Unicode, no ScriptCode text
+    desc = (
+        b"desc"
+        + bytes(4)
+        + struct.pack(">I", len(ascii_text))
+        + ascii_text
+        + bytes(4)
+        + bytes(4)
+        + bytes(2)
+        + bytes(1)
+        + bytes(67)
+    )  # no Unicode, no ScriptCode text
     curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
-    tags = [(b"desc", desc), (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
-            (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
-            (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])), (b"bXYZ", xyz(colorants[2])),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    tags = [
+        (b"desc", desc),
+        (b"cprt", b"text" + bytes(4) + b"No copyright, test data\0"),
+        (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
+        (b"rXYZ", xyz(colorants[0])),
+        (b"gXYZ", xyz(colorants[1])),
+        (b"bXYZ", xyz(colorants[2])),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for signature, body in tags:
@@ -397,9 +568,27 @@ def rgb_icc_profile(description: str = "Display P3 (test)", colorants=DISPLAY_P3
         table += signature + struct.pack(">II", offset + len(data), len(body))
         data += body
     size = offset + len(data)
-    header = (struct.pack(">I", size) + bytes(4) + bytes((2, 0x10, 0, 0)) + b"mntr" + b"RGB " + b"XYZ "
-              + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + bytes(4) + bytes(4) + bytes(4) + bytes(4)
-              + bytes(8) + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16)
-              + bytes(28))
+    header = (
+        struct.pack(">I", size)
+        + bytes(4)
+        + bytes((2, 0x10, 0, 0))
+        + b"mntr"
+        + b"RGB "
+        + b"XYZ "
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + bytes(4)
+        + bytes(4)
+        + bytes(4)
+        + bytes(4)
+        + bytes(8)
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + bytes(4)
+        + bytes(16)
+        + bytes(28)
+    )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data

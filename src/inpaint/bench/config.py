@@ -82,8 +82,10 @@ class BenchConfig:
             (self.worst_k >= 0, f"--worst-k {self.worst_k}: must not be negative"),
             (self.grid_images >= 0, f"--grid-images {self.grid_images}: must not be negative"),
             (self.kid_subsets >= 1, f"--kid-subsets {self.kid_subsets}: must be at least 1"),
-            (self.kid_subset_size is None or self.kid_subset_size >= 2,
-             f"--kid-subset-size {self.kid_subset_size}: must be at least 2"),
+            (
+                self.kid_subset_size is None or self.kid_subset_size >= 2,
+                f"--kid-subset-size {self.kid_subset_size}: must be at least 2",
+            ),
             (self.lpips_net in ("alex", "vgg"), f"--lpips-net {self.lpips_net!r}: choose alex or vgg"),
         ]
         for ok, message in checks:
@@ -91,8 +93,9 @@ class BenchConfig:
                 raise InputError(message)
         unknown = sorted(set(self.method_options) - set(self.models))
         if unknown:
-            raise InputError(f"settings given for {', '.join(unknown)}, which is not among --models "
-                             f"({', '.join(self.models)})")
+            raise InputError(
+                f"settings given for {', '.join(unknown)}, which is not among --models ({', '.join(self.models)})"
+            )
         self.check_method_options()
 
     def check_method_options(self) -> None:
@@ -209,8 +212,7 @@ _RANGES = {
     "jump_n_sample": (lambda v: v >= 1, "must be at least 1"),
     "guidance": (lambda v: math.isfinite(v) and v >= 0, "must be a number, 0 or more"),
     # Below 1, Stable Diffusion starts the hole from the pixels under it: the ground truth here.
-    "strength": (lambda v: v == 1, "must be 1 in a benchmark (below 1 the hole starts from the ground truth "
-                 "under it)"),
+    "strength": (lambda v: v == 1, "must be 1 in a benchmark (below 1 the hole starts from the ground truth under it)"),
     "mask_blur": (lambda v: v >= 0, "must be 0 or more"),
     "crop_padding": (lambda v: v >= 0, "must be 0 or more"),
 }

@@ -92,11 +92,11 @@ def preset_masks(data: Path, output: Path, preset: str, seed: int) -> dict[str, 
     if manifest is not None and manifest.get("presets") == presets and manifest.get("seed") == seed:
         images, _ = io.list_images(data)
         entries = manifest.get("files", {})
-        if all(_mask_fits(entries.get(f"{p.stem}.png", {}), p) and (folder / f"{p.stem}.png").is_file()
-               for p in images):
+        if all(
+            _mask_fits(entries.get(f"{p.stem}.png", {}), p) and (folder / f"{p.stem}.png").is_file() for p in images
+        ):
             return {}
-    summary = mask_sets.masks_for_images(data, folder, presets=presets, seed=seed, overwrite=True,
-                                         skip_unreadable=True)
+    summary = mask_sets.masks_for_images(data, folder, presets=presets, seed=seed, overwrite=True, skip_unreadable=True)
     return {Path(name).stem: error for name, error in summary.unreadable.items()}
 
 
@@ -138,8 +138,15 @@ def is_preset(masks: str) -> bool:
     return preset_names(masks) is not None
 
 
-def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal["folder", "preset"],
-                  preset: str | None, unreadable: dict[str, str] | None = None) -> tuple[list[BenchPair], MaskSource]:
+def collect_pairs(
+    data: Path,
+    mask_folder: Path,
+    output: Path,
+    *,
+    kind: Literal["folder", "preset"],
+    preset: str | None,
+    unreadable: dict[str, str] | None = None,
+) -> tuple[list[BenchPair], MaskSource]:
     """Match images to masks by stem, hash every file, and note each mask's preset.
 
     Pairs are sorted by name, so every process sees the same list in the same order. With preset
@@ -158,11 +165,13 @@ def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal[
         for image in images:
             mask = mask_folder / f"{image.stem}.png"
             if mask.is_file():
-                pairs.append(Pair(image=image, mask=mask, output=output / OUTPUTS_SUBDIR / f"{image.stem}.png",
-                                  name=image.stem))
+                pairs.append(
+                    Pair(image=image, mask=mask, output=output / OUTPUTS_SUBDIR / f"{image.stem}.png", name=image.stem)
+                )
             else:
-                missing[image.stem] = (unreadable or {}).get(image.stem, f"{image}: no mask could be made "
-                                                             "(its header cannot be read)")
+                missing[image.stem] = (unreadable or {}).get(
+                    image.stem, f"{image}: no mask could be made (its header cannot be read)"
+                )
         ignored = [p.name for p in others]
     else:
         pairs, ignored = pair_folders(data, mask_folder, output / OUTPUTS_SUBDIR)
@@ -172,14 +181,16 @@ def collect_pairs(data: Path, mask_folder: Path, output: Path, *, kind: Literal[
     result = []
     for pair in sorted(pairs, key=lambda p: p.name):
         entry = entries.get(pair.mask.name, {})
-        result.append(BenchPair(
-            name=pair.name,
-            image=pair.image,
-            mask=pair.mask,
-            preset=str(entry.get("preset") or preset or UNSPECIFIED_PRESET),
-            image_sha256=file_sha256(pair.image),
-            mask_sha256=file_sha256(pair.mask),
-        ))
+        result.append(
+            BenchPair(
+                name=pair.name,
+                image=pair.image,
+                mask=pair.mask,
+                preset=str(entry.get("preset") or preset or UNSPECIFIED_PRESET),
+                image_sha256=file_sha256(pair.image),
+                mask_sha256=file_sha256(pair.mask),
+            )
+        )
     source = MaskSource(
         kind=kind,
         folder=mask_folder,
@@ -199,13 +210,17 @@ def check_inputs(data: Path, masks: str, output: Path) -> None:
         problem = "is a file, not a folder of images" if data.exists() else "no such folder"
         raise InputError(f"--data {data}: {problem}")
     if not is_preset(masks) and Path(masks).is_file():
-        raise InputError(f"--masks {masks}: is a file; give a folder of masks (matched to the images by file stem) "
-                         "or a mask preset or comma-separated mixture")
+        raise InputError(
+            f"--masks {masks}: is a file; give a folder of masks (matched to the images by file stem) "
+            "or a mask preset or comma-separated mixture"
+        )
     if not is_preset(masks) and not Path(masks).is_dir():
         from inpaint import masks as mask_presets
 
-        raise InputError(f"--masks {masks}: neither a folder nor a mask preset or comma-separated mixture "
-                         f"({', '.join(mask_presets.preset_names())})")
+        raise InputError(
+            f"--masks {masks}: neither a folder nor a mask preset or comma-separated mixture "
+            f"({', '.join(mask_presets.preset_names())})"
+        )
     if output.exists() and not output.is_dir():
         raise InputError(f"-o {output}: exists and is not a folder")
     for folder in [data] + ([] if is_preset(masks) else [Path(masks)]):

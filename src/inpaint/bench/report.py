@@ -22,9 +22,16 @@ from inpaint.bench.summary import RANK_BY_LPIPS, ModelSummary
 
 #: Column titles in reports.
 TITLES = {
-    "psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "kid": "KID x1000",
-    "psnr_hole": "PSNR hole", "ssim_hole": "SSIM hole", "lpips_hole": "LPIPS hole",
-    "psnr_seam": "PSNR seam", "lpips_seam": "LPIPS seam",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "lpips": "LPIPS",
+    "fid": "FID",
+    "kid": "KID x1000",
+    "psnr_hole": "PSNR hole",
+    "ssim_hole": "SSIM hole",
+    "lpips_hole": "LPIPS hole",
+    "psnr_seam": "PSNR seam",
+    "lpips_seam": "LPIPS seam",
 }
 _DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2}
 HOLE_COLUMNS = ("psnr_hole", "ssim_hole", "lpips_hole", "psnr_seam", "lpips_seam", "kid")
@@ -42,8 +49,12 @@ def fmt(metric: str, value: float | None) -> str:
 
 
 def metric_json(value) -> dict[str, Any]:
-    return {"value": number(value.value), "ci95": None if math.isnan(value.ci_low) else
-            [number(value.ci_low), number(value.ci_high)], "n": value.n, "note": value.note}
+    return {
+        "value": number(value.value),
+        "ci95": None if math.isnan(value.ci_low) else [number(value.ci_low), number(value.ci_high)],
+        "n": value.n,
+        "note": value.note,
+    }
 
 
 def _group_json(group: dict) -> dict[str, Any]:
@@ -55,10 +66,20 @@ def model_json(summary: ModelSummary, unavailable: dict[str, str]) -> dict[str, 
     metrics: dict[str, Any] = {m: metric_json(v) for m, v in summary.metrics.items()}
     if summary.kid is not None:
         kid = summary.kid
-        note = "" if not math.isnan(kid.std) else (
-            f"all {kid.n_fake} images fit in one subset, so every subset is the whole set: no spread to report")
-        metrics["kid"] = {"value": number(kid.mean), "std": number(kid.std), "ci95": None, "n": kid.n_fake,
-                          "subsets": kid.subsets, "subset_size": kid.subset_size, "note": note}
+        note = (
+            ""
+            if not math.isnan(kid.std)
+            else (f"all {kid.n_fake} images fit in one subset, so every subset is the whole set: no spread to report")
+        )
+        metrics["kid"] = {
+            "value": number(kid.mean),
+            "std": number(kid.std),
+            "ci95": None,
+            "n": kid.n_fake,
+            "subsets": kid.subsets,
+            "subset_size": kid.subset_size,
+            "note": note,
+        }
     for metric, reason in unavailable.items():
         metrics[metric] = {"status": "unavailable", "reason": reason}
     return {
@@ -69,14 +90,25 @@ def model_json(summary: ModelSummary, unavailable: dict[str, str]) -> dict[str, 
         "peak_memory_kind": summary.memory_kind,
         "by_preset": {p: _group_json(g) for p, g in summary.by_preset.items()},
         "by_area_bin": {b: _group_json(g) for b, g in summary.by_area_bin.items()},
-        "worst": {"metric": summary.rank_metric,
-                  "images": [{"image": n, "value": number(v)} for n, v in summary.worst]},
+        "worst": {
+            "metric": summary.rank_metric,
+            "images": [{"image": n, "value": number(v)} for n, v in summary.worst],
+        },
     }
 
 
-def results_json(config: BenchConfig, summaries: Sequence[ModelSummary], *, n_images: int, empty_masks: list[str],
-                 unavailable: dict[str, str], warnings: list[str], protocol: dict[str, Any],
-                 options: dict[str, Any], failed: dict[str, str] | None = None) -> dict[str, Any]:
+def results_json(
+    config: BenchConfig,
+    summaries: Sequence[ModelSummary],
+    *,
+    n_images: int,
+    empty_masks: list[str],
+    unavailable: dict[str, str],
+    warnings: list[str],
+    protocol: dict[str, Any],
+    options: dict[str, Any],
+    failed: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "tool": f"inpaint {protocol.get('inpaint')}",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -90,8 +122,9 @@ def results_json(config: BenchConfig, summaries: Sequence[ModelSummary], *, n_im
     }
 
 
-def write_per_image_csv(path: Path, records: Sequence[Record], logs: dict[str, dict[str, ImageLog]],
-                        unavailable: dict[str, str]) -> None:
+def write_per_image_csv(
+    path: Path, records: Sequence[Record], logs: dict[str, dict[str, ImageLog]], unavailable: dict[str, str]
+) -> None:
     """One row per (image, method): identity, mask statistics, every available metric, cost."""
     metrics = [m for m in PER_IMAGE_METRICS if m not in unavailable]
     buffer = textio.StringIO()
@@ -140,8 +173,13 @@ def _breakdown(summaries: Sequence[ModelSummary], attribute: str, label: str, un
     return _table(["model", label, "N", *(TITLES[m] for m in metrics)], rows)
 
 
-def report_markdown(config: BenchConfig, results: dict[str, Any], summaries: Sequence[ModelSummary],
-                    unavailable: dict[str, str], files: dict[str, Path]) -> str:
+def report_markdown(
+    config: BenchConfig,
+    results: dict[str, Any],
+    summaries: Sequence[ModelSummary],
+    unavailable: dict[str, str],
+    files: dict[str, Path],
+) -> str:
     """report.md: the study's table, hole and seam metrics, cost, breakdowns, worst images, protocol."""
     protocol = results["protocol"]
     masks = protocol["masks"]
@@ -156,21 +194,32 @@ def report_markdown(config: BenchConfig, results: dict[str, Any], summaries: Seq
         "",
         "## Results",
         "",
-        *_table(["model", "PSNR (dB)", "SSIM", "LPIPS", "FID"],
-                [[s.model, *(format_cell(s, m, unavailable) for m in ("psnr", "ssim", "lpips", "fid"))]
-                 for s in summaries]),
+        *_table(
+            ["model", "PSNR (dB)", "SSIM", "LPIPS", "FID"],
+            [[s.model, *(format_cell(s, m, unavailable) for m in ("psnr", "ssim", "lpips", "fid"))] for s in summaries],
+        ),
         "",
         "## Hole and seam",
         "",
-        *_table(["model", *(TITLES[m] for m in HOLE_COLUMNS)],
-                [[s.model, *(format_cell(s, m, unavailable) for m in HOLE_COLUMNS)] for s in summaries]),
+        *_table(
+            ["model", *(TITLES[m] for m in HOLE_COLUMNS)],
+            [[s.model, *(format_cell(s, m, unavailable) for m in HOLE_COLUMNS)] for s in summaries],
+        ),
         "",
         "## Cost",
         "",
-        *_table(["model", "s / image", "NFE / image", "peak memory (MiB)"],
-                [[s.model, fmt("t", s.seconds_per_image) if s.seconds_per_image is not None else "n/a",
-                  "n/a" if s.nfe_per_image is None else f"{s.nfe_per_image:g}",
-                  "n/a" if s.peak_memory_bytes is None else f"{s.peak_memory_bytes / 2**20:.0f}"] for s in summaries]),
+        *_table(
+            ["model", "s / image", "NFE / image", "peak memory (MiB)"],
+            [
+                [
+                    s.model,
+                    fmt("t", s.seconds_per_image) if s.seconds_per_image is not None else "n/a",
+                    "n/a" if s.nfe_per_image is None else f"{s.nfe_per_image:g}",
+                    "n/a" if s.peak_memory_bytes is None else f"{s.peak_memory_bytes / 2**20:.0f}",
+                ]
+                for s in summaries
+            ],
+        ),
         "",
         "## By mask preset",
         "",
@@ -185,8 +234,10 @@ def report_markdown(config: BenchConfig, results: dict[str, Any], summaries: Seq
         lines += ["## Worst images", ""]
         for s in summaries:
             order = "highest" if s.rank_metric == RANK_BY_LPIPS else "lowest"
-            lines.append(f"**{s.model}**, by {TITLES[s.rank_metric]} ({order} first): "
-                         + ", ".join(f"{n} ({fmt(s.rank_metric, v)})" for n, v in s.worst))
+            lines.append(
+                f"**{s.model}**, by {TITLES[s.rank_metric]} ({order} first): "
+                + ", ".join(f"{n} ({fmt(s.rank_metric, v)})" for n, v in s.worst)
+            )
             if f"worst-{s.model}" in files:
                 lines += ["", f"![worst {s.model}]({files[f'worst-{s.model}'].relative_to(config.output).as_posix()})"]
             lines.append("")
@@ -200,8 +251,12 @@ def report_markdown(config: BenchConfig, results: dict[str, Any], summaries: Seq
         lines += ["## Notes", "", *notes, ""]
     lines += ["## Pictures", ""]
     lines += [f"![{key}]({path.name})" for key, path in files.items() if key in ("plot", "grid")]
-    lines += ["", "The full protocol (filters, SSIM settings, LPIPS and FID versions and weights, hashes, "
-              "versions, commit) is in `results.json` under `protocol`; per-image scores in `per_image.csv`.", ""]
+    lines += [
+        "",
+        "The full protocol (filters, SSIM settings, LPIPS and FID versions and weights, hashes, "
+        "versions, commit) is in `results.json` under `protocol`; per-image scores in `per_image.csv`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -212,8 +267,11 @@ def write_plot(path: Path, summaries: Sequence[ModelSummary], unavailable: dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in ("psnr", "ssim", "lpips", "fid", "psnr_hole", "ssim_hole", "lpips_hole", "psnr_seam")
-               if m not in unavailable and any(m in s.metrics for s in summaries)]
+    metrics = [
+        m
+        for m in ("psnr", "ssim", "lpips", "fid", "psnr_hole", "ssim_hole", "lpips_hole", "psnr_seam")
+        if m not in unavailable and any(m in s.metrics for s in summaries)
+    ]
     columns = min(4, len(metrics)) or 1
     rows = -(-len(metrics) // columns) or 1
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
@@ -229,7 +287,7 @@ def write_plot(path: Path, summaries: Sequence[ModelSummary], unavailable: dict[
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         better = "lower is better" if metric.startswith(("lpips", "fid")) else "higher is better"
         ax.set_title(f"{TITLES[metric]} ({better})", fontsize=9)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     figure.tight_layout()
     with atomic.atomic_path(path) as tmp:

@@ -93,8 +93,14 @@ def _pairs(config: BenchConfig, dist: Dist) -> tuple[list[data.BenchPair], data.
             if isinstance(error, InputError):
                 raise error
             raise InputError(message) from error
-        return data.collect_pairs(config.data, config.output / data.MASKS_SUBDIR, config.output, kind="preset",
-                                  preset=config.masks, unreadable=unreadable)
+        return data.collect_pairs(
+            config.data,
+            config.output / data.MASKS_SUBDIR,
+            config.output,
+            kind="preset",
+            preset=config.masks,
+            unreadable=unreadable,
+        )
     return data.collect_pairs(config.data, Path(config.masks), config.output, kind="folder", preset=None)
 
 
@@ -103,8 +109,12 @@ def _one_line(error: Exception) -> str:
     return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
-def run_bench(config: BenchConfig, progress: Progress | None = None,
-              stop_requested: Callable[[], bool] | None = None) -> BenchResult | None:
+def run_bench(
+    config: BenchConfig,
+    progress: Progress | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    step_progress: Progress | None = None,
+) -> BenchResult | None:
     """Run the benchmark described by ``config``; returns the result on the main process, None elsewhere.
 
     Raises :class:`InputError` for bad inputs, per-method values out of range (Stable Diffusion's
@@ -113,7 +123,8 @@ def run_bench(config: BenchConfig, progress: Progress | None = None,
     folder another run holds (the main process locks it: :func:`inpaint.locking.lock_folder`),
     and, with ``strict``, missing metric weights. ``stop_requested()`` returning True after an
     image or batch (while completing or scoring) raises :class:`~inpaint.errors.Stopped`: the
-    outputs written so far are kept, and a rerun reuses them.
+    outputs written so far are kept, and a rerun reuses them. ``progress`` counts images (while
+    completing, then scoring); ``step_progress`` the steps of each method call.
     """
     progress = progress or NullProgress()
     config.check_method_options()
@@ -123,7 +134,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None,
     fresh = not config.output.exists()
     lock = _lock_output(config, dist)
     try:
-        return _run(config, progress, stop_requested, dist, device)
+        return _run(config, progress, stop_requested, dist, device, step_progress)
     except InputError:
         if fresh and dist.world == 1:
             _remove_refused_output(config)
@@ -173,8 +184,14 @@ def _lock_output(config: BenchConfig, dist: Dist) -> locking.OutputLock | None:
     return lock
 
 
-def _run(config: BenchConfig, progress: Progress, stop_requested: Callable[[], bool] | None, dist: Dist,
-         device: str) -> BenchResult | None:
+def _run(
+    config: BenchConfig,
+    progress: Progress,
+    stop_requested: Callable[[], bool] | None,
+    dist: Dist,
+    device: str,
+    step_progress: Progress | None = None,
+) -> BenchResult | None:
     """:func:`run_bench` once the results folder is locked."""
     suite = scoring.build_suite(config, device)
     pairs, source = _pairs(config, dist)
@@ -182,8 +199,11 @@ def _run(config: BenchConfig, progress: Progress, stop_requested: Callable[[], b
     dist.barrier()
     if dist.is_main:
         # Temporary files a killed run left (this run owns the folder; other processes wait).
-        for folder in [config.output, config.output / "galleries",
-                       *(runner.output_dir(config, m) for m in config.models)]:
+        for folder in [
+            config.output,
+            config.output / "galleries",
+            *(runner.output_dir(config, m) for m in config.models),
+        ]:
             atomic.remove_stale_temporaries(folder)
         for model in stale:
             if config.overwrite:
@@ -197,8 +217,15 @@ def _run(config: BenchConfig, progress: Progress, stop_requested: Callable[[], b
     written, reused, memory_kinds, refused = {}, {}, {}, {}
     for model in config.models:
         written[model], reused[model], memory_kinds[model], failed = runner.generate(
-            config, model, share, rank=dist.rank, device=dist.device, progress=progress,
-            stop_requested=stop_requested)
+            config,
+            model,
+            share,
+            rank=dist.rank,
+            device=dist.device,
+            progress=progress,
+            stop_requested=stop_requested,
+            step_progress=step_progress,
+        )
         refused.update({name: error for name, error in failed.items() if name not in refused})
     dist.barrier()
     # An image a method refused is left out for every method: all are scored on the same pairs.
@@ -213,9 +240,16 @@ def _run(config: BenchConfig, progress: Progress, stop_requested: Callable[[], b
     return _finish(config, pairs, source, suite, shards, counts, device, dist.world)
 
 
-def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskSource, suite: scoring.MetricSuite,
-            shards: list[scoring.ScoreShard], counts: list[tuple[dict, dict, dict]], device: str,
-            world: int) -> BenchResult:
+def _finish(
+    config: BenchConfig,
+    pairs: list[data.BenchPair],
+    source: data.MaskSource,
+    suite: scoring.MetricSuite,
+    shards: list[scoring.ScoreShard],
+    counts: list[tuple[dict, dict, dict]],
+    device: str,
+    world: int,
+) -> BenchResult:
     from inpaint.bench.protocol import protocol_block
 
     merged = summary.merge(shards)
@@ -228,8 +262,9 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
     if strays:
         warnings.append(f"{config.data}: {len(strays)} non-image file(s) ignored, e.g. {strays[0]}")
     if merged.empty_masks:
-        warnings.append(f"{len(merged.empty_masks)} image(s) have an empty mask and were not scored, "
-                        f"e.g. {merged.empty_masks[0]}")
+        warnings.append(
+            f"{len(merged.empty_masks)} image(s) have an empty mask and were not scored, e.g. {merged.empty_masks[0]}"
+        )
     logs = {m: runner.read_logs(runner.output_dir(config, m)) for m in config.models}
     summaries = []
     for model in config.models:
@@ -249,25 +284,38 @@ def _finish(config: BenchConfig, pairs: list[data.BenchPair], source: data.MaskS
     for s in summaries:
         if s.worst:
             files[f"worst-{s.model}"] = pictures.write_gallery(
-                out / "galleries" / f"worst-{s.model}.png", config, s.model, [by_name[n] for n, _ in s.worst])
+                out / "galleries" / f"worst-{s.model}.png", config, s.model, [by_name[n] for n, _ in s.worst]
+            )
     if scored:
         files["plot"] = report.write_plot(out / "metrics.png", summaries, unavailable)
     files["per_image"] = out / "per_image.csv"
     report.write_per_image_csv(files["per_image"], merged.records, logs, unavailable)
 
-    options = {m: {**runner.recorded_options(config, m), "device": config.options_for(m).device}
-               for m in config.models}
+    options = {m: {**runner.recorded_options(config, m), "device": config.options_for(m).device} for m in config.models}
     protocol = protocol_block(config, source, suite, device=device, processes=world)
-    results = report.results_json(config, summaries, n_images=len(scored), empty_masks=merged.empty_masks,
-                                  unavailable=unavailable, warnings=warnings, protocol=protocol, options=options,
-                                  failed=failed)
+    results = report.results_json(
+        config,
+        summaries,
+        n_images=len(scored),
+        empty_masks=merged.empty_masks,
+        unavailable=unavailable,
+        warnings=warnings,
+        protocol=protocol,
+        options=options,
+        failed=failed,
+    )
     files["results"] = out / "results.json"
     atomic.write_json(files["results"], results)
     files["report"] = out / "report.md"
     atomic.write_text(files["report"], report.report_markdown(config, results, summaries, unavailable, files))
     return BenchResult(
-        output=out, n_images=len(scored), summaries=summaries, unavailable=unavailable, warnings=warnings,
-        files=files, results=results,
+        output=out,
+        n_images=len(scored),
+        summaries=summaries,
+        unavailable=unavailable,
+        warnings=warnings,
+        files=files,
+        results=results,
         written={m: sum(c[0][m] for c in counts) for m in config.models},
         reused={m: sum(c[1][m] for c in counts) for m in config.models},
         failed=failed,

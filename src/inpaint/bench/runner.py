@@ -29,12 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from inpaint import atomic, io, provenance
+from inpaint import atomic, batching, io, provenance
 from inpaint.bench.config import BenchConfig
 from inpaint.bench.data import OUTPUTS_SUBDIR, BenchPair
 from inpaint.errors import InputError, Stopped
 from inpaint.progress import NullProgress, Progress
-from inpaint.seeding import derive_seed
 
 RUN_FILE = "run.json"
 _LOG_GLOB = "log-rank*.jsonl"
@@ -68,8 +67,13 @@ def run_settings(config: BenchConfig, model: str) -> dict[str, Any]:
     seed, how masks are read, and :func:`inpaint.provenance.method_settings` (the options, the
     fingerprints of the local paths they name, the weights read inside a run folder)."""
     method = provenance.method_settings(model, config.options_for(model))
-    return {"model": model, "seed": config.seed, "invert_mask": config.invert_mask,
-            "resize_mask": config.resize_mask, **{k: v for k, v in method.items() if k != "model"}}
+    return {
+        "model": model,
+        "seed": config.seed,
+        "invert_mask": config.invert_mask,
+        "resize_mask": config.resize_mask,
+        **{k: v for k, v in method.items() if k != "model"},
+    }
 
 
 def check_run_file(config: BenchConfig, model: str) -> bool:
@@ -174,24 +178,17 @@ class PeakMemory:
             return None
 
 
-def _batches(pairs: Sequence[BenchPair], images: dict[str, np.ndarray], size: int) -> list[list[BenchPair]]:
-    """Consecutive runs of at most ``size`` pairs whose images share one shape."""
-    batches: list[list[BenchPair]] = []
-    for pair in pairs:
-        if batches and len(batches[-1]) < size and images[batches[-1][0].name].shape == images[pair.name].shape:
-            batches[-1].append(pair)
-        else:
-            batches.append([pair])
-    return batches
-
-
 def read_pair(pair: BenchPair, config: BenchConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 image and (H, W) bool mask of a pair; InputError if the sizes differ
-    (unless ``config.resize_mask``: nearest neighbour)."""
-    image = io.read_image(pair.image)
-    mask = io.read_mask(pair.mask, invert=config.invert_mask)
-    mask = io.fit_mask(mask, image.shape, resize=config.resize_mask, mask_name=str(pair.mask),
-                       image_name=str(pair.image))
+    """(H, W, 3) uint8 image and (H, W) bool mask of a pair, as every method sees them
+    (:func:`inpaint.io.read_pair`); InputError if the sizes differ (unless ``config.resize_mask``)."""
+    image, mask, _ = io.read_pair(
+        pair.image,
+        pair.mask,
+        image_name=str(pair.image),
+        mask_name=str(pair.mask),
+        invert_mask=config.invert_mask,
+        resize_mask=config.resize_mask,
+    )
     return image, mask
 
 
@@ -204,15 +201,19 @@ def generate(
     device: str | None = None,
     progress: Progress | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    step_progress: Progress | None = None,
 ) -> tuple[int, int, str, dict[str, str]]:
     """Write the raw outputs of ``model`` for ``pairs`` that are not done yet.
 
     Returns (written, reused, memory kind, refused). The method is loaded only if something is
-    left to do. ``device`` replaces the configured device (a launcher-assigned GPU). A pair that
-    cannot be read (a corrupt image, a mask of the wrong size) is skipped, and scoring reports it;
-    a pair the method refuses (a full mask for a classical method) is skipped and returned in
-    ``refused`` (name -> error). ``stop_requested()`` returning True after a batch raises
-    :class:`~inpaint.errors.Stopped` (what is written and logged is reused by a rerun).
+    left to do. ``device`` replaces the configured device (a launcher-assigned GPU). Pairs go
+    through :func:`inpaint.batching.complete_batches`, ``config.batch_size`` at a time, the
+    engine folder ``complete`` uses. A pair that cannot be read (a corrupt image, a mask of the
+    wrong size) is skipped, and scoring reports it; a pair the method refuses (a full mask for
+    a classical method) is skipped and returned in ``refused`` (name -> error).
+    ``progress`` counts images, ``step_progress`` the method's steps. ``stop_requested()``
+    returning True before a batch raises :class:`~inpaint.errors.Stopped` (what is written
+    and logged is reused by a rerun).
     """
     from inpaint import models
     from inpaint.devices import resolve_device
@@ -236,21 +237,26 @@ def generate(
     written, refused = 0, {}
     try:
         with open(log_path, "a", encoding="utf-8") as log:
-            for chunk in _chunks(todo, max(config.batch_size, 1) * 8):
-                inputs = {}
-                for pair in chunk:
-                    try:
-                        inputs[pair.name] = read_pair(pair, config)
-                    except InputError:  # reported once, by scoring; the other images go on
-                        progress.advance(1, model=model)
-                readable = [p for p in chunk if p.name in inputs]
-                for batch in _batches(readable, {k: v[0] for k, v in inputs.items()}, config.batch_size):
-                    if stop_requested is not None and stop_requested():
-                        raise Stopped(f"while completing with {model} ({written} new outputs written)")
-                    failed = _run_batch(inpainter, batch, inputs, config.seed, folder, log, memory)
-                    refused.update(failed)
-                    written += len(batch) - len(failed)
-                    progress.advance(len(batch), model=model)
+            # Raw outputs: scoring decides whether the known pixels are pasted back.
+            for outcome in batching.complete_batches(
+                inpainter,
+                todo,
+                seed=config.seed,
+                batch_size=max(config.batch_size, 1),
+                paste_back=False,
+                invert_mask=config.invert_mask,
+                resize_mask=config.resize_mask,
+                step_progress=step_progress,
+                stop_requested=stop_requested,
+            ):
+                if outcome.completed is not None:
+                    _save(outcome, folder, log, memory)
+                    written += 1
+                elif not outcome.unreadable:  # an unreadable pair is reported once, by scoring
+                    refused[outcome.pair.name] = str(outcome.error)
+                progress.advance(1, model=model)
+    except Stopped:
+        raise Stopped(f"while completing with {model} ({written} new outputs written)") from None
     finally:
         del inpainter
         _release_memory()
@@ -258,45 +264,22 @@ def generate(
     return written, len(pairs) - len(todo), memory.kind, refused
 
 
-def _chunks(items: Sequence[BenchPair], size: int) -> list[Sequence[BenchPair]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _run_batch(inpainter, batch: list[BenchPair], inputs: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
-               folder: Path, log, memory: PeakMemory) -> dict[str, str]:
-    """Complete, save and log one batch; returns the pairs the method refused (name -> error).
-
-    A method refuses an input with an :class:`InputError` (a classical method given a mask that
-    covers the whole image, say); the batch is then retried one image at a time so that only the
-    offending images are left out.
-    """
-    images = io.to_tensor([inputs[p.name][0] for p in batch])
-    masks = io.mask_to_tensor([inputs[p.name][1] for p in batch])
-    seeds = [derive_seed(seed, p.name) for p in batch]
-    started = time.perf_counter()
-    names = [p.name for p in batch]  # methods that look things up per image (captions) need them
-    try:
-        raw = io.to_uint8(inpainter(images, masks, seeds, composite_known=False, names=names))
-    except InputError as e:
-        if len(batch) == 1:
-            return {batch[0].name: f"{batch[0].image}: {e}"}
-        refused: dict[str, str] = {}
-        for pair in batch:
-            refused.update(_run_batch(inpainter, [pair], inputs, seed, folder, log, memory))
-        return refused
-    seconds = (time.perf_counter() - started) / len(batch)
-    nfe = getattr(inpainter, "last_nfe", 0)
-    empty = [not inputs[p.name][1].any() for p in batch]
-    peak = memory.peak_bytes()
-    for pair, result, no_hole in zip(batch, raw, empty):
-        io.save_image(result, folder / f"{pair.name}.png")
-        entry = ImageLog(name=pair.name, image_sha256=pair.image_sha256, mask_sha256=pair.mask_sha256,
-                         seconds=seconds, nfe=0 if no_hole else (None if nfe is None else int(nfe)),
-                         peak_bytes=peak, time=time.time())
-        # One write per line: a crash can tear only the last line, which read_logs skips.
-        log.write(json.dumps(asdict(entry)) + "\n")
-        log.flush()
-    return {}
+def _save(outcome: batching.Outcome[BenchPair], folder: Path, log, memory: PeakMemory) -> None:
+    """Write one raw output and its log line (what it cost)."""
+    pair = outcome.pair
+    io.save_image(outcome.completed.result, folder / f"{pair.name}.png")
+    entry = ImageLog(
+        name=pair.name,
+        image_sha256=pair.image_sha256,
+        mask_sha256=pair.mask_sha256,
+        seconds=outcome.seconds,
+        nfe=outcome.nfe,
+        peak_bytes=memory.peak_bytes(),
+        time=time.time(),
+    )
+    # One write per line: a crash can tear only the last line, which read_logs skips.
+    log.write(json.dumps(asdict(entry)) + "\n")
+    log.flush()
 
 
 def _release_memory() -> None:

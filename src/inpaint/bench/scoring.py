@@ -63,10 +63,12 @@ def build_suite(config: BenchConfig, device: str) -> MetricSuite:
         try:
             from inpaint.metrics import LPIPSMetric
 
-            suite.lpips_file = resolve_weights(LPIPS_ALEX if config.lpips_net == "alex" else LPIPS_VGG,
-                                               config.lpips_weights)
-            suite.lpips = LPIPSMetric(config.lpips_net, suite.lpips_file, device=device,
-                                      batch_size=config.score_batch_size)
+            suite.lpips_file = resolve_weights(
+                LPIPS_ALEX if config.lpips_net == "alex" else LPIPS_VGG, config.lpips_weights
+            )
+            suite.lpips = LPIPSMetric(
+                config.lpips_net, suite.lpips_file, device=device, batch_size=config.score_batch_size
+            )
         except MetricWeightsMissing as e:
             if config.strict:
                 raise
@@ -130,14 +132,17 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return resize_nearest(mask, size, size)
 
 
-def evaluated_output(pair: BenchPair, image: np.ndarray, mask: np.ndarray, config: BenchConfig,
-                     model: str) -> np.ndarray:
+def evaluated_output(
+    pair: BenchPair, image: np.ndarray, mask: np.ndarray, config: BenchConfig, model: str
+) -> np.ndarray:
     """A method's saved output as scored: composited at native size unless raw, then resized."""
     path = output_dir(config, model) / f"{pair.name}.png"
     output = io.read_image(path)
     if output.shape != image.shape:
-        raise InpaintError(f"{path}: is {output.shape[1]}x{output.shape[0]} but {pair.image} is "
-                           f"{image.shape[1]}x{image.shape[0]}; delete it to regenerate")
+        raise InpaintError(
+            f"{path}: is {output.shape[1]}x{output.shape[0]} but {pair.image} is "
+            f"{image.shape[1]}x{image.shape[0]}; delete it to regenerate"
+        )
     if not config.raw:
         output = np.where(mask[..., None], output, image)
     return resize_image(output, config.eval_size)
@@ -210,8 +215,15 @@ def score_pairs(
     return shard
 
 
-def _score_batch(config: BenchConfig, suite: MetricSuite, shard: ScoreShard, batch: list[BenchPair],
-                 images: list[np.ndarray], masks: list[np.ndarray], ratios: list[tuple[float, int]]) -> None:
+def _score_batch(
+    config: BenchConfig,
+    suite: MetricSuite,
+    shard: ScoreShard,
+    batch: list[BenchPair],
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    ratios: list[tuple[float, int]],
+) -> None:
     from inpaint import metrics
 
     size = config.eval_size

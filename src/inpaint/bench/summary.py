@@ -93,14 +93,16 @@ def summarise_model(
         summary.peak_memory_bytes = max(peaks) if peaks else None
     summary.rank_metric = RANK_BY_LPIPS if RANK_BY_LPIPS in available else RANK_BY_PSNR
     scored = [(r.name, r.values[summary.rank_metric]) for r in records if not math.isnan(r.values[summary.rank_metric])]
-    worst_first = sorted(scored, key=lambda item: (-item[1], item[0]) if summary.rank_metric == RANK_BY_LPIPS
-                         else (item[1], item[0]))
+    worst_first = sorted(
+        scored, key=lambda item: (-item[1], item[0]) if summary.rank_metric == RANK_BY_LPIPS else (item[1], item[0])
+    )
     summary.worst = worst_first[: config.worst_k]
     return summary
 
 
-def add_distribution_metrics(config: BenchConfig, summary: ModelSummary, merged: ScoreShard,
-                             unavailable: dict[str, str], warnings: list[str]) -> None:
+def add_distribution_metrics(
+    config: BenchConfig, summary: ModelSummary, merged: ScoreShard, unavailable: dict[str, str], warnings: list[str]
+) -> None:
     """FID and KID of one method's outputs against the originals, from the gathered features."""
     from inpaint.errors import InpaintError
     from inpaint.metrics import FeatureAccumulator, MetricValue, fid, kid

@@ -14,13 +14,25 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from inpaint import __version__
-from inpaint.cli import bench, caption, complete, console, demo, doctor, download, make_masks, train_ddpm, train_lora
-from inpaint.cli import stopping, streams
+from inpaint.cli import (
+    bench,
+    caption,
+    complete,
+    console,
+    demo,
+    doctor,
+    download,
+    make_masks,
+    stopping,
+    streams,
+    train_ddpm,
+    train_lora,
+)
 from inpaint.errors import InpaintError
 
 app = typer.Typer(
@@ -28,11 +40,12 @@ app = typer.Typer(
     help="Diffusion-based image completion: make masks, complete images, train and benchmark models.\n\n"
     "Masks are white (1) where the image is to be filled.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
 
 def _debug_from_environment() -> bool:
     """INPAINT_DEBUG=1 (or true/yes/on) turns debugging on; unset, empty, 0, false, no, off do not."""
@@ -51,7 +64,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit."),
     ] = None,
     debug: Annotated[
@@ -132,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         if _debug["enabled"]:
             traceback.print_exc()
-        console.error("out of memory: the command needed more memory than this machine (or its limit) gives; "
-                      "try a smaller --batch-size or image size")
+        console.error(
+            "out of memory: the command needed more memory than this machine (or its limit) gives; "
+            "try a smaller --batch-size or image size"
+        )
         return 1
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         full = streams.describe_os_error(e)  # a full disk is not a bug: say so, without "unexpected"

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from inpaint.cli import console, options
-
 from inpaint.captions import DEFAULT_CAPTION_MODEL as DEFAULT_MODEL
 from inpaint.captions import DEFAULT_SUFFIX
+from inpaint.cli import console, options
 
 
 def caption(
     data: Annotated[Path, typer.Argument(help="Folder of images to caption.", show_default=False)],
     output: Annotated[
-        Optional[Path],
-        typer.Option("-o", "--output", help="Captions JSON file {file name: caption} (default: DATA/captions.json).",
-                     dir_okay=False, show_default=False),
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Captions JSON file {file name: caption} (default: DATA/captions.json).",
+            dir_okay=False,
+            show_default=False,
+        ),
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="BLIP captioning model: hub id or local folder.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str, typer.Option("--model", help="BLIP captioning model: hub id or local folder.")
+    ] = DEFAULT_MODEL,
     revision: options.Revision = None,
     variant: options.Variant = None,
     suffix: Annotated[str, typer.Option("--suffix", help="Appended to every caption (--suffix '' for none).")] = (
@@ -29,8 +35,13 @@ def caption(
     ),
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per BLIP call.")] = 16,
     device: options.Device = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Caption every image again (default: keep the "
-                                            "captions already in the file and do only the others).")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite/--no-overwrite",
+            help="Caption every image again (default: keep the captions already in the file and do only the others).",
+        ),
+    ] = False,
     json_output: options.Json = False,
     config: options.Config = None,
 ) -> None:
@@ -53,16 +64,36 @@ def caption(
 
     with stopping.graceful_stop("this batch (the captions made so far are saved)") as stop:
         with RichProgress(disable=json_output) as progress:
-            report = caption_folder(data, output, model=model, suffix=suffix, batch_size=batch_size, device=device,
-                                    overwrite=overwrite, progress=progress, revision=revision, variant=variant,
-                                    stop_requested=stop)
+            report = caption_folder(
+                data,
+                output,
+                model=model,
+                suffix=suffix,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                progress=progress,
+                revision=revision,
+                variant=variant,
+                stop_requested=stop,
+            )
     if json_output:
-        typer.echo(json.dumps({"output": str(report.output), "total": report.total,
-                               "captioned": len(report.captioned), "already_done": report.already_done,
-                               "seconds": round(report.seconds, 3)}))
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(report.output),
+                    "total": report.total,
+                    "captioned": len(report.captioned),
+                    "already_done": report.already_done,
+                    "seconds": round(report.seconds, 3),
+                }
+            )
+        )
     else:
-        console.info(f"{len(report.captioned)} captioned, {report.already_done} already done -> {report.output} "
-                     f"({report.seconds:.1f} s)")
+        console.info(
+            f"{len(report.captioned)} captioned, {report.already_done} already done -> {report.output} "
+            f"({report.seconds:.1f} s)"
+        )
     if report.stopped:
         done = report.already_done + len(report.captioned)
         raise stopping.stopped(stop, f"with {done} of {report.total} images captioned")

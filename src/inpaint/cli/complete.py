@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,82 +26,181 @@ def complete(
         ),
     ],
     output: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "-o",
             "--output",
-            help="Output file (format from its extension, PNG by default), folder, or - for PNG on stdout "
+            help="Output file (format from its extension: .png, .jpg, .webp, .bmp, .tif; a name without one is "
+            "written as PNG, as given), folder, or - for PNG on stdout "
             "(default: IMAGE_inpainted.png beside the image, a folder IMAGES_inpainted/ beside a folder, "
             "stdout for stdin).",
             show_default=False,
         ),
     ] = None,
     model: Annotated[
-        Optional[str],
-        typer.Option("--model", "-m", help="Completion method (see 'inpaint complete --list-models'); "
-                     "default: the best one available on this machine."),
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Completion method (see 'inpaint complete --list-models'); "
+            "default: the best one available on this machine.",
+        ),
     ] = None,
     weights: Annotated[
-        Optional[str],
-        typer.Option("--weights", "-w", help="Model weights for diffusion methods: hub id or local folder "
-                     "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256; "
-                     "sd: an inpainting pipeline, default stable-diffusion-v1-5/stable-diffusion-inpainting)."),
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Model weights for diffusion methods: hub id or local folder "
+            "(ddpm: a train-ddpm output; repaint: an unconditional DDPM, default google/ddpm-celebahq-256; "
+            "sd: an inpainting pipeline, default stable-diffusion-v1-5/stable-diffusion-inpainting).",
+        ),
     ] = None,
     revision: options.Revision = None,
     variant: options.Variant = None,
     sampler: Annotated[
-        Optional[str],
-        typer.Option("--sampler", help="Diffusion sampler: ddpm, ddim or dpmpp (ddpm method, default ddpm with 25 "
-                     "steps; --sampler ddpm alone: the study's 1000); "
-                     "repaint or fast (repaint method, default repaint); ddim, dpmpp, euler, euler-a, pndm or unipc "
-                     "(sd, default: the pipeline's own)."),
+        str | None,
+        typer.Option(
+            "--sampler",
+            help="Diffusion sampler, the same algorithm for every method: ddpm (ancestral), "
+            "ddim, dpmpp (deterministic DPM-Solver++(2M)) or dpmpp-sde (its SDE form) for ddpm and sd "
+            "(ddpm's default: ddpm with 25 steps; --sampler ddpm alone: the study's 1000); euler, euler-a, "
+            "pndm or unipc for sd (default: the pipeline's own); repaint or fast for repaint (default "
+            "repaint).",
+        ),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,
-    jump_length: Annotated[Optional[int], typer.Option("--jump-length", help="RePaint: steps per jump back "
-                                                       "(default 10).")] = None,
-    jump_n_sample: Annotated[Optional[int], typer.Option("--jump-n-sample", help="RePaint: resamplings per "
-                                                         "jump (default 10).")] = None,
-    lora: Annotated[Optional[str], typer.Option("--lora", help="sd: a LoRA, the output folder of train-lora or a "
-                                                "diffusers LoRA .safetensors file.")] = None,
-    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="ddpm, sd --lora: a training run's EMA weights "
-                                      "(default) or --no-ema its raw weights.")] = True,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="sd: the prompt of every image (default: its "
-                                                  "caption with --captions, else a generic photo prompt).")] = None,
-    negative_prompt: Annotated[Optional[str], typer.Option("--negative-prompt", help="sd: what to steer away "
-                                                           "from.")] = None,
-    guidance: Annotated[Optional[float], typer.Option("--guidance", help="sd: classifier-free guidance scale "
-                                                      "(default 7.5; 1 turns it off and halves the cost).",
-                                                      callback=options.finite)] = None,
-    strength: Annotated[Optional[float], typer.Option("--strength", help="sd: how far to noise the hole before "
-                                                      "denoising, in (0, 1] (default 1: from pure noise).",
-                                                      callback=options.finite)] = None,
-    mask_blur: Annotated[Optional[int], typer.Option("--mask-blur", help="sd: feather the seam outwards with a "
-                                                     "Gaussian of this radius (px): the hole stays fully generated, "
-                                                     "the blend reaches into the known pixels around it.")] = None,
-    crop_padding: Annotated[Optional[int], typer.Option("--crop-padding", help="sd: generate only the hole's "
-                                                        "bounding box plus this margin (px), at the model's native "
-                                                        "size: small holes in large images.")] = None,
-    captions: Annotated[Optional[str], typer.Option("--captions", help="sd: captions JSON {file name: caption} "
-                                                    "(from 'inpaint caption'); each image's caption is its "
-                                                    "prompt.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
-                                       "AVX512-BF16 or AMX, said on stderr; else fp32), fp32, fp16 or bf16 (fp16 "
-                                       "on the CPU only where it has fp16 arithmetic).")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Folders: complete up to N images of one size "
-                                            "together (same results up to float rounding; faster on a GPU, N "
-                                            "times the memory).")] = 1,
-    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="Diffusion methods: NHWC memory format for "
-                                                "the UNet (and SD's VAE); often faster on recent GPUs.")] = False,
-    compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="Diffusion methods: torch.compile the UNet; the first "
-                                           "batch (and each new size) waits for compilation.")] = False,
-    attention_slicing: Annotated[bool, typer.Option("--attention-slicing/--no-attention-slicing", help="sd: attention in slices (less "
-                                                    "memory, slower than the default SDPA).")] = False,
-    vae_slicing: Annotated[bool, typer.Option("--vae-slicing/--no-vae-slicing", help="sd: run the VAE one image at a time (less "
-                                              "memory with --batch-size).")] = False,
-    vae_tiling: Annotated[bool, typer.Option("--vae-tiling/--no-vae-tiling", help="sd: run the VAE in overlapping tiles (large "
-                                             "images in little memory; slightly different pixels).")] = False,
-    cpu_offload: Annotated[bool, typer.Option("--cpu-offload/--no-cpu-offload", help="sd, CUDA only: keep each model on the CPU "
-                                              "until it runs (small GPUs; slower).")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,
+    jump_length: Annotated[
+        int | None, typer.Option("--jump-length", help="RePaint: steps per jump back (default 10).")
+    ] = None,
+    jump_n_sample: Annotated[
+        int | None, typer.Option("--jump-n-sample", help="RePaint: resamplings per jump (default 10).")
+    ] = None,
+    lora: Annotated[
+        str | None,
+        typer.Option(
+            "--lora", help="sd: a LoRA, the output folder of train-lora or a diffusers LoRA .safetensors file."
+        ),
+    ] = None,
+    ema: Annotated[
+        bool,
+        typer.Option(
+            "--ema/--no-ema",
+            help="ddpm, sd --lora: a training run's EMA weights (default) or --no-ema its raw weights.",
+        ),
+    ] = True,
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt",
+            help="sd: the prompt of every image (default: its caption with --captions, else a generic photo prompt).",
+        ),
+    ] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option("--negative-prompt", help="sd: what to steer away from.")
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            "--guidance",
+            help="sd: classifier-free guidance scale (default 7.5; 1 turns it off and halves the cost).",
+            callback=options.finite,
+        ),
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            "--strength",
+            help="sd: how far to noise the hole before denoising, in (0, 1] (default 1: from pure noise).",
+            callback=options.finite,
+        ),
+    ] = None,
+    mask_blur: Annotated[
+        int | None,
+        typer.Option(
+            "--mask-blur",
+            help="sd: feather the seam outwards with a "
+            "Gaussian of this radius (px): the hole stays fully generated, "
+            "the blend reaches into the known pixels around it.",
+        ),
+    ] = None,
+    crop_padding: Annotated[
+        int | None,
+        typer.Option(
+            "--crop-padding",
+            help="sd: generate only the hole's "
+            "bounding box plus this margin (px), at the model's native "
+            "size: small holes in large images.",
+        ),
+    ] = None,
+    captions: Annotated[
+        str | None,
+        typer.Option(
+            "--captions",
+            help="sd: captions JSON {file name: caption} (from 'inpaint caption'); each image's caption is its prompt.",
+        ),
+    ] = None,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            help="auto (fp16 on CUDA; bf16 on a CPU with native bf16, "
+            "AVX512-BF16 or AMX, said on stderr; else fp32), fp32, fp16 or bf16 (fp16 "
+            "on the CPU only where it has fp16 arithmetic).",
+        ),
+    ] = "auto",
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Folders: complete up to N images of one size "
+            "together (same results up to float rounding; faster on a GPU, N "
+            "times the memory).",
+        ),
+    ] = 1,
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="Diffusion methods: NHWC memory format for the UNet (and SD's VAE); often faster on recent GPUs.",
+        ),
+    ] = False,
+    compile_: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Diffusion methods: torch.compile the UNet; the first "
+            "batch (and each new size) waits for compilation.",
+        ),
+    ] = False,
+    attention_slicing: Annotated[
+        bool,
+        typer.Option(
+            "--attention-slicing/--no-attention-slicing",
+            help="sd: attention in slices (less memory, slower than the default SDPA).",
+        ),
+    ] = False,
+    vae_slicing: Annotated[
+        bool,
+        typer.Option(
+            "--vae-slicing/--no-vae-slicing",
+            help="sd: run the VAE one image at a time (less memory with --batch-size).",
+        ),
+    ] = False,
+    vae_tiling: Annotated[
+        bool,
+        typer.Option(
+            "--vae-tiling/--no-vae-tiling",
+            help="sd: run the VAE in overlapping tiles (large images in little memory; slightly different pixels).",
+        ),
+    ] = False,
+    cpu_offload: Annotated[
+        bool,
+        typer.Option(
+            "--cpu-offload/--no-cpu-offload",
+            help="sd, CUDA only: keep each model on the CPU until it runs (small GPUs; slower).",
+        ),
+    ] = False,
     seed: options.Seed = 0,
     device: options.Device = "auto",
     invert_mask: options.InvertMask = False,
@@ -109,19 +208,37 @@ def complete(
     overwrite: options.Overwrite = False,
     paste_back: Annotated[
         bool,
-        typer.Option("--paste-back/--no-paste-back", help="Copy the known pixels from the input bit-exactly "
-                     "(default); --no-paste-back keeps the method's raw output everywhere."),
+        typer.Option(
+            "--paste-back/--no-paste-back",
+            help="Copy the known pixels from the input bit-exactly "
+            "(default); --no-paste-back keeps the method's raw output everywhere.",
+        ),
     ] = True,
     concat: Annotated[
         bool, typer.Option("--concat/--no-concat", help="Also write input | masked | result side by side.")
     ] = False,
-    json_output: options.Json = False,
+    # --config, --json and --list-models are processed first (eager), in this order when not typed:
+    # the listing obeys --json, and --json a config file's json = true.
+    config: options.Config = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json/--no-json",
+            help="Print a machine-readable JSON summary on stdout (with --list-models: "
+            "the methods as a JSON list of name, available, reason, description).",
+            is_eager=True,
+            callback=lambda ctx, value: _json_given(ctx, value),
+        ),
+    ] = False,
     list_models: Annotated[
         bool,
-        typer.Option("--list-models", help="List the completion methods and exit.", is_eager=True,
-                     callback=lambda value: _print_models() if value else None),
+        typer.Option(
+            "--list-models",
+            help="List the completion methods, whether each can run here and why not, and exit.",
+            is_eager=True,
+            callback=lambda ctx, value: _list_models_given(ctx, value),
+        ),
     ] = False,
-    config: options.Config = None,
 ) -> None:
     """Complete IMAGE where MASK is white; known pixels are kept exactly.
 
@@ -138,21 +255,43 @@ def complete(
     from inpaint import models, project
     from inpaint.models.base import MethodOptions
 
-    method_options = MethodOptions(device=device, dtype=dtype, weights=weights, sampler=sampler, steps=steps,
-                                   jump_length=jump_length, jump_n_sample=jump_n_sample, lora=lora, prompt=prompt,
-                                   negative_prompt=negative_prompt, guidance=guidance, strength=strength,
-                                   mask_blur=mask_blur, crop_padding=crop_padding, captions=captions,
-                                   channels_last=channels_last, compile=compile_, attention_slicing=attention_slicing,
-                                   vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
-                                   ema=ema, revision=revision, variant=variant)
+    method_options = MethodOptions(
+        device=device,
+        dtype=dtype,
+        weights=weights,
+        sampler=sampler,
+        steps=steps,
+        jump_length=jump_length,
+        jump_n_sample=jump_n_sample,
+        lora=lora,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        guidance=guidance,
+        strength=strength,
+        mask_blur=mask_blur,
+        crop_padding=crop_padding,
+        captions=captions,
+        channels_last=channels_last,
+        compile=compile_,
+        attention_slicing=attention_slicing,
+        vae_slicing=vae_slicing,
+        vae_tiling=vae_tiling,
+        cpu_offload=cpu_offload,
+        ema=ema,
+        revision=revision,
+        variant=variant,
+    )
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     for argument in (image, mask):  # before a method is chosen or the output path looked at
         path = Path(argument)
         if argument != STDIO and not path.exists() and path.parent.is_dir():
             raise InputError(f"{argument}: no such file")
-    info = models.get_method(model) if model else models.best_available(
-        method_options, adjust=lambda name, opts: project.method_defaults(name, opts)[0])
+    info = (
+        models.get_method(model)
+        if model
+        else models.best_available(method_options, adjust=lambda name, opts: project.method_defaults(name, opts)[0])
+    )
     ignored = info.ignored_options(method_options)
     if ignored:
         console.warn(f"{info.name} does not use {', '.join(ignored)}: ignored")
@@ -171,31 +310,83 @@ def complete(
         raise InputError("only one of IMAGE and MASK can be read from stdin")
 
     if image != STDIO and Path(image).is_dir():
-        _complete_folder(info, method_options, Path(image), mask, output, seed=seed, overwrite=overwrite,
-                         concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
-                         json_output=json_output, batch_size=batch_size)
+        _complete_folder(
+            info,
+            method_options,
+            Path(image),
+            mask,
+            output,
+            seed=seed,
+            overwrite=overwrite,
+            concat=concat,
+            invert_mask=invert_mask,
+            resize_mask=resize_mask,
+            paste_back=paste_back,
+            json_output=json_output,
+            batch_size=batch_size,
+        )
     else:
-        _complete_one(info, method_options, image, mask, output, seed=seed, overwrite=overwrite,
-                      concat=concat, invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
-                      json_output=json_output)
+        _complete_one(
+            info,
+            method_options,
+            image,
+            mask,
+            output,
+            seed=seed,
+            overwrite=overwrite,
+            concat=concat,
+            invert_mask=invert_mask,
+            resize_mask=resize_mask,
+            paste_back=paste_back,
+            json_output=json_output,
+        )
 
 
-def _print_models() -> None:
-    """Print the registry as a table and exit (an eager option: IMAGE and MASK are not needed)."""
-    from rich.table import Table
+_LISTING = "inpaint.list_models"
 
+
+def _list_models_given(ctx: typer.Context, value: bool) -> bool:
+    """--list-models: list now if --json is known yet, else when it is (:func:`_json_given`)."""
+    if value and not ctx.resilient_parsing:
+        if "json_output" in ctx.params:
+            _print_models(ctx.params["json_output"])
+        ctx.meta[_LISTING] = True
+    return value
+
+
+def _json_given(ctx: typer.Context, value: bool) -> bool:
+    if ctx.meta.get(_LISTING) and not ctx.resilient_parsing:
+        _print_models(value)
+    return value
+
+
+def _print_models(as_json: bool) -> None:
+    """Print the registry (a table, or JSON) and exit: IMAGE and MASK are not needed."""
     from inpaint import models, project
     from inpaint.models.base import MethodOptions
 
-    from rich.table import Column
-
-    # fold: a long hub id or command in a reason breaks across lines instead of being cut to "…"
-    table = Table("method", Column("available", overflow="fold"), Column("description", overflow="fold"))
+    rows = []
     for name in models.method_names():
         info = models.get_method(name)
         # The project's run folders count, as they do when completing (runs/ddpm for ddpm).
-        reason = info.unavailable(project.method_defaults(name, MethodOptions(local_only=True))[0])
-        table.add_row(name, "yes" if reason is None else f"no: {reason}", info.summary)
+        reason = info.why_unavailable(project.method_defaults(name, MethodOptions(local_only=True))[0])
+        rows.append(
+            {
+                "name": name,
+                "available": reason is None,
+                "reason": None if reason is None else reason.message,
+                "description": info.summary,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows))
+        raise typer.Exit()
+    from rich.table import Column, Table
+
+    # fold: a long hub id or command in a reason breaks across lines instead of being cut to "…"
+    table = Table("method", Column("available", overflow="fold"), Column("description", overflow="fold"))
+    for row in rows:
+        table.add_row(row["name"], "yes" if row["available"] else f"no: {row['reason']}", row["description"])
     console.stdout.print(table)
     raise typer.Exit()
 
@@ -216,66 +407,87 @@ def _source(argument: str) -> tuple[object, str]:
     return Path(argument), argument
 
 
-def _complete_one(info, method_options, image: str, mask: str, output: str, *, seed: int, overwrite: bool,
-                  concat: bool, invert_mask: bool, resize_mask: bool, paste_back: bool, json_output: bool) -> None:
+def _complete_one(
+    info,
+    method_options,
+    image: str,
+    mask: str,
+    output: str,
+    *,
+    seed: int,
+    overwrite: bool,
+    concat: bool,
+    invert_mask: bool,
+    resize_mask: bool,
+    paste_back: bool,
+    json_output: bool,
+) -> None:
     from inpaint import completion, io
+    from inpaint.cli.progress import RichProgress
 
     if mask != STDIO and Path(mask).is_dir():
         raise InputError(f"{mask}: is a folder, but IMAGE is a single file; pass a mask file")
     out_path = None if output == STDIO else Path(output)
-    if out_path is not None:
-        io.format_for(out_path)  # fail on an unknown suffix before any work
-        if out_path.is_dir():
-            raise InputError(f"{output}: is a folder; give an output file name for a single image")
-        # The --concat file is an output like the result: the same rules, checked as early.
-        targets = [(output, out_path)]
-        if concat:
-            side_by_side = completion.concat_path(out_path)
-            if side_by_side.is_dir():
-                raise InputError(f"{side_by_side}: is a folder, but --concat writes its image there")
-            targets.append((str(side_by_side), side_by_side))
-        inputs = [Path(p) for p in (image, mask) if p != STDIO]
-        for label, target in targets:
-            completion.check_distinct(target, *inputs)
-            if target.exists() and not overwrite:
-                raise InputError(f"{label}: already exists (use --overwrite to replace it)")
-        # Before the model loads (minutes for sd on a CPU): an unwritable -o fails at once. The
-        # concat file goes to the same folder, so one probe answers for both.
-        completion.check_writable(out_path)
+    if out_path is not None:  # before the model loads (minutes for sd on a CPU)
+        completion.check_output_file(
+            out_path, *(Path(p) for p in (image, mask) if p != STDIO), overwrite=overwrite, concat=concat
+        )
     image_source, image_label = _source(image)
     mask_source, mask_label = _source(mask)
     started = time.perf_counter()
     inpainter = info.load(method_options)
-    completed = completion.complete_file(
-        inpainter, image_source, mask_source, seed=seed,
-        name=Path(image).stem if image != STDIO else "stdin",
-        image_label=image_label, mask_label=mask_label,
-        invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back,
-    )
+    # A diffusion method takes minutes on a CPU: its steps show on stderr (stdout may be the PNG).
+    with RichProgress(disable=json_output) as progress:
+        completed = completion.complete_file(
+            inpainter,
+            image_source,
+            mask_source,
+            seed=seed,
+            name=Path(image).stem if image != STDIO else "stdin",
+            image_label=image_label,
+            mask_label=mask_label,
+            invert_mask=invert_mask,
+            resize_mask=resize_mask,
+            paste_back=paste_back,
+            progress=progress.steps(),
+        )
     written = []
-    profile = completed.icc_profile  # the input's colour profile goes with its pixels
     if out_path is None:
-        sys.stdout.buffer.write(io.encode_image(completed.result, "PNG", icc_profile=profile))
+        sys.stdout.buffer.write(io.encode_image(completed.result, "PNG", icc_profile=completed.icc_profile))
         sys.stdout.buffer.flush()
     else:
-        if concat:
-            written.append(str(io.save_image(completed.concat(), completion.concat_path(out_path),
-                                             icc_profile=profile)))
-        written.append(str(io.save_image(completed.result, out_path, icc_profile=profile)))
+        written = [str(path) for path in completion.write_result(completed, out_path, concat=concat)]
     seconds = time.perf_counter() - started
     if json_output:
-        summary = {"files": written, "seconds": round(seconds, 3), "method": info.name, "seed": seed,
-                   "empty_mask": completed.empty_mask}
+        summary = {
+            "files": written,
+            "seconds": round(seconds, 3),
+            "method": info.name,
+            "seed": seed,
+            "empty_mask": completed.empty_mask,
+        }
         typer.echo(json.dumps(summary))
     elif out_path is not None:
         console.info(f"wrote {out_path} ({info.name}, {seconds:.2f} s)")
 
 
-def _complete_folder(info, method_options, images_dir: Path, masks: str, output: str, *, seed: int,
-                     overwrite: bool, concat: bool, invert_mask: bool, resize_mask: bool, paste_back: bool,
-                     json_output: bool, batch_size: int = 1) -> None:
+def _complete_folder(
+    info,
+    method_options,
+    images_dir: Path,
+    masks: str,
+    output: str,
+    *,
+    seed: int,
+    overwrite: bool,
+    concat: bool,
+    invert_mask: bool,
+    resize_mask: bool,
+    paste_back: bool,
+    json_output: bool,
+    batch_size: int = 1,
+) -> None:
     from inpaint import completion, folder_record, io, locking
-
     from inpaint.cli import stopping
     from inpaint.cli.progress import RichProgress
 
@@ -284,32 +496,37 @@ def _complete_folder(info, method_options, images_dir: Path, masks: str, output:
     if output == STDIO:
         raise InputError("-o -: a folder of images cannot be written to stdout; give an output folder")
     out_dir = Path(output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{output}: exists and is not a folder")
     pairs, ignored = completion.pair_folders(images_dir, Path(masks), out_dir)
     unsupported, strays = io.split_unsupported(ignored)
     if unsupported:
         console.warn(io.unsupported_message(images_dir, unsupported))
     if strays:
         console.warn(f"{images_dir}: skipped {len(strays)} non-image file(s), e.g. {strays[0]}")
-    if concat:
-        completion.check_concat_folders(pairs)
-    # Before the model loads (and before anything is written): outputs of other settings are refused.
-    settings = folder_record.folder_settings(info.name, method_options, seed=seed, paste_back=paste_back,
-                                             invert_mask=invert_mask, resize_mask=resize_mask)
+    # Before the model loads (and before anything is written): an unwritable -o, and outputs of
+    # other settings, are refused at once, not at the first result.
+    completion.check_output_folder(pairs, concat=concat)
+    settings = folder_record.folder_settings(
+        info.name, method_options, seed=seed, paste_back=paste_back, invert_mask=invert_mask, resize_mask=resize_mask
+    )
     folder_record.FolderRecord(out_dir, settings).check(overwrite=overwrite)
-    # Before the model loads: an unwritable -o fails at once, not at the first result.
-    completion.check_writable(pairs[0].output)
-    if concat:
-        completion.check_writable(completion.concat_folder(out_dir) / f"{pairs[0].name}.png")
     # One run per output folder, locked before the model loads (minutes for sd): a second is refused.
     with locking.lock_folder(out_dir), stopping.graceful_stop("this image or batch") as stop:
         inpainter = info.load(method_options)
         with RichProgress(disable=json_output) as progress:
             report = completion.complete_folder(
-                inpainter, pairs, seed=seed, overwrite=overwrite, concat=concat,
-                invert_mask=invert_mask, resize_mask=resize_mask, paste_back=paste_back, batch_size=batch_size,
-                progress=progress, settings=settings, stop_requested=stop,
+                inpainter,
+                pairs,
+                seed=seed,
+                overwrite=overwrite,
+                concat=concat,
+                invert_mask=invert_mask,
+                resize_mask=resize_mask,
+                paste_back=paste_back,
+                batch_size=batch_size,
+                progress=progress,
+                step_progress=progress.steps(),
+                settings=settings,
+                stop_requested=stop,
             )
     report.ignored_files = ignored
     if json_output:
@@ -317,9 +534,14 @@ def _complete_folder(info, method_options, images_dir: Path, masks: str, output:
         summary["files"] = [str(out_dir / f"{name}.png") for name in report.written]
         typer.echo(json.dumps(summary))
     else:
-        redone = ", ".join(f"{len(names)} redone: {why}" for names, why in (
-            (report.redone_inputs_changed, "inputs changed"), (report.redone_unrecorded, "not in the record"))
-            if names)
+        redone = ", ".join(
+            f"{len(names)} redone: {why}"
+            for names, why in (
+                (report.redone_inputs_changed, "inputs changed"),
+                (report.redone_unrecorded, "not in the record"),
+            )
+            if names
+        )
         console.info(
             f"{len(report.written)} written{f' ({redone})' if redone else ''}, "
             f"{len(report.skipped_existing)} already done, "

@@ -39,8 +39,7 @@ else:  # pragma: no cover
 #: The project's option file, read from the current directory when ``--config`` is not given.
 PROJECT_CONFIG = Path("inpaint.toml")
 #: Subcommands whose tables a config file may carry (others' tables are skipped, not errors).
-SUBCOMMANDS = ("make-masks", "complete", "demo", "caption", "train-ddpm", "train-lora", "bench", "doctor",
-               "download")
+SUBCOMMANDS = ("make-masks", "complete", "demo", "caption", "train-ddpm", "train-lora", "bench", "doctor", "download")
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -49,8 +48,9 @@ def read_config(path: Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except UnicodeDecodeError:
-        raise typer.BadParameter(f"{path}: not UTF-8 text (TOML files are UTF-8; re-save it as such)",
-                                 param_hint="--config") from None
+        raise typer.BadParameter(
+            f"{path}: not UTF-8 text (TOML files are UTF-8; re-save it as such)", param_hint="--config"
+        ) from None
     except FileNotFoundError:
         raise typer.BadParameter(f"{path}: no such file", param_hint="--config") from None
     except OSError as e:
@@ -59,8 +59,13 @@ def read_config(path: Path) -> dict[str, Any]:
         raise typer.BadParameter(f"{path}: not valid TOML ({e})", param_hint="--config") from None
 
 
-def defaults_for(command: str, data: dict[str, Any], options: dict[str, tuple[str, bool]], path: Path,
-                 elsewhere: frozenset[str] = frozenset()) -> dict[str, Any]:
+def defaults_for(
+    command: str,
+    data: dict[str, Any],
+    options: dict[str, tuple[str, bool]],
+    path: Path,
+    elsewhere: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """The ``default_map`` for ``command`` from parsed TOML ``data``.
 
     ``options`` maps each accepted key (a long flag without dashes, underscored: ``resize_mask``,
@@ -68,6 +73,7 @@ def defaults_for(command: str, data: dict[str, Any], options: dict[str, tuple[st
     keys of the other subcommands' options, which the top level may carry for them. Raises
     ``typer.BadParameter`` for any other key or a value of the wrong shape.
     """
+
     def bad(message: str) -> typer.BadParameter:
         return typer.BadParameter(f"{path}: {message}", param_hint="--config")
 
@@ -120,8 +126,9 @@ def config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path 
         value = PROJECT_CONFIG
     root = ctx.find_root().command
     others = getattr(root, "commands", {})
-    elsewhere = frozenset(key for name, command in others.items() if name != ctx.info_name
-                          for key in _option_keys(command))
+    elsewhere = frozenset(
+        key for name, command in others.items() if name != ctx.info_name for key in _option_keys(command)
+    )
     defaults = defaults_for(ctx.info_name or "", read_config(value), _option_keys(ctx.command), value, elsewhere)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value

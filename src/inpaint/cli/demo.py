@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,15 +11,16 @@ from inpaint.cli import console, options
 
 
 def demo(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the grid, table and images.",
-                                         file_okay=False)] = Path("inpaint-demo"),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for the grid, table and images.", file_okay=False)
+    ] = Path("inpaint-demo"),
     size: Annotated[int, typer.Option("--size", help="Side of the square photos, in pixels.", min=32)] = 256,
     photo: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--photo", help="scikit-image photo to use (repeatable; default: all four)."),
     ] = None,
     model: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--model", "-m", help="Method to compare (repeatable; default: every available one)."),
     ] = None,
     seed: options.Seed = 0,
@@ -35,41 +36,38 @@ def demo(
     from inpaint.cli.progress import RichProgress
     from inpaint.demo import run_demo
 
-    # A name given twice is one photo (or method), not a duplicate row.
-    photo = list(dict.fromkeys(photo)) if photo else photo
-    model = list(dict.fromkeys(model)) if model else model
-    _check_choices(photo, model)
     with RichProgress(disable=json_output) as progress:
         result = run_demo(output, size=size, photos=photo, methods=model, seed=seed, progress=progress)
     if json_output:
-        typer.echo(json.dumps({"grid": str(result.grid), "table": str(result.table),
-                               "seconds": round(result.seconds, 2),
-                               "scores": [asdict(s) for s in result.scores]}))
+        typer.echo(
+            json.dumps(
+                {
+                    "grid": str(result.grid),
+                    "table": str(result.table),
+                    "seconds": round(result.seconds, 2),
+                    "scores": [asdict(s) for s in result.scores],
+                }
+            )
+        )
         return
-    table = Table("method", "PSNR", "PSNR hole", "SSIM", "SSIM hole", "s/image",
-                  title=f"{len(result.photos)} photos at {size} px (means; known pixels pasted back)")
+    table = Table(
+        "method",
+        "PSNR",
+        "PSNR hole",
+        "SSIM",
+        "SSIM hole",
+        "s/image",
+        title=f"{len(result.photos)} photos at {size} px (means; known pixels pasted back)",
+    )
     for s in result.scores:
-        table.add_row(s.method, f"{s.psnr:.2f}", f"{s.psnr_hole:.2f}", f"{s.ssim:.4f}", f"{s.ssim_hole:.4f}",
-                      f"{s.seconds_per_image:.3f}")
+        table.add_row(
+            s.method,
+            f"{s.psnr:.2f}",
+            f"{s.psnr_hole:.2f}",
+            f"{s.ssim:.4f}",
+            f"{s.ssim_hole:.4f}",
+            f"{s.seconds_per_image:.3f}",
+        )
     console.stdout.print(table)
     console.info(f"grid: {result.grid}")
     console.info(f"table: {result.table}  ({result.seconds:.1f} s)")
-
-
-def _check_choices(photos: list[str] | None, methods: list[str] | None) -> None:
-    """Refuse an unknown photo or method, or one that cannot run here, before anything is written."""
-    from inpaint import models
-    from inpaint.demo import DEMO_PHOTOS
-    from inpaint.errors import InputError
-    from inpaint.models.base import MethodOptions
-
-    for name in photos or []:
-        if name not in DEMO_PHOTOS:
-            raise InputError(f"--photo {name!r}: unknown demo photo; choose from {', '.join(DEMO_PHOTOS)}")
-    for name in methods or []:
-        reason = models.get_method(name).unavailable(MethodOptions())
-        if reason is not None:
-            if "--weights" in reason:  # advice for `complete`: the demo has no such option
-                reason += ("; the demo runs each method with its default weights only, so use `inpaint complete "
-                           f"-m {name} --weights ...` for yours")
-            raise InputError(f"--model {name}: {reason}")

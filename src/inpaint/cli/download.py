@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,15 +12,18 @@ from inpaint.cli import console, options
 
 def download(
     names: Annotated[
-        Optional[list[str]],
-        typer.Argument(help="What to fetch (default: ddpm sd blip lpips fid): ddpm = google/ddpm-celebahq-256 "
-                       "(repaint, train-ddpm), sd = stable-diffusion-v1-5/stable-diffusion-inpainting (sd, "
-                       "train-lora), blip = Salesforce/blip-image-captioning-base (caption), lpips = "
-                       "alexnet-owt-7be5be79.pth, fid = pt_inception-2015-12-05-6726825d.pth (bench), lpips-vgg = "
-                       "vgg16-397923af.pth.", show_default=False),
+        list[str] | None,
+        typer.Argument(
+            help="What to fetch (default: ddpm sd blip lpips fid): ddpm = google/ddpm-celebahq-256 "
+            "(repaint, train-ddpm), sd = stable-diffusion-v1-5/stable-diffusion-inpainting (sd, "
+            "train-lora), blip = Salesforce/blip-image-captioning-base (caption), lpips = "
+            "alexnet-owt-7be5be79.pth, fid = pt_inception-2015-12-05-6726825d.pth (bench), lpips-vgg = "
+            "vgg16-397923af.pth.",
+            show_default=False,
+        ),
     ] = None,
     revision: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--revision", help="Branch, tag or commit of the one hub model named (default: main)."),
     ] = None,
     variant: options.Variant = None,
@@ -50,8 +53,11 @@ def download(
     with RichProgress(disable=json_output) as progress:
         statuses = fetch(names or (), revision=revision, variant=variant, offline=offline, progress=progress)
     if json_output:
-        typer.echo(json.dumps({"offline": offline, "hub_cache": str(constants.HF_HUB_CACHE),
-                               "items": [s.to_dict() for s in statuses]}))
+        typer.echo(
+            json.dumps(
+                {"offline": offline, "hub_cache": str(constants.HF_HUB_CACHE), "items": [s.to_dict() for s in statuses]}
+            )
+        )
     else:
         for s in statuses:
             line = f"{s.status}: {s.name} ({s.source})"
@@ -64,6 +70,12 @@ def download(
             typer.echo(console.one_line(line))
     lacking = [s.name for s in statuses if not s.ok]
     if lacking:
-        why = ("offline (HF_HUB_OFFLINE=1): run `inpaint download` on a machine with network access and copy its "
-               "caches here, or unset HF_HUB_OFFLINE") if offline else "see the lines above"
+        why = (
+            (
+                "offline (HF_HUB_OFFLINE=1): run `inpaint download` on a machine with network access and copy its "
+                "caches here, or unset HF_HUB_OFFLINE"
+            )
+            if offline
+            else "see the lines above"
+        )
         raise InpaintError(f"{len(lacking)} of {len(statuses)} not here: {', '.join(lacking)}; {why}")

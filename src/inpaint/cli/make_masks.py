@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,32 +28,60 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def make_masks(
     images: Annotated[
-        Optional[Path],
-        typer.Argument(help="Folder of images: one mask per image, same stem and size. "
-                       "Omit it and give --size and --count for standalone masks.", show_default=False),
+        Path | None,
+        typer.Argument(
+            help="Folder of images: one mask per image, same stem and size. "
+            "Omit it and give --size and --count for standalone masks.",
+            show_default=False,
+        ),
     ] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the masks and manifest.json to.",
-                                         file_okay=False, show_default=False)] = Path("masks"),
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Folder to write the masks and manifest.json to.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = Path("masks"),
     preset: Annotated[
         list[str],
-        typer.Option("--preset", "-p", help="Mask preset (see --list-presets). Repeat it for a mixture: "
-                     "each mask picks one preset at random."),
+        typer.Option(
+            "--preset",
+            "-p",
+            help="Mask preset (see --list-presets). Repeat it for a mixture: each mask picks one preset at random.",
+        ),
     ] = ["lama-thick"],  # noqa: B006 - typer needs a list default
     seed: options.Seed = 0,
-    size: Annotated[Optional[str], typer.Option("--size", help="Standalone masks: N or WxH pixels.")] = None,
-    count: Annotated[Optional[int], typer.Option("--count", help="Standalone masks: how many.", min=1)] = None,
-    min_ratio: Annotated[Optional[float], typer.Option("--min-ratio", help="Resample until the hole covers at "
-                                                       "least this fraction of the image.",
-                                                       callback=options.finite)] = None,
-    max_ratio: Annotated[Optional[float], typer.Option("--max-ratio", help="Resample until the hole covers at "
-                                                       "most this fraction (LaMa presets: 0.5).",
-                                                       callback=options.finite)] = None,
+    size: Annotated[str | None, typer.Option("--size", help="Standalone masks: N or WxH pixels.")] = None,
+    count: Annotated[int | None, typer.Option("--count", help="Standalone masks: how many.", min=1)] = None,
+    min_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--min-ratio",
+            help="Resample until the hole covers at least this fraction of the image.",
+            callback=options.finite,
+        ),
+    ] = None,
+    max_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--max-ratio",
+            help="Resample until the hole covers at most this fraction (LaMa presets: 0.5).",
+            callback=options.finite,
+        ),
+    ] = None,
     overwrite: options.Overwrite = False,
     json_output: options.Json = False,
     list_presets: Annotated[
         bool,
-        typer.Option("--list-presets", help="List the presets and exit.", is_eager=True,
-                     callback=lambda value: _print_presets() if value else None),
+        typer.Option(
+            "--list-presets",
+            help="List the presets and exit.",
+            is_eager=True,
+            callback=lambda value: _print_presets() if value else None,
+        ),
     ] = False,
     config: options.Config = None,
 ) -> None:
@@ -74,19 +102,34 @@ def make_masks(
     with RichProgress(disable=json_output) as progress:
         if images is not None:
             if size is not None or count is not None:
-                raise InputError("--size and --count make standalone masks; with an image folder the masks "
-                                 "take each image's size")
+                raise InputError(
+                    "--size and --count make standalone masks; with an image folder the masks take each image's size"
+                )
             summary = mask_sets.masks_for_images(
-                images, output, presets=preset, seed=seed, min_ratio=min_ratio, max_ratio=max_ratio,
-                overwrite=overwrite, progress=progress,
+                images,
+                output,
+                presets=preset,
+                seed=seed,
+                min_ratio=min_ratio,
+                max_ratio=max_ratio,
+                overwrite=overwrite,
+                progress=progress,
             )
         else:
             if size is None or count is None:
                 raise InputError("give a folder of images, or --size and --count for standalone masks")
             width, height = _parse_size(size)
             summary = mask_sets.standalone_masks(
-                output, width=width, height=height, count=count, presets=preset, seed=seed,
-                min_ratio=min_ratio, max_ratio=max_ratio, overwrite=overwrite, progress=progress,
+                output,
+                width=width,
+                height=height,
+                count=count,
+                presets=preset,
+                seed=seed,
+                min_ratio=min_ratio,
+                max_ratio=max_ratio,
+                overwrite=overwrite,
+                progress=progress,
             )
     if json_output:
         typer.echo(json.dumps(summary.to_dict()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,6 +20,8 @@ Seed = Annotated[
         "so results do not depend on order or batch size.",
     ),
 ]
+
+
 def _check_device(value: str) -> str:
     """Refuse a malformed --device at once, for every method (classical ones never build a torch device)."""
     if value is not None and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower()):
@@ -43,8 +45,11 @@ def finite(param: typer.CallbackParam, value: float | None) -> float | None:
 
 Device = Annotated[
     str,
-    typer.Option("--device", callback=_check_device,
-                 help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    typer.Option(
+        "--device",
+        callback=_check_device,
+        help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+    ),
 ]
 Overwrite = Annotated[
     bool,
@@ -55,7 +60,7 @@ Json = Annotated[
     typer.Option("--json/--no-json", help="Print a machine-readable JSON summary on stdout."),
 ]
 Config = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--config",
         is_eager=True,
@@ -73,18 +78,25 @@ InvertMask = Annotated[
 ]
 ResizeMask = Annotated[
     bool,
-    typer.Option("--resize-mask/--no-resize-mask", help="Resize masks to their image's size (nearest neighbour) instead of failing."),
+    typer.Option(
+        "--resize-mask/--no-resize-mask",
+        help="Resize masks to their image's size (nearest neighbour) instead of failing.",
+    ),
 ]
 
 
 OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.", file_okay=False)]
 Revision = Annotated[
-    Optional[str],
-    typer.Option("--revision", help="Weights given as a hub id: the branch, tag or commit to use (default: the "
-                 "main branch)."),
+    str | None,
+    typer.Option(
+        "--revision", help="Weights given as a hub id: the branch, tag or commit to use (default: the main branch)."
+    ),
 ]
 Variant = Annotated[
-    Optional[str],
-    typer.Option("--variant", help="Weights variant to fetch and load, e.g. fp16 (the *.fp16.safetensors files: "
-                 "half the download; the model still runs in the precision it would otherwise)."),
+    str | None,
+    typer.Option(
+        "--variant",
+        help="Weights variant to fetch and load, e.g. fp16 (the *.fp16.safetensors files: "
+        "half the download; the model still runs in the precision it would otherwise).",
+    ),
 ]

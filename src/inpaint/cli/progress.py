@@ -45,13 +45,21 @@ class RichProgress:
         if self._started:
             self._bar.stop()
 
-    def start(self, description: str, total: int | None) -> None:
+    def _show(self) -> None:
         # The live display starts with the first task, so a command that fails before doing any
         # work prints only its error line.
         if not self._started:
             self._bar.start()
             self._started = True
+
+    def start(self, description: str, total: int | None) -> None:
+        self._show()
         self._task = self._bar.add_task(description, total=total, info="")
+
+    def steps(self) -> StepProgress:
+        """A second bar on the same display for the steps of each method call (a sampler's
+        denoising steps), under the bar of images: one row, reused by every call."""
+        return StepProgress(self)
 
     def advance(self, n: int = 1, **info: object) -> None:
         if self._task is None:
@@ -64,3 +72,30 @@ class RichProgress:
         if self._task is not None:
             self._bar.update(self._task, info="")
         self._task = None
+
+
+class StepProgress:
+    """The steps of one call after another on one row of a :class:`RichProgress` display.
+
+    Each ``start`` (a new image or batch) resets the row rather than adding one, so a folder of
+    a thousand images shows two rows: images, and the steps of the batch in hand.
+    """
+
+    def __init__(self, display: RichProgress) -> None:
+        self._display = display
+        self._task: TaskID | None = None
+
+    def start(self, description: str, total: int | None) -> None:
+        self._display._show()
+        bar = self._display._bar
+        if self._task is None:
+            self._task = bar.add_task(description, total=total, info="")
+        else:
+            bar.reset(self._task, total=total, description=description, info="")
+
+    def advance(self, n: int = 1, **info: object) -> None:
+        if self._task is not None:
+            self._display._bar.update(self._task, advance=n)
+
+    def finish(self) -> None:
+        pass  # the row keeps the last call's count until the next call resets it

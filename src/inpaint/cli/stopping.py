@@ -34,8 +34,9 @@ import typer
 from inpaint.cli import console
 
 #: The signals that ask a resumable command to stop, where the platform has them.
-STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1")
-                                      if hasattr(signal, name))
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name)
+)
 
 
 def signal_name(signum: int) -> str:

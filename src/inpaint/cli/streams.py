@@ -37,8 +37,9 @@ def describe_os_error(error: BaseException) -> str | None:
     if not isinstance(error, OSError) or error.errno not in _OUTPUT_ERRORS:
         return None
     where = f": {error.filename}" if error.filename else " while writing an output file"
-    return (f"{_OUTPUT_ERRORS[error.errno]}{where}; free some space and run the command again "
-            "(finished outputs are kept)")
+    return (
+        f"{_OUTPUT_ERRORS[error.errno]}{where}; free some space and run the command again (finished outputs are kept)"
+    )
 
 
 def _failed(error: OSError) -> str:
@@ -47,8 +48,10 @@ def _failed(error: OSError) -> str:
     return f"{what}: cannot write the result to stdout"
 
 
-_CLOSED = ("output closed: cannot write the result to stdout (it is closed); run the command with stdout open, "
-           "or without --json / -o -")
+_CLOSED = (
+    "output closed: cannot write the result to stdout (it is closed); run the command with stdout open, "
+    "or without --json / -o -"
+)
 
 
 class _Guarded:

@@ -4,54 +4,103 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from inpaint.cli import console, options, stopping
 
 Data = Annotated[Path, typer.Argument(help="Folder of training images.", show_default=False)]
-Output = Annotated[Path, typer.Option("-o", "--output", help="Run folder: checkpoints, logs, samples and the "
-                                      "trained weights; where complete and bench find them by default.",
-                                      file_okay=False)]
-Resolution = Annotated[int, typer.Option("--resolution", help="Training size: images are resized (short side) "
-                                         "and centre-cropped to a square of this side.")]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "-o",
+        "--output",
+        help="Run folder: checkpoints, logs, samples and the "
+        "trained weights; where complete and bench find them by default.",
+        file_okay=False,
+    ),
+]
+Resolution = Annotated[
+    int,
+    typer.Option(
+        "--resolution",
+        help="Training size: images are resized (short side) and centre-cropped to a square of this side.",
+    ),
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per step and process.")]
-Lr = Annotated[float, typer.Option("--lr", help="AdamW learning rate.",
-                                   callback=options.finite)]
-Epochs = Annotated[float, typer.Option("--epochs", help="Passes over the data (ignored with --max-steps).",
-                                       callback=options.finite)]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps to train for "
-                                                 "(overrides --epochs).")]
+Lr = Annotated[float, typer.Option("--lr", help="AdamW learning rate.", callback=options.finite)]
+Epochs = Annotated[
+    float, typer.Option("--epochs", help="Passes over the data (ignored with --max-steps).", callback=options.finite)
+]
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps to train for (overrides --epochs).")]
 SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (and at each epoch's end).")]
-KeepLast = Annotated[int, typer.Option("--keep-last", help="Checkpoints to keep (older ones are deleted once "
-                                       "a newer one is verified).")]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the latest checkpoint in the "
-                                      "output folder; --no-resume refuses a folder that holds one.")]
-Masks = Annotated[Optional[list[str]], typer.Option("--masks", help="Mask presets to draw from per image "
-                                                    "(repeat or comma-separate for a mix; default lama-thin, "
-                                                    "lama-medium, lama-thick) or a folder of masks matched by stem.")]
+KeepLast = Annotated[
+    int, typer.Option("--keep-last", help="Checkpoints to keep (older ones are deleted once a newer one is verified).")
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume/--no-resume",
+        help="Continue from the latest checkpoint in the output folder; --no-resume refuses a folder that holds one.",
+    ),
+]
+Masks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--masks",
+        help="Mask presets to draw from per image "
+        "(repeat or comma-separate for a mix; default lama-thin, "
+        "lama-medium, lama-thick) or a folder of masks matched by stem.",
+    ),
+]
 GradAccum = Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per optimizer step.")]
 LrSchedule = Annotated[str, typer.Option("--lr-schedule", help="constant, constant_with_warmup, linear or cosine.")]
 WarmupSteps = Annotated[int, typer.Option("--warmup-steps", help="Linear LR warm-up steps.")]
-ClipGradNorm = Annotated[float, typer.Option("--clip-grad-norm", help="Clip the gradient norm to this (0: off).",
-                                             callback=options.finite)]
-MixedPrecision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp16 + grad scaler on CUDA; bf16 "
-                                             "autocast on a CPU with native bf16, AVX512-BF16 or AMX, said on "
-                                             "stderr; else fp32), no, fp16 (not on the CPU) or bf16. Weights, "
-                                             "optimiser and EMA stay fp32.")]
-EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).",
-                                         callback=options.finite)]
-ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Validate every N steps (0: at each "
-                                            "checkpoint).")]
-ValImages = Annotated[int, typer.Option("--val-images", help="Images completed at validation, with fixed masks and "
-                                        "seeds (0: no validation): held out of training (chosen by the seed) when "
-                                        "the folder has at least 5 times as many, else training images.")]
-ValData = Annotated[Optional[Path], typer.Option("--val-data", help="Folder of validation images (--val-images of "
-                                                 "them), instead of holding images of DATA out of training.",
-                                                 file_okay=False, show_default=False)]
+ClipGradNorm = Annotated[
+    float, typer.Option("--clip-grad-norm", help="Clip the gradient norm to this (0: off).", callback=options.finite)
+]
+MixedPrecision = Annotated[
+    str,
+    typer.Option(
+        "--mixed-precision",
+        help="auto (fp16 + grad scaler on CUDA; bf16 "
+        "autocast on a CPU with native bf16, AVX512-BF16 or AMX, said on "
+        "stderr; else fp32), no, fp16 (not on the CPU) or bf16. Weights, "
+        "optimiser and EMA stay fp32.",
+    ),
+]
+EmaDecay = Annotated[float, typer.Option("--ema-decay", help="EMA of the weights (0: off).", callback=options.finite)]
+ValidateEvery = Annotated[int, typer.Option("--validate-every", help="Validate every N steps (0: at each checkpoint).")]
+ValImages = Annotated[
+    int,
+    typer.Option(
+        "--val-images",
+        help="Images completed at validation, with fixed masks and "
+        "seeds (0: no validation): held out of training (chosen by the seed) when "
+        "the folder has at least 5 times as many, else training images.",
+    ),
+]
+ValData = Annotated[
+    Path | None,
+    typer.Option(
+        "--val-data",
+        help="Folder of validation images (--val-images of them), instead of holding images of DATA out of training.",
+        file_okay=False,
+        show_default=False,
+    ),
+]
 Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")]
 Workers = Annotated[int, typer.Option("--workers", help="Data-loading processes.")]
+
+
+def study_run(method: str):
+    """The study's run of ``method``, the library's defaults (:data:`inpaint.config.METHOD_DEFAULTS`):
+    what every option of its train command defaults to."""
+    from inpaint.config import METHOD_DEFAULTS, TrainConfig
+
+    defaults = METHOD_DEFAULTS[method]
+    return TrainConfig(method=method, data="DATA", output=str(defaults.run), base=defaults.base)
 
 
 def build_config(method: str, parameters: dict[str, Any]):
@@ -108,7 +157,9 @@ def run_training(task, config, *, resume: bool, json_output: bool, stop: stoppin
         if result.resumed_from:
             console.info(f"resumed from step {result.resumed_from}")
         loss = f"{result.last_loss:.4g}" if result.last_loss is not None else "n/a"
-        console.info(f"step {result.step}/{result.total_steps}, last loss {loss}, {result.seconds:.1f} s -> {config.output}")
+        console.info(
+            f"step {result.step}/{result.total_steps}, last loss {loss}, {result.seconds:.1f} s -> {config.output}"
+        )
         if result.validation:
             console.info("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in result.validation.items()))
     if result.stopped_early:

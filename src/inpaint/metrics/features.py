@@ -233,8 +233,9 @@ def kid_subset_size(n: int) -> int:
     return max(2, min(KID_SUBSET_SIZE, n // 2))
 
 
-def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int | None = None,
-        seed: int = 0) -> KIDValue:
+def kid(
+    real: Features, fake: Features, *, subsets: int = 100, subset_size: int | None = None, seed: int = 0
+) -> KIDValue:
     """Kernel Inception distance, unbiased MMD^2 with a cubic polynomial kernel.
 
     Each of ``subsets`` rounds draws ``m = min(subset_size, n_real, n_fake)`` real and m fake
@@ -253,8 +254,9 @@ def kid(real: Features, fake: Features, *, subsets: int = 100, subset_size: int 
     if subsets < 1:
         raise ValueError(f"subsets must be positive, got {subsets}")
     if m == x_all.shape[0] == y_all.shape[0]:
-        return KIDValue(mean=float(polynomial_mmd2(x_all, y_all)), std=math.nan, subsets=1, subset_size=m,
-                        n_real=m, n_fake=m)
+        return KIDValue(
+            mean=float(polynomial_mmd2(x_all, y_all)), std=math.nan, subsets=1, subset_size=m, n_real=m, n_fake=m
+        )
     generator = torch.Generator().manual_seed(seed)
     scores = torch.empty(subsets, dtype=torch.float64)
     for i in range(subsets):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -29,7 +29,7 @@ LpipsNet = Literal["alex", "vgg"]
 LPIPS_VERSION = "0.1"
 _WEIGHT_FILES: dict[str, WeightFile] = {"alex": LPIPS_ALEX, "vgg": LPIPS_VGG}
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def build_lpips(net: LpipsNet = "alex", weights: PathLike | None = None) -> lpips_package.LPIPS:

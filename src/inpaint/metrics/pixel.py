@@ -65,7 +65,9 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     return psnr_regions(pred, target, [mask])[0]
 
 
-def psnr_regions(pred: torch.Tensor, target: torch.Tensor, regions: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+def psnr_regions(
+    pred: torch.Tensor, target: torch.Tensor, regions: Sequence[torch.Tensor | None]
+) -> list[torch.Tensor]:
     """``[psnr(pred, target, mask) for mask in regions]``, squaring the errors once for all of them.
 
     ``regions`` holds (N, 1, H, W) masks in {0, 1}, or ``None`` for the whole image (the bench
@@ -111,7 +113,9 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     return ssim_regions(pred, target, [mask])[0]
 
 
-def ssim_regions(pred: torch.Tensor, target: torch.Tensor, regions: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+def ssim_regions(
+    pred: torch.Tensor, target: torch.Tensor, regions: Sequence[torch.Tensor | None]
+) -> list[torch.Tensor]:
     """``[ssim(pred, target, mask) for mask in regions]`` from one SSIM map per image.
 
     ``regions`` holds (N, 1, H, W) masks in {0, 1}, or ``None`` for the whole-image value. Returns

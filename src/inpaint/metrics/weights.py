@@ -118,9 +118,7 @@ def load_state_dict(path: Path, weight_file: WeightFile) -> dict[str, torch.Tens
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - zip, pickle and OS errors all mean "not a weights file"
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(
-            f"{path}: cannot load as PyTorch weights for {weight_file.purpose} ({first_line})"
-        ) from None
+        raise InputError(f"{path}: cannot load as PyTorch weights for {weight_file.purpose} ({first_line})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state dict of tensors, so not {weight_file.filename}")
     return state

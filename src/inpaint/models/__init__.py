@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from inpaint.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inpaint.models.base import Inpainter, MethodOptions
+    from inpaint.models.base import Inpainter, MethodOptions, Unavailable
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class MethodInfo:
     marks diffusion methods that take minutes per image on a CPU (the demo leaves them out there
     unless asked for).
     ``unavailable`` returns ``None`` when the method can run with these options on this machine,
-    otherwise a one-line reason (say, which weights are missing and how to provide them).
+    otherwise a one-line reason (say, which weights are missing and how to provide them);
+    :meth:`why_unavailable` gives it as a structured :class:`~inpaint.models.base.Unavailable`.
     ``reads`` names the :class:`~inpaint.models.base.MethodOptions` fields the method uses
     besides ``device`` (``None``: not declared); :meth:`ignored_options` lists the others set.
     """
@@ -50,16 +51,33 @@ class MethodInfo:
             return []
         defaults = MethodOptions()
         # A flag on by default is set by turning it off: name it as typed (--no-ema).
-        return [f"--{'no-' if getattr(defaults, f.name) is True else ''}{f.name.replace('_', '-')}"
-                for f in dataclasses.fields(options)
-                if f.name not in self.reads | {"device", "local_only"}
-                and getattr(options, f.name) != getattr(defaults, f.name)]
+        return [
+            f"--{'no-' if getattr(defaults, f.name) is True else ''}{f.name.replace('_', '-')}"
+            for f in dataclasses.fields(options)
+            if f.name not in self.reads | {"device", "local_only"}
+            and getattr(options, f.name) != getattr(defaults, f.name)
+        ]
+
+    def why_unavailable(self, options: MethodOptions) -> Unavailable | None:
+        """``None`` when the method can run with ``options`` here, else the reason as an
+        :class:`~inpaint.models.base.Unavailable`, whose ``kind`` says whether the method's own
+        weights are missing or what the options name is unusable."""
+        from inpaint.models.base import WEIGHT_OPTIONS, Unavailable
+
+        message = self.unavailable(options)
+        if message is None:
+            return None
+        named = any(getattr(options, option) is not None for option in WEIGHT_OPTIONS)
+        return Unavailable(method=self.name, kind="options" if named else "weights", message=message)
 
     def load(self, options: MethodOptions) -> Inpainter:
-        """Import and build the method. Raises :class:`InputError` if it cannot run here."""
-        reason = self.unavailable(options)
+        """Import and build the method. Raises :class:`~inpaint.models.base.MethodUnavailable`
+        (an :class:`InputError`) if it cannot run here."""
+        from inpaint.models.base import MethodUnavailable
+
+        reason = self.why_unavailable(options)
         if reason is not None:
-            raise InputError(f"{self.name}: {reason}")
+            raise MethodUnavailable(reason)
         module_name, class_name = self.target.split(":")
         cls = getattr(importlib.import_module(module_name), class_name)
         return cls(options)
@@ -83,9 +101,7 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _METHODS[name]
     except KeyError:
-        raise InputError(
-            f"unknown method {name!r}; choose from {', '.join(method_names())}"
-        ) from None
+        raise InputError(f"unknown method {name!r}; choose from {', '.join(method_names())}") from None
 
 
 def load_inpainter(name: str, options: MethodOptions | None = None) -> Inpainter:
@@ -152,8 +168,23 @@ register(
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").ddpm_unavailable(options),
         # The SD memory levers are refused by the method itself, with a reason: not listed as ignored.
-        reads=frozenset({"weights", "ema", "revision", "variant", "sampler", "steps", "dtype", "channels_last",
-                         "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
+        reads=frozenset(
+            {
+                "weights",
+                "ema",
+                "revision",
+                "variant",
+                "sampler",
+                "steps",
+                "dtype",
+                "channels_last",
+                "compile",
+                "attention_slicing",
+                "vae_slicing",
+                "vae_tiling",
+                "cpu_offload",
+            }
+        ),
     )
 )
 register(
@@ -164,9 +195,24 @@ register(
         priority=20,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.ddpm").repaint_unavailable(options),
-        reads=frozenset({"weights", "revision", "variant", "sampler", "steps", "jump_length", "jump_n_sample",
-                         "dtype", "channels_last", "compile", "attention_slicing", "vae_slicing", "vae_tiling",
-                         "cpu_offload"}),
+        reads=frozenset(
+            {
+                "weights",
+                "revision",
+                "variant",
+                "sampler",
+                "steps",
+                "jump_length",
+                "jump_n_sample",
+                "dtype",
+                "channels_last",
+                "compile",
+                "attention_slicing",
+                "vae_slicing",
+                "vae_tiling",
+                "cpu_offload",
+            }
+        ),
     )
 )
 register(
@@ -177,9 +223,31 @@ register(
         target="inpaint.models.sd:SDInpainter",
         priority=40,
         heavy=True,
-        unavailable=lambda options: importlib.import_module("inpaint.models.sd").sd_unavailable(options),
-        reads=frozenset({"weights", "revision", "variant", "lora", "ema", "prompt", "negative_prompt", "guidance",
-                         "strength", "sampler", "steps", "mask_blur", "crop_padding", "captions", "dtype",
-                         "channels_last", "compile", "attention_slicing", "vae_slicing", "vae_tiling", "cpu_offload"}),
+        unavailable=lambda options: importlib.import_module("inpaint.models.sd_weights").sd_unavailable(options),
+        reads=frozenset(
+            {
+                "weights",
+                "revision",
+                "variant",
+                "lora",
+                "ema",
+                "prompt",
+                "negative_prompt",
+                "guidance",
+                "strength",
+                "sampler",
+                "steps",
+                "mask_blur",
+                "crop_padding",
+                "captions",
+                "dtype",
+                "channels_last",
+                "compile",
+                "attention_slicing",
+                "vae_slicing",
+                "vae_tiling",
+                "cpu_offload",
+            }
+        ),
     )
 )

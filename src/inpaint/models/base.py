@@ -76,6 +76,39 @@ class MethodOptions:
     cpu_offload: bool = False
 
 
+#: The options that name what a method loads: set, an unavailability is theirs to fix.
+WEIGHT_OPTIONS = ("weights", "lora", "captions", "revision", "variant")
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a method cannot run here: ``kind`` for code to branch on, ``message`` for people.
+
+    ``kind`` is ``"weights"`` when the method's own weights are missing (none of
+    :data:`WEIGHT_OPTIONS` was set: download them, or name others with ``--weights``), or
+    ``"options"`` when what the options name cannot be used (a ``--weights`` folder that is not a
+    model, a missing ``--lora``). ``message`` is one line without the method's name.
+    """
+
+    method: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MethodUnavailable(InputError):
+    """A method was asked to load but cannot run here; ``reason`` says why (:class:`Unavailable`)."""
+
+    def __init__(self, reason: Unavailable) -> None:
+        super().__init__(f"{reason.method}: {reason.message}")
+        self.reason = reason
+
+    def __reduce__(self):  # rebuilt from its reason (multi-process runs pass errors around)
+        return type(self), (self.reason,)
+
+
 def composite(images: torch.Tensor, filled: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Paste known pixels back: ``filled`` inside the mask, ``images`` outside, copied exactly.
 
@@ -99,8 +132,7 @@ def blank_holes(images: torch.Tensor, masks: torch.Tensor, value: float = 0.5) -
     return blanked
 
 
-def resize_known(images: torch.Tensor, masks: torch.Tensor,
-                 size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def resize_known(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize images and masks for a model that works at ``size``, from the known pixels alone.
 
     images: (N, 3, H, W) in [0, 1]; masks: (N, 1, H, W), 1 = fill. Returns images (N, 3, h, w) in
@@ -184,9 +216,7 @@ class Inpainter(ABC):
             raise ValueError(f"got {len(names)} names for {n} images")
         hole_pixels = masks.flatten(1).sum(dim=1)
         if self.needs_known_pixels and bool((hole_pixels == masks[0].numel()).any()):
-            raise InputError(
-                f"{self.name} needs some known pixels, but a mask covers the whole image"
-            )
+            raise InputError(f"{self.name} needs some known pixels, but a mask covers the whole image")
         out = images.clone()
         todo = torch.nonzero(hole_pixels > 0).flatten().tolist()
         if todo:
@@ -206,9 +236,7 @@ def _check_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
     if masks.ndim != 4 or masks.shape[1] != 1:
         raise ValueError(f"masks must be (N, 1, H, W), got {tuple(masks.shape)}")
     if images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[2:]:
-        raise ValueError(
-            f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not match"
-        )
+        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not match")
     if not images.is_floating_point() or float(images.min()) < 0 or float(images.max()) > 1:
         raise ValueError("images must be floating point in [0, 1]")
     if bool(((masks != 0) & (masks != 1)).any()):

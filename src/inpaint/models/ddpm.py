@@ -1,9 +1,10 @@
 """Pixel-space diffusion completion: the study's fine-tuned DDPM and zero-shot RePaint.
 
-- ``ddpm`` (:class:`DDPMInpainter`, Method 1 of shared/METHOD.md): a ``UNet2DModel`` fine-tuned
+- ``ddpm`` (:class:`DDPMInpainter`, Method 1 of docs/method.md): a ``UNet2DModel`` fine-tuned
   with 7 input channels ``concat(x_masked, mask, x_t)``; samplers ``ddpm`` (ancestral: 1000 steps,
-  the study's setting, when named; the method's default is ``ddpm`` on 25 steps), ``dpmpp``
-  (SDE-DPM-Solver++(2M), 25) and ``ddim`` (50).
+  the study's setting, when named; the method's default is ``ddpm`` on 25 steps), ``ddim`` (50),
+  ``dpmpp`` (the deterministic DPM-Solver++(2M), 25) and ``dpmpp-sde`` (its SDE form, 25); the
+  names mean what they mean for ``sd`` (:data:`inpaint.samplers.SAMPLERS`).
 - ``repaint`` (:class:`RePaintInpainter`, Lugmayr et al. CVPR 2022): any unconditional
   ``UNet2DModel`` (default ``google/ddpm-celebahq-256``); sampler ``repaint`` (default: 250
   steps, jump length 10, 10 resamplings, 2,410 evaluations) or ``fast`` (ours: 50 steps, jump
@@ -30,8 +31,7 @@ from inpaint.errors import InputError
 from inpaint.models.base import Inpainter, MethodOptions, resize_known
 from inpaint.models.pixel_unet import DEFAULT_BASE
 from inpaint.progress import Progress
-from inpaint.repaint import FAST_STEPS, REPAINT_STEPS
-from inpaint.samplers import DEFAULT_STEPS, steps_problem
+from inpaint.samplers import sampler_spec, steps_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -40,8 +40,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from inpaint.samplers import Denoiser, SampleResult
 
 DEFAULT_REPAINT_WEIGHTS = DEFAULT_BASE
-_TRAIN_HINT = ("train one with `inpaint train-ddpm DATA` (it writes runs/ddpm, where complete and bench look by "
-               "default) or pass --weights DIR")
+_TRAIN_HINT = (
+    "train one with `inpaint train-ddpm DATA` (it writes runs/ddpm, where complete and bench look by "
+    "default) or pass --weights DIR"
+)
 
 
 def _native_size(unet: UNet2DModel) -> tuple[int, int]:
@@ -53,7 +55,7 @@ class _PixelDiffusion(Inpainter):
     """Shared plumbing: option checks, device/dtype, native-size resizing, NFE bookkeeping."""
 
     needs_known_pixels: ClassVar[bool] = False  # a full mask is plain generation
-    samplers: ClassVar[dict[str, int]]  # name -> default steps
+    #: The default sampler; the method takes the :data:`inpaint.samplers.SAMPLERS` names listing it.
     default_sampler: ClassVar[str]
     #: Steps when neither --sampler nor --steps is given (``None``: the default sampler's own).
     default_steps: ClassVar[int | None] = None
@@ -66,14 +68,13 @@ class _PixelDiffusion(Inpainter):
         self.options = options or MethodOptions()
         _refuse_sd_levers(self.name, self.options)
         self.sampler = self.options.sampler or self.default_sampler
-        if self.sampler not in self.samplers:
-            raise InputError(f"--sampler {self.sampler!r}: {self.name} supports {', '.join(self.samplers)}")
+        spec = sampler_spec(self.name, self.sampler)
         if self.options.steps is not None:
             self.steps = self.options.steps
         elif self.options.sampler is None and self.default_steps is not None:
             self.steps = self.default_steps
         else:
-            self.steps = self.samplers[self.sampler]
+            self.steps = spec.steps
         if self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be a positive number of steps")
         self.device = resolve_device(self.options.device)
@@ -140,11 +141,17 @@ class _PixelDiffusion(Inpainter):
 
 def _refuse_sd_levers(name: str, options: MethodOptions) -> None:
     """The memory levers of Stable Diffusion's pipeline mean nothing for a pixel UNet: say so."""
-    for flag, on in (("--attention-slicing", options.attention_slicing), ("--vae-slicing", options.vae_slicing),
-                     ("--vae-tiling", options.vae_tiling), ("--cpu-offload", options.cpu_offload)):
+    for flag, on in (
+        ("--attention-slicing", options.attention_slicing),
+        ("--vae-slicing", options.vae_slicing),
+        ("--vae-tiling", options.vae_tiling),
+        ("--cpu-offload", options.cpu_offload),
+    ):
         if on:
-            raise InputError(f"{flag}: only the sd method has it ({name} runs one pixel-space UNet; "
-                             "--channels-last and --compile apply)")
+            raise InputError(
+                f"{flag}: only the sd method has it ({name} runs one pixel-space UNet; "
+                "--channels-last and --compile apply)"
+            )
 
 
 class DDPMInpainter(_PixelDiffusion):
@@ -152,11 +159,10 @@ class DDPMInpainter(_PixelDiffusion):
     weights, or with ``options.ema=False`` its raw ones)."""
 
     name: ClassVar[str] = "ddpm"
-    samplers: ClassVar[dict[str, int]] = {name: DEFAULT_STEPS[name] for name in ("ddpm", "dpmpp", "ddim")}
     # Default: ancestral DDPM on 25 steps, 40x cheaper than the study's 1000 (which a plain
     # --sampler ddpm still gives). Of the samplers at <= 25 evaluations it scored the best hole
-    # PSNR in docs/benchmarks.md: +0.27 dB [+0.14, +0.40] over SDE-DPM-Solver++(2M) 25 and
-    # +2.0 dB over DDIM 25 (the deterministic samplers trail the stochastic ones).
+    # PSNR in docs/benchmarks.md: +0.27 dB [+0.14, +0.40] over SDE-DPM-Solver++(2M) 25 (dpmpp-sde)
+    # and +2.0 dB over DDIM 25 (the deterministic samplers, dpmpp too, trail the stochastic ones).
     default_sampler: ClassVar[str] = "ddpm"
     default_steps: ClassVar[int | None] = 25
 
@@ -165,18 +171,22 @@ class DDPMInpainter(_PixelDiffusion):
 
         if self.options.weights is None:
             raise InputError(f"ddpm: needs fine-tuned weights: {_TRAIN_HINT}")
-        return load_completion_unet(self.options.weights, use_ema=self.options.ema, dtype=self.dtype,
-                                    revision=self.options.revision, variant=self.options.variant)
+        return load_completion_unet(
+            self.options.weights,
+            use_ema=self.options.ema,
+            dtype=self.dtype,
+            revision=self.options.revision,
+            variant=self.options.variant,
+        )
 
     def _sample(
         self, x0: torch.Tensor, masks: torch.Tensor, generators: list[torch.Generator], progress: Progress
     ) -> SampleResult:
-        from inpaint.samplers import SAMPLERS, completion_denoiser
+        from inpaint.samplers import completion_denoiser, sample_named
 
         denoiser = completion_denoiser(self.unet, x0, masks, self.dtype)
-        sample = SAMPLERS[self.sampler]
-        return sample(
-            denoiser, x0, masks, generators, self.scheduler_config, steps=self.steps, progress=progress
+        return sample_named(
+            self.sampler, denoiser, x0, masks, generators, self.scheduler_config, steps=self.steps, progress=progress
         )
 
 
@@ -184,7 +194,6 @@ class RePaintInpainter(_PixelDiffusion):
     """Zero-shot RePaint on an unconditional DDPM (``options.weights``: hub id or folder)."""
 
     name: ClassVar[str] = "repaint"
-    samplers: ClassVar[dict[str, int]] = {"repaint": REPAINT_STEPS, "fast": FAST_STEPS}
     default_sampler: ClassVar[str] = "repaint"
 
     def __init__(self, options: MethodOptions | None = None) -> None:
@@ -211,8 +220,9 @@ class RePaintInpainter(_PixelDiffusion):
         from inpaint.models.pixel_unet import load_base
 
         weights = self.options.weights or DEFAULT_REPAINT_WEIGHTS
-        unet, scheduler_config = load_base(weights, dtype=self.dtype, revision=self.options.revision,
-                                           variant=self.options.variant)
+        unet, scheduler_config = load_base(
+            weights, dtype=self.dtype, revision=self.options.revision, variant=self.options.variant
+        )
         if unet.config.in_channels != 3:
             raise InputError(
                 f"{weights}: takes {unet.config.in_channels} input channels; RePaint needs an unconditional "
@@ -246,9 +256,7 @@ class RePaintInpainter(_PixelDiffusion):
 
 def _local_problem(path: Path, want_channels: int) -> str | None:
     """Why the model folder ``path`` cannot be used, from its json files alone; ``None`` if fine."""
-    config_path = next(
-        (p for p in (path / "config.json", path / "unet" / "config.json") if p.is_file()), None
-    )
+    config_path = next((p for p in (path / "config.json", path / "unet" / "config.json") if p.is_file()), None)
     if config_path is None:
         return f"{path}: no config.json, not a diffusers model folder"
     return _config_problem(config_path, str(path), want_channels)
@@ -270,8 +278,14 @@ def _config_problem(config_path: Path, label: str, want_channels: int) -> str | 
     return None
 
 
-def _weights_problem(weights: str, want_channels: int, fix: str, local_only: bool = False,
-                     revision: str | None = None, variant: str | None = None) -> str | None:
+def _weights_problem(
+    weights: str,
+    want_channels: int,
+    fix: str,
+    local_only: bool = False,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> str | None:
     from inpaint.models.hub import cached_availability, meant_as_local
 
     path = Path(weights).expanduser()
@@ -283,9 +297,15 @@ def _weights_problem(weights: str, want_channels: int, fix: str, local_only: boo
         return f"{weights}: is a file; expected a model directory"
     if meant_as_local(weights):
         return f"{weights}: no such directory; {fix}"
-    return cached_availability(weights, ("config.json", "unet/config.json"),
-                               lambda _, config: _config_problem(config, weights, want_channels), fix, local_only,
-                               revision=revision, variant=variant)
+    return cached_availability(
+        weights,
+        ("config.json", "unet/config.json"),
+        lambda _, config: _config_problem(config, weights, want_channels),
+        fix,
+        local_only,
+        revision=revision,
+        variant=variant,
+    )
 
 
 def ddpm_unavailable(options: MethodOptions) -> str | None:
@@ -303,6 +323,8 @@ def repaint_unavailable(options: MethodOptions) -> str | None:
     if meant_as_local(weights):  # a folder that is not there: downloading is no fix
         fix = "pass an existing model directory with --weights"
     else:
-        fix = (f"download it on a connected machine with {download_hint(weights, options.revision, options.variant)} "
-               "or pass a local model directory with --weights")
+        fix = (
+            f"download it on a connected machine with {download_hint(weights, options.revision, options.variant)} "
+            "or pass a local model directory with --weights"
+        )
     return _weights_problem(weights, 3, fix, options.local_only, options.revision, options.variant)

@@ -29,7 +29,6 @@ from inpaint.models.weight_files import (
     has_weights,
 )
 
-
 #: Endings of weight files: a name ending so (``loras/mine.safetensors``) is a file, not a hub id.
 _FILE_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".json")
 
@@ -60,8 +59,11 @@ def meant_as_local(id_or_dir: str) -> bool:
 def any_weights(folder: Path, variant: str | None = None) -> bool:
     """Whether ``folder`` holds a diffusers or transformers model's weights (of ``variant``), as
     safetensors or as ``.bin`` (which the loaders convert)."""
-    return any(has_weights(folder, library, variant, pickle=pickle)
-               for library in (DIFFUSERS, TRANSFORMERS) for pickle in (False, True))
+    return any(
+        has_weights(folder, library, variant, pickle=pickle)
+        for library in (DIFFUSERS, TRANSFORMERS)
+        for pickle in (False, True)
+    )
 
 
 def cached_availability(
@@ -90,8 +92,11 @@ def cached_availability(
             return f"{repo_id}: no such directory; {fix}"
         if isinstance(cached, str):
             problem = check(filename, Path(cached))
-            if problem is None and (local_only or constants.HF_HUB_OFFLINE) \
-                    and not any_weights(Path(cached).parent, variant):
+            if (
+                problem is None
+                and (local_only or constants.HF_HUB_OFFLINE)
+                and not any_weights(Path(cached).parent, variant)
+            ):
                 # A config alone is not a model, and here its weights cannot be fetched.
                 tag = f" {variant}" if variant else ""
                 return f"{repo_id}: cached without its{tag} weights (beside {filename}); {fix}"
@@ -100,8 +105,10 @@ def cached_availability(
     if local_only:
         return f"{repo_id}: not downloaded yet (not in the local Hugging Face cache{at}); {fix}"
     if constants.HF_HUB_OFFLINE:
-        return (f"{repo_id}: no such local directory, and not in the local Hugging Face cache{at} while the hub is "
-                f"unreachable (offline); {fix}")
+        return (
+            f"{repo_id}: no such local directory, and not in the local Hugging Face cache{at} while the hub is "
+            f"unreachable (offline); {fix}"
+        )
     return None  # not cached but online: loading downloads it or says why it cannot
 
 
@@ -131,7 +138,8 @@ def snapshot(repo_id: str, allow_patterns: Sequence[str], revision: str | None =
     except incomplete:
         raise InputError(
             f"{repo_id}: only part of it is in the local Hugging Face cache and the hub is unreachable (offline); "
-            f"complete it on a connected machine with {download_hint(repo_id, revision)}") from None
+            f"complete it on a connected machine with {download_hint(repo_id, revision)}"
+        ) from None
     except errors.LocalEntryNotFoundError:
         at = f" at revision {revision}" if revision else ""
         raise InputError(
@@ -145,8 +153,9 @@ def snapshot(repo_id: str, allow_patterns: Sequence[str], revision: str | None =
             "`hf auth login`, or pass a local directory"
         ) from None
     except errors.RevisionNotFoundError:
-        raise InputError(f"{repo_id}: no revision {revision!r} (branch, tag or commit) on the Hugging Face hub; "
-                         "check --revision") from None
+        raise InputError(
+            f"{repo_id}: no revision {revision!r} (branch, tag or commit) on the Hugging Face hub; check --revision"
+        ) from None
     except errors.RepositoryNotFoundError:
         raise InputError(
             f"{repo_id}: no such local directory and no such (public) model on the Hugging Face hub; "
@@ -173,8 +182,9 @@ def fetch(repo_id: str, files: ModelFiles, revision: str | None = None, variant:
     return root
 
 
-def resolve(id_or_dir: str | os.PathLike[str], files: ModelFiles, *, revision: str | None = None,
-            variant: str | None = None) -> Path:
+def resolve(
+    id_or_dir: str | os.PathLike[str], files: ModelFiles, *, revision: str | None = None, variant: str | None = None
+) -> Path:
     """The local folder of model ``id_or_dir``: the directory itself, or a hub snapshot (:func:`fetch`).
 
     ``revision`` applies to hub ids only: a local directory with one is an :class:`InputError`.

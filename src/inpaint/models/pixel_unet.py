@@ -1,6 +1,6 @@
 """Pixel-space diffusion UNets (diffusers ``UNet2DModel``): find, load, widen and save them.
 
-Method 1 of the study (shared/METHOD.md) starts from the unconditional ``google/ddpm-celebahq-256``
+Method 1 of the study (docs/method.md) starts from the unconditional ``google/ddpm-celebahq-256``
 and widens its first convolution from 3 to 7 input channels, ``concat(x_masked [3], mask [1],
 x_t [3])``. This module owns every step of that life cycle:
 
@@ -72,16 +72,18 @@ _LAYOUT_HINT = (
 #: and ``ema/`` subfolders.
 MODEL_FILES = ModelFiles(
     other=("*.json",),
-    components=tuple(Component(folder, DIFFUSERS, required=False)
-                     for folder in ("", "unet", RAW_SUBFOLDER, EMA_SUBFOLDER)),
+    components=tuple(
+        Component(folder, DIFFUSERS, required=False) for folder in ("", "unet", RAW_SUBFOLDER, EMA_SUBFOLDER)
+    ),
 )
 
 
 # ---- finding the files ----------------------------------------------------------------------
 
 
-def resolve_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None,
-                      variant: str | None = None) -> Path:
+def resolve_model_dir(
+    id_or_dir: str | os.PathLike[str], *, revision: str | None = None, variant: str | None = None
+) -> Path:
     """The local folder holding model ``id_or_dir``: the directory itself, or a hub snapshot (at
     ``revision``) of its json files and weights (:data:`MODEL_FILES`: safetensors of ``variant``,
     ``.bin`` only for a UNet that has no safetensors).
@@ -143,11 +145,13 @@ def _check_weights(folder: Path, label: str, variant: str | None = None) -> None
     """Require the UNet's weights (of ``variant``) as safetensors or ``.bin`` (converted when loaded)."""
     if has_weights(folder, DIFFUSERS, variant) or has_weights(folder, DIFFUSERS, variant, pickle=True):
         return
-    others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors")) + \
-        sorted(p.name for p in folder.glob("diffusion_pytorch_model*.bin"))
+    others = sorted(p.name for p in folder.glob("diffusion_pytorch_model*.safetensors")) + sorted(
+        p.name for p in folder.glob("diffusion_pytorch_model*.bin")
+    )
     hint = f" (it has {', '.join(others[:3])}: another --variant?)" if others else ""
-    raise InputError(f"{label}: no {weight_names(DIFFUSERS, variant)[0]} nor its .bin in {folder}{hint}; "
-                     f"{_LAYOUT_HINT}")
+    raise InputError(
+        f"{label}: no {weight_names(DIFFUSERS, variant)[0]} nor its .bin in {folder}{hint}; {_LAYOUT_HINT}"
+    )
 
 
 def _scheduler_config(root: Path, unet_dir: Path, label: str) -> dict[str, Any]:
@@ -179,8 +183,12 @@ def _load_unet(folder: Path, label: str, dtype: torch.dtype | None, variant: str
     return unet.eval()
 
 
-def _load(id_or_dir: str | os.PathLike[str], dtype: torch.dtype | None, revision: str | None = None,
-          variant: str | None = None) -> tuple[UNet2DModel, dict[str, Any]]:
+def _load(
+    id_or_dir: str | os.PathLike[str],
+    dtype: torch.dtype | None,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load the UNet and scheduler config of ``id_or_dir`` (either layout)."""
     label = os.fspath(id_or_dir)
     root = resolve_model_dir(id_or_dir, revision=revision, variant=variant)
@@ -196,8 +204,11 @@ def _load(id_or_dir: str | os.PathLike[str], dtype: torch.dtype | None, revision
 
 
 def load_base(
-    id_or_dir: str | os.PathLike[str] = DEFAULT_BASE, *, dtype: torch.dtype | None = None,
-    revision: str | None = None, variant: str | None = None,
+    id_or_dir: str | os.PathLike[str] = DEFAULT_BASE,
+    *,
+    dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load a pretrained pixel-space ``UNet2DModel`` and its noise schedule.
 
@@ -284,8 +295,10 @@ def completion_weights_folder(root: Path, *, use_ema: bool = True, label: str | 
             return root
         raw = root / RAW_SUBFOLDER
         if not (raw / _CONFIG).is_file():
-            raise InputError(f"{label}: holds EMA weights and no {RAW_SUBFOLDER}/config.json; the raw weights were "
-                             "not kept with it (use its EMA weights)")
+            raise InputError(
+                f"{label}: holds EMA weights and no {RAW_SUBFOLDER}/config.json; the raw weights were "
+                "not kept with it (use its EMA weights)"
+            )
         return raw
     if marker is None and use_ema and (root / EMA_SUBFOLDER / _CONFIG).is_file():
         return root / EMA_SUBFOLDER
@@ -293,8 +306,12 @@ def completion_weights_folder(root: Path, *, use_ema: bool = True, label: str | 
 
 
 def load_completion_unet(
-    id_or_dir: str | os.PathLike[str], *, use_ema: bool = True, dtype: torch.dtype | None = None,
-    revision: str | None = None, variant: str | None = None,
+    id_or_dir: str | os.PathLike[str],
+    *,
+    use_ema: bool = True,
+    dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
 ) -> tuple[UNet2DModel, dict[str, Any]]:
     """Load a fine-tuned 7-channel completion UNet and its noise schedule.
 

@@ -1,6 +1,6 @@
 """Stable Diffusion inpainting weights: find and load a base pipeline, load and save LoRA files.
 
-The study's Method 2 (shared/METHOD.md) starts from SD 1.5 Inpainting
+The study's Method 2 (docs/method.md) starts from SD 1.5 Inpainting
 (``stable-diffusion-v1-5/stable-diffusion-inpainting``): a diffusers pipeline folder
 (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``)
 whose UNet takes 9 channels, ``concat(noisy latent 4, mask 1, masked-image latent 4)``.
@@ -19,6 +19,9 @@ A ``train-lora`` run folder holds at its root the LoRA to use — the EMA one wh
 EMA, with the raw one in ``raw/`` — and ``inpaint_weights`` (``ema`` or ``raw``) in each file's
 metadata; folders from before that key hold the raw LoRA at the root and the EMA in ``ema/``.
 :func:`lora_file` picks the file in either layout.
+
+:func:`sd_unavailable` says, from files alone and without importing torch or diffusers, why the
+``sd`` method cannot run with given options (the registry's check).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from inpaint.models.weight_files import DIFFUSERS, TRANSFORMERS, Component, Mode
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    from inpaint.models.base import MethodOptions
 
 #: The study's base (SD 1.5 Inpainting, Rombach et al. 2022; the hub id it has today).
 DEFAULT_SD_BASE = "stable-diffusion-v1-5/stable-diffusion-inpainting"
@@ -85,18 +90,20 @@ def check_pipeline_folder(root: Path, label: str, variant: str | None = None) ->
         )
     for component in PIPELINE_FILES.components:
         folder = component.path(root)
-        if has_weights(folder, component.library, variant) or has_weights(folder, component.library, variant,
-                                                                           pickle=True):
+        if has_weights(folder, component.library, variant) or has_weights(
+            folder, component.library, variant, pickle=True
+        ):
             continue
         stem = weight_names(component.library, None)[0].split(".")[0]
         others = sorted(p.name for p in folder.glob(f"{stem}*.safetensors")) if folder.is_dir() else []
         hint = f" (it has {', '.join(others[:2])}: another --variant?)" if others else ""
-        raise InputError(f"{label}: {component.folder}/ has no {weight_names(component.library, variant)[0]} "
-                         f"nor its .bin{hint}; {_LAYOUT}")
+        raise InputError(
+            f"{label}: {component.folder}/ has no {weight_names(component.library, variant)[0]} "
+            f"nor its .bin{hint}; {_LAYOUT}"
+        )
 
 
-def sd_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None,
-                 variant: str | None = None) -> Path:
+def sd_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None, variant: str | None = None) -> Path:
     """The checked local folder of SD inpainting base ``id_or_dir`` (a directory, or a hub id at
     ``revision`` fetched as :data:`PIPELINE_FILES` with the weights of ``variant``)."""
     label = os.fspath(id_or_dir)
@@ -105,8 +112,13 @@ def sd_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = No
     return root
 
 
-def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *, dtype: torch.dtype | None = None,
-                  revision: str | None = None, variant: str | None = None) -> StableDiffusionInpaintPipeline:
+def load_pipeline(
+    id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE,
+    *,
+    dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> StableDiffusionInpaintPipeline:
     """Load a ``StableDiffusionInpaintPipeline`` (no safety checker, progress bars off; CPU).
 
     ``revision`` picks a branch, tag or commit of a hub id; ``variant`` a weights variant
@@ -118,15 +130,21 @@ def load_pipeline(id_or_dir: str | os.PathLike[str] = DEFAULT_SD_BASE, *, dtype:
 
     from inpaint.models.weight_files import safetensors_view
 
-    root = safetensors_view(sd_model_dir(id_or_dir, revision=revision, variant=variant), _COMPONENTS,
-                            os.fspath(id_or_dir), variant)
+    root = safetensors_view(
+        sd_model_dir(id_or_dir, revision=revision, variant=variant), _COMPONENTS, os.fspath(id_or_dir), variant
+    )
     with quiet_loading(), warnings.catch_warnings():
         # Newer diffusers call it `dtype`; `torch_dtype` works in every version we support.
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         try:
             pipe = StableDiffusionInpaintPipeline.from_pretrained(
-                root, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-                use_safetensors=True, torch_dtype=dtype, variant=variant,
+                root,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                use_safetensors=True,
+                torch_dtype=dtype,
+                variant=variant,
             )
         except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
             raise InputError(f"{os.fspath(id_or_dir)}: cannot load the pipeline ({_first_line(e)})") from None
@@ -152,8 +170,10 @@ def lora_file(id_or_path: str | os.PathLike[str], *, use_ema: bool = True) -> Pa
     if path.is_dir():
         candidate = path / LORA_WEIGHT_NAME
         if not candidate.is_file():
-            raise InputError(f"{text}: no {LORA_WEIGHT_NAME} in this folder; pass a train-lora output folder "
-                             "or a LoRA .safetensors file")
+            raise InputError(
+                f"{text}: no {LORA_WEIGHT_NAME} in this folder; pass a train-lora output folder "
+                "or a LoRA .safetensors file"
+            )
         return _run_lora(path, candidate, use_ema, text)
     if not path.exists():
         raise InputError(f"{text}: no such LoRA file or folder")
@@ -170,8 +190,10 @@ def _run_lora(folder: Path, root_file: Path, use_ema: bool, label: str) -> Path:
             return root_file
         raw = folder / RAW_SUBFOLDER / LORA_WEIGHT_NAME
         if not raw.is_file():
-            raise InputError(f"{label}: holds an EMA LoRA and no {RAW_SUBFOLDER}/{LORA_WEIGHT_NAME}; the raw weights "
-                             "were not kept with it (use its EMA weights)")
+            raise InputError(
+                f"{label}: holds an EMA LoRA and no {RAW_SUBFOLDER}/{LORA_WEIGHT_NAME}; the raw weights "
+                "were not kept with it (use its EMA weights)"
+            )
         return raw
     earlier_ema = folder / EMA_SUBFOLDER / LORA_WEIGHT_NAME
     if marker is None and use_ema and earlier_ema.is_file():
@@ -197,8 +219,9 @@ def _lora_parameter_count(unet: UNet2DConditionModel) -> int:
     return sum(1 for name, _ in unet.named_parameters() if ".lora_" in name)
 
 
-def load_lora(pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLike[str], base: str, *,
-              use_ema: bool = True) -> dict[str, str]:
+def load_lora(
+    pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLike[str], base: str, *, use_ema: bool = True
+) -> dict[str, str]:
     """Load a LoRA into ``pipe`` (stock ``load_lora_weights``) and return its metadata.
 
     ``use_ema`` chooses a run folder's EMA or raw LoRA (:func:`lora_file`). A LoRA made for
@@ -219,8 +242,9 @@ def load_lora(pipe: StableDiffusionInpaintPipeline, id_or_path: str | os.PathLik
                 f"{label}: does not fit the base {base} ({_first_line(e)}); was it trained for another base?"
             ) from None
     if _lora_parameter_count(pipe.unet) == before:
-        raise InputError(f"{label}: none of its weights match a layer of the base {base}'s UNet; "
-                         "was it trained for another base?")
+        raise InputError(
+            f"{label}: none of its weights match a layer of the base {base}'s UNet; was it trained for another base?"
+        )
     # Adapters are added in training mode: with a dropout in their config, outputs would be random.
     pipe.unet.eval()
     return metadata
@@ -262,16 +286,20 @@ def save_lora(unet: UNet2DConditionModel, folder: Path, metadata: Mapping[str, s
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     layers = {k: v.detach().float().cpu().contiguous() for k, v in layers.items()}
     adapter = {f"unet.{k}": v for k, v in adapter_metadata(unet).items()}
-    header = {"format": "pt", "lora_adapter_metadata": json.dumps(adapter, indent=2, sort_keys=True),
-              **{k: str(v) for k, v in metadata.items()}}
+    header = {
+        "format": "pt",
+        "lora_adapter_metadata": json.dumps(adapter, indent=2, sort_keys=True),
+        **{k: str(v) for k, v in metadata.items()},
+    }
 
     def write(weights: dict[str, torch.Tensor], filename: str) -> None:
         with atomic.atomic_path(filename) as tmp:
             save_file(weights, tmp, metadata=header)
 
     with quiet_loading():
-        StableDiffusionInpaintPipeline.save_lora_weights(folder, unet_lora_layers=layers, save_function=write,
-                                                         weight_name=LORA_WEIGHT_NAME)
+        StableDiffusionInpaintPipeline.save_lora_weights(
+            folder, unet_lora_layers=layers, save_function=write, weight_name=LORA_WEIGHT_NAME
+        )
     return Path(folder) / LORA_WEIGHT_NAME
 
 
@@ -283,3 +311,71 @@ def _first_line(error: BaseException, limit: int = 240) -> str:
         return type(error).__name__
     text = lines[0] if not (lines[0].endswith(":") and len(lines) > 1) else f"{lines[0]} {lines[1]}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- the availability check of the registry (no torch, no diffusers) ---------------------------
+
+
+def sd_unavailable(options: MethodOptions) -> str | None:
+    """Registry check for ``sd``: the base must be an SD inpainting pipeline on disk, cached or
+    downloadable; ``lora`` and ``captions`` must exist."""
+    from inpaint.models.hub import cached_availability, download_hint, meant_as_local
+
+    if options.captions is not None and not Path(options.captions).expanduser().is_file():
+        return f"--captions {options.captions}: no such file"
+    if options.lora is not None:
+        lora = Path(options.lora).expanduser()
+        if not lora.exists() and looks_like_path(options.lora):
+            return f"--lora {options.lora}: no such file or folder"
+        if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
+            return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
+    base = options.weights or DEFAULT_SD_BASE
+    if meant_as_local(base):  # a folder that is not there: downloading is no fix
+        fix = "pass an existing Stable Diffusion inpainting pipeline folder"
+    else:
+        fix = (
+            f"download it on a connected machine with {download_hint(base, options.revision, options.variant)} "
+            "or pass a local Stable Diffusion inpainting pipeline folder with --weights"
+        )
+    path = Path(base).expanduser()
+    if path.is_dir():
+        if options.revision is not None:
+            return f"--revision {options.revision}: only a hub model has revisions; {base} is a local directory"
+        try:
+            check_pipeline_folder(path, base, options.variant)
+        except InputError as e:
+            return str(e)
+        return None
+    if path.exists():
+        return f"{base}: is a file; expected a pipeline folder"
+    if meant_as_local(base):
+        return f"{base}: no such directory; {fix}"
+    return cached_availability(
+        base,
+        ("unet/config.json", "config.json"),
+        _cached_pipeline_problem(base),
+        fix,
+        options.local_only,
+        revision=options.revision,
+        variant=options.variant,
+    )
+
+
+def _cached_pipeline_problem(repo_id: str):
+    """A check for :func:`~inpaint.models.hub.cached_availability`: a cached 9-channel pipeline UNet."""
+    import json
+
+    def check(filename: str, config: Path) -> str | None:
+        if filename == "config.json":
+            return f"{repo_id}: a single model, not a Stable Diffusion pipeline (no unet/)"
+        try:
+            channels = json.loads(config.read_text(encoding="utf-8")).get("in_channels")
+        except (OSError, ValueError, AttributeError):
+            channels = None
+        if channels != INPAINT_CHANNELS:
+            return (
+                f"{repo_id}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}: not an inpainting model"
+            )
+        return None
+
+    return check

@@ -55,7 +55,8 @@ _PICKLE_STEM = {DIFFUSERS: "diffusion_pytorch_model", TRANSFORMERS: "pytorch_mod
 #: Pickle weight files we convert (single files and shards) and their index files.
 _PICKLE_FILE = re.compile(r"^(?P<stem>diffusion_pytorch_model|pytorch_model|model)(?P<rest>[^/]*)\.bin$")
 _PICKLE_INDEX = re.compile(
-    r"^(?P<stem>diffusion_pytorch_model|pytorch_model|model)\.bin\.index(?P<variant>\.[^./]+)?\.json$")
+    r"^(?P<stem>diffusion_pytorch_model|pytorch_model|model)\.bin\.index(?P<variant>\.[^./]+)?\.json$"
+)
 #: Other pickle formats: never linked into a view, never loaded.
 _OTHER_PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _VARIANT = re.compile(r"[A-Za-z0-9_]+")
@@ -135,8 +136,11 @@ class ModelFiles:
 
     def without_safetensors(self, root: Path, variant: str | None = None) -> list[str]:
         """Folders of the components under ``root`` that have a config but no safetensors weights."""
-        return [c.folder for c in self.components
-                if (c.path(root) / "config.json").is_file() and not has_weights(c.path(root), c.library, variant)]
+        return [
+            c.folder
+            for c in self.components
+            if (c.path(root) / "config.json").is_file() and not has_weights(c.path(root), c.library, variant)
+        ]
 
     def missing(self, root: Path, variant: str | None = None) -> list[str]:
         """What ``root`` lacks to be loaded (weights as safetensors or ``.bin``); ``[]`` when complete."""
@@ -205,8 +209,15 @@ def _digest(*parts: Any) -> str:
 def _why_refused(error: BaseException) -> str:
     """The line of torch's weights-only error that names the refused object, without its advice
     (which suggests ``weights_only=False``: the very thing never to do with a stranger's file)."""
-    boilerplate = ("weights only load failed", "please file an issue", "check the documentation", "in pytorch 2.6",
-                   "(1)", "(2)", "re-running")
+    boilerplate = (
+        "weights only load failed",
+        "please file an issue",
+        "check the documentation",
+        "in pytorch 2.6",
+        "(1)",
+        "(2)",
+        "re-running",
+    )
     for line in str(error).splitlines():
         line = line.strip()
         if line.lower().startswith("weightsunpickler error:"):
@@ -239,13 +250,19 @@ def read_pickle_weights(path: Path, label: str) -> dict[str, torch.Tensor]:
             raise InputError(
                 f"{path}: refused as unsafe or unreadable: torch's weights-only unpickler, which builds tensors and "
                 f"nothing else, stopped at: {_why_refused(e)}; nothing in the file was run. Get the weights of {label} "
-                "as safetensors from a source you trust, or download them again") from None
-        raise InputError(f"{path}: refused as unreadable: not loadable as PyTorch weights ({_why_refused(e)}); the "
-                         f"file is truncated or not a weights file: download {label} again") from None
+                "as safetensors from a source you trust, or download them again"
+            ) from None
+        raise InputError(
+            f"{path}: refused as unreadable: not loadable as PyTorch weights ({_why_refused(e)}); the "
+            f"file is truncated or not a weights file: download {label} again"
+        ) from None
     if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise InputError(f"{path}: not a flat mapping of names to tensors, so not the weights of a diffusers or "
-                         f"transformers model; refused ({label})")
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InputError(
+            f"{path}: not a flat mapping of names to tensors, so not the weights of a diffusers or "
+            f"transformers model; refused ({label})"
+        )
     return state
 
 
@@ -285,8 +302,10 @@ def convert_pickle(path: Path, safe_name: str, label: str) -> Path:
         except (RuntimeError, ValueError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{path}: cannot store its tensors as safetensors ({first})") from None
-    log.info(f"{label}: converted the pickle weights {path} to safetensors in {target} (read with torch's "
-             "weights-only unpickler; later loads use the converted file)")
+    log.info(
+        f"{label}: converted the pickle weights {path} to safetensors in {target} (read with torch's "
+        "weights-only unpickler; later loads use the converted file)"
+    )
     return target
 
 
@@ -384,18 +403,28 @@ def safetensors_view(root: Path, folders: Sequence[str], label: str, variant: st
     every pickle, plus the converted weights (and a rewritten index for sharded weights).
     Raises :class:`InputError` (one line naming the file) when a pickle is refused.
     """
-    plans = {name: plan for name in folders
-             if (plan := _plan(root / name if name else root, variant, label)) is not None}
+    plans = {
+        name: plan for name in folders if (plan := _plan(root / name if name else root, variant, label)) is not None
+    }
     if not plans:
         return root
-    converted = {name: {pickle: convert_pickle(pickle, safe, label) for pickle, safe in plan.convert.items()}
-                 for name, plan in plans.items()}
-    identity = _digest(os.path.realpath(root), variant,
-                       sorted(p.name for p in root.iterdir()),
-                       {name: [sorted(p.name for p in (root / name if name else root).iterdir()),
-                               sorted(str(target) for target in files.values())]
-                        for name, files in converted.items()},
-                       {name: plan.indexes for name, plan in plans.items()})
+    converted = {
+        name: {pickle: convert_pickle(pickle, safe, label) for pickle, safe in plan.convert.items()}
+        for name, plan in plans.items()
+    }
+    identity = _digest(
+        os.path.realpath(root),
+        variant,
+        sorted(p.name for p in root.iterdir()),
+        {
+            name: [
+                sorted(p.name for p in (root / name if name else root).iterdir()),
+                sorted(str(target) for target in files.values()),
+            ]
+            for name, files in converted.items()
+        },
+        {name: plan.indexes for name, plan in plans.items()},
+    )
     views = cache_root() / "safetensors" / "views"
     view = views / identity
     if view.is_dir() and _intact(view):
@@ -404,8 +433,9 @@ def safetensors_view(root: Path, folders: Sequence[str], label: str, variant: st
     try:
         tmp = atomic.temporary_folder(f".{identity}.", views)
     except OSError as e:
-        raise InputError(f"{views}: cannot write the inpaint cache here ({e.strerror or e}); set INPAINT_CACHE to a "
-                         "writable folder") from None
+        raise InputError(
+            f"{views}: cannot write the inpaint cache here ({e.strerror or e}); set INPAINT_CACHE to a writable folder"
+        ) from None
     try:
         _mirror(root, tmp, plans.get(""), converted.get(""))
         for name, plan in plans.items():
@@ -424,8 +454,9 @@ def safetensors_view(root: Path, folders: Sequence[str], label: str, variant: st
         except OSError:
             # Another process (a rank of the same launch, say) made it first: use theirs.
             if not (view.is_dir() and _intact(view)):
-                raise InputError(f"{view}: cannot write the inpaint cache here; set INPAINT_CACHE to a "
-                                 "writable folder") from None
+                raise InputError(
+                    f"{view}: cannot write the inpaint cache here; set INPAINT_CACHE to a writable folder"
+                ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return view

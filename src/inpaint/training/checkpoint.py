@@ -119,8 +119,10 @@ def save_checkpoint(run_dir: Path, state: TrainingState, keep_last: int) -> Path
     tmp = atomic.temporary_folder(f".{final.name}.", root)
     try:
         optimizer_tensors, optimizer_meta = _split_optimizer(state.optimizer)
-        files = {"model.safetensors": {k: v.detach().cpu().contiguous() for k, v in state.model.items()},
-                 "optimizer.safetensors": optimizer_tensors}
+        files = {
+            "model.safetensors": {k: v.detach().cpu().contiguous() for k, v in state.model.items()},
+            "optimizer.safetensors": optimizer_tensors,
+        }
         ema_meta = None
         if state.ema is not None:
             files["ema.safetensors"], ema_meta = _split_ema(state.ema)
@@ -204,10 +206,16 @@ def _check_digests(path: Path, recorded: Any) -> None:
             actual = f"unreadable ({e.strerror or e})"
         if actual != expected:
             earlier = [p for step, p in sorted(_complete_checkpoints(path.parent)) if p.name < path.name]
-            fix = (f"delete {path} to resume from the previous checkpoint, {earlier[-1].name}" if earlier else
-                   f"delete {path} (there is no earlier checkpoint: the run starts over)")
-            what = actual if actual.startswith("unreadable") else \
-                "its SHA-256 differs from the one recorded when it was saved"
+            fix = (
+                f"delete {path} to resume from the previous checkpoint, {earlier[-1].name}"
+                if earlier
+                else f"delete {path} (there is no earlier checkpoint: the run starts over)"
+            )
+            what = (
+                actual
+                if actual.startswith("unreadable")
+                else "its SHA-256 differs from the one recorded when it was saved"
+            )
             raise InputError(f"{file}: damaged checkpoint ({what}: its bytes changed on disk); {fix}")
 
 
@@ -215,7 +223,7 @@ def prune(root: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` complete checkpoints, and stale temporary folders."""
     complete = sorted(_complete_checkpoints(root))
     latest = read_latest(root)
-    for step, path in complete[:-keep_last] if keep_last > 0 else []:
+    for _step, path in complete[:-keep_last] if keep_last > 0 else []:
         if path != latest:
             shutil.rmtree(path, ignore_errors=True)
     for stale in root.glob(f".{_PREFIX}*.tmp"):
@@ -230,7 +238,7 @@ def _complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
     for path in root.glob(f"{_PREFIX}*"):
         if path.is_dir() and (path / MARKER).is_file():
             try:
-                found.append((int(path.name[len(_PREFIX):]), path))
+                found.append((int(path.name[len(_PREFIX) :]), path))
             except ValueError:
                 continue
     return found

@@ -55,8 +55,10 @@ class History:
             steps, losses = zip(*train)
             ax.plot(steps, losses, color="tab:blue", alpha=0.35, linewidth=0.8, label="loss")
             window = max(1, len(losses) // 20)
-            smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                      for i in range(len(losses))]
+            smooth = [
+                sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+                for i in range(len(losses))
+            ]
             ax.plot(steps, smooth, color="tab:blue", linewidth=1.6, label=f"running mean ({window})")
             ax.legend(loc="upper right")
         ax.set_xlabel("step")
@@ -72,8 +74,7 @@ class History:
         """
         from matplotlib.figure import Figure
 
-        present = [(key, title) for key, title in VALIDATION_PANELS
-                   if any(key in r for r in self.records)]
+        present = [(key, title) for key, title in VALIDATION_PANELS if any(key in r for r in self.records)]
         if not present:
             return None
         fig = Figure(figsize=(4 * len(present), 3.5), dpi=100)

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,13 +98,17 @@ def mixed_precision_for(config: TrainConfig, device: torch.device) -> str:
             return "fp16"
         native = auto_cpu_bf16() if device.type == "cpu" else None
         if native is not None:
-            announce_once("mixed-precision", f"--mixed-precision auto: bf16 autocast on this CPU (it has {native}); "
-                                             "--mixed-precision no for fp32")
+            announce_once(
+                "mixed-precision",
+                f"--mixed-precision auto: bf16 autocast on this CPU (it has {native}); --mixed-precision no for fp32",
+            )
             return "bf16"
         return "no"
     if device.type == "cpu" and precision == "fp16":
-        raise InputError("--mixed-precision fp16: not available on the CPU (accelerate has no fp16 autocast or grad "
-                         "scaler there: the run would train in fp32); use bf16 or no")
+        raise InputError(
+            "--mixed-precision fp16: not available on the CPU (accelerate has no fp16 autocast or grad "
+            "scaler there: the run would train in fp32); use bf16 or no"
+        )
     if device.type == "cpu" and precision == "bf16":
         check_cpu_half("--mixed-precision bf16", torch.bfloat16)
     return precision
@@ -147,7 +151,9 @@ def _lr_scheduler(config: TrainConfig, optimizer, total_steps: int):
     from diffusers.optimization import get_scheduler
 
     # diffusers' "constant" ignores num_warmup_steps: asked-for warmup would silently not happen.
-    name = "constant_with_warmup" if config.lr_schedule == "constant" and config.warmup_steps > 0 else config.lr_schedule
+    name = (
+        "constant_with_warmup" if config.lr_schedule == "constant" and config.warmup_steps > 0 else config.lr_schedule
+    )
     return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps)
 
 
@@ -160,13 +166,16 @@ def _check_length(config: TrainConfig, total: int, saved_total: int, step: int, 
     option = "--max-steps" if config.max_steps is not None else "--epochs"
     value = config.max_steps if config.max_steps is not None else config.epochs
     if total < step:
-        raise InputError(f"{option} {value}: {path} is already at step {step} (of {total} asked); ask for at least "
-                         f"{step} steps, or use the run as it is")
+        raise InputError(
+            f"{option} {value}: {path} is already at step {step} (of {total} asked); ask for at least "
+            f"{step} steps, or use the run as it is"
+        )
     if total != saved_total and config.lr_schedule in _DECAYING_SCHEDULES:
         raise InputError(
             f"{option} {value}: the run's {config.lr_schedule} schedule decays over {saved_total} steps; "
             f"{total} would restart it part-way (the learning rate would jump). Keep the length, or start a "
-            "new run (-o)")
+            "new run (-o)"
+        )
 
 
 def _stop_everywhere(accelerator, requested: bool) -> bool:
@@ -184,10 +193,17 @@ def _stop_everywhere(accelerator, requested: bool) -> bool:
     return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
 
-def _generators(config: TrainConfig, step: int, micro: int, positions: list[int]):
+def _generators(config: TrainConfig, step: int, micro: int, rank: int, world: int, per_epoch: int):
+    """One generator per image of this process's micro-batch, seeded by the image's position in the
+    global batch: the draws do not depend on how the images are split across processes."""
     import torch
 
-    return [torch.Generator().manual_seed(derive_seed(config.seed, "noise", step, micro, p)) for p in positions]
+    position = step * config.grad_accum + micro
+    first = (position % per_epoch) * config.batch_size * world + rank * config.batch_size
+    return [
+        torch.Generator().manual_seed(derive_seed(config.seed, "noise", step, micro, p))
+        for p in range(first, first + config.batch_size)
+    ]
 
 
 def train(
@@ -206,24 +222,56 @@ def train(
     SIGTERM, SIGUSR1); a later call continues. ``resume=False`` refuses to start in a folder that
     already holds checkpoints. The main process holds the folder's lock
     (:func:`inpaint.locking.lock_folder`) for the whole call: a second run on it is refused.
+    ``config`` is not changed: the run records a copy with the task's settings
+    (:func:`_run_config`).
     """
     started = time.perf_counter()
-    progress = progress or NullProgress()
-    config.validate()
-    output = Path(config.output)
-    if output.resolve() == Path(config.data).resolve():
-        raise InputError(f"-o {output}: is the data folder; choose another run folder (checkpoints, samples and "
-                         "loss.png would be written among the training images)")
-    _check_val_data(config, output)
-    config.method_options = task.options()
-
+    config = _run_config(task, config)
     accelerator = _accelerator(config)
-    lock = _lock_run(accelerator, output)
+    lock = _lock_run(accelerator, Path(config.output))
     try:
-        return _train(task, config, accelerator, output, progress, resume, stop_after, stop_requested, started)
+        return _train(
+            task,
+            config,
+            accelerator,
+            progress or NullProgress(),
+            resume=resume,
+            stop_after=stop_after,
+            stop_requested=stop_requested,
+            started=started,
+        )
     finally:
         if lock is not None:
             lock.release()
+
+
+def _run_config(task: TrainingTask, config: TrainConfig) -> TrainConfig:
+    """The configuration a run of ``task`` records: a validated copy of ``config`` with the task's
+    method options, base, revision and variant (the task loads those; a config that names others
+    is refused)."""
+    config.validate()
+    if config.method != task.name:
+        raise InputError(
+            f"TrainConfig method {config.method!r}: the task trains {task.name!r}; its defaults would be "
+            "another method's"
+        )
+    weights = {}
+    if task.base is not None:
+        for name in ("base", "revision", "variant"):
+            given, used = getattr(config, name), getattr(task, name)
+            if given is not None and str(given) != str(used):
+                raise InputError(
+                    f"TrainConfig {name} {given!r}: the task loads {used!r}; leave it out or give the task the same"
+                )
+            weights[name] = used
+    output = Path(config.output)
+    if output.resolve() == Path(config.data).resolve():
+        raise InputError(
+            f"-o {output}: is the data folder; choose another run folder (checkpoints, samples and "
+            "loss.png would be written among the training images)"
+        )
+    _check_val_data(config, output)
+    return replace(config, method_options=task.options(), **weights)
 
 
 def _lock_run(accelerator, output: Path) -> locking.OutputLock | None:
@@ -247,90 +295,51 @@ def _lock_run(accelerator, output: Path) -> locking.OutputLock | None:
     return lock
 
 
-def _train(task: TrainingTask, config: TrainConfig, accelerator, output: Path, progress: Progress, resume: bool,
-           stop_after: int | None, stop_requested: Callable[[], bool] | None, started: float) -> TrainResult:
-    """:func:`train` once the run folder is locked."""
+def _train(
+    task: TrainingTask,
+    config: TrainConfig,
+    accelerator,
+    progress: Progress,
+    *,
+    resume: bool,
+    stop_after: int | None,
+    stop_requested: Callable[[], bool] | None,
+    started: float,
+) -> TrainResult:
+    """:func:`train` once the run folder is locked: set up, the step loop, export."""
     import torch
-    from diffusers.training_utils import EMAModel
 
-    rank, world = accelerator.process_index, accelerator.num_processes
-    resume_from = ckpt.find_checkpoint(output)
-    if resume_from is not None and not resume:
-        raise InputError(f"{output}: already holds checkpoints; resume it or choose another -o")
-    state = ckpt.load_checkpoint(resume_from) if resume_from is not None else None
-    # A run started before validation images were held out trained on the whole folder: it goes on
-    # doing so (and its records stay without a split), or it could not continue exactly.
-    legacy = state is not None and "val_source" not in state.config
-    split = split_validation(list_folder_images(Path(config.data)), config.val_images, config.seed, config.val_data,
-                             held_out=not legacy)
-    dataset = _dataset(config, task, config.data, split.train)
-    # Built now, not when first used: an unreadable validation image fails before the model loads.
-    val_folder = config.val_data if split.source == "val-data" else config.data
-    val_dataset = _dataset(config, task, val_folder, split.val) if split.val else None
-    plan = BatchPlan(len(dataset), config.batch_size, config.seed, num_processes=world, rank=rank)
-    total = config.max_steps or epochs_to_steps(config.epochs, plan.micro_batches_per_epoch, config.grad_accum)
-    if state is not None:
-        saved = TrainConfig.from_dict(state.config["train"])
-        _check_resume(config, saved, state.config, dataset.fingerprint(), split, world, resume_from)
-        saved_total = saved.max_steps or epochs_to_steps(saved.epochs, plan.micro_batches_per_epoch, saved.grad_accum)
-        _check_length(config, total, saved_total, state.step, resume_from)
-
-    if accelerator.is_main_process:
-        _prepare_output(output)  # before the (slow) model build: an unwritable -o fails at once
-    module = task.build(accelerator.device, accelerator.mixed_precision)
-    params = task.trainable_parameters(module)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    lr_scheduler = _lr_scheduler(config, optimizer, total)
-    module, optimizer = accelerator.prepare(module, optimizer)
-    ema = EMAModel(params, decay=config.ema_decay) if config.ema_decay > 0 else None
-    if ema is not None:
-        ema.to(accelerator.device)
-
-    start = 0
-    if state is not None:
-        task.load_trainable_state(accelerator.unwrap_model(module), state.model)
-        optimizer.load_state_dict(state.optimizer)
-        lr_scheduler.load_state_dict(state.lr_scheduler)
-        if accelerator.scaler is not None and state.grad_scaler is not None:
-            accelerator.scaler.load_state_dict(state.grad_scaler)
-        if ema is not None and state.ema is not None:
-            ema.load_state_dict(state.ema)
-            ema.to(accelerator.device)
-        start = state.step
-
-    record = {"train": config.to_dict(), "data": dataset.fingerprint(), "processes": world}
-    if not legacy:
-        record.update(val_source=split.source, val_names=[p.name for p in split.val])
-    if accelerator.is_main_process:
-        atomic.write_json(output / CONFIG_NAME, record)
-        _explain_split(config, split, legacy, output)
-    history = History(output / "log.jsonl", resume_step=start) if accelerator.is_main_process else None
-
-    result = TrainResult(output=output, step=start, total_steps=total, resumed_from=start if state else None,
-                         last_loss=None, main_process=accelerator.is_main_process)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=PlannedBatches(plan, start * config.grad_accum, total * config.grad_accum),
-        collate_fn=collate,
-        num_workers=config.workers,
-        generator=torch.Generator(),  # keep the global RNG out of the loader
-        worker_init_fn=_leave_stop_signals_to_the_main_process if config.workers else None,
+    run = _set_up(task, config, accelerator, resume)
+    module, params, optimizer, lr_scheduler, ema, history = (
+        run.module,
+        run.params,
+        run.optimizer,
+        run.lr_scheduler,
+        run.ema,
+        run.history,
     )
-    batches = iter(loader)
-    validation = _Validation(task, val_dataset, config, output, ema=ema is not None)
+    rank, world, total = accelerator.process_index, accelerator.num_processes, run.total
+    per_epoch = run.plan.micro_batches_per_epoch
+    result = TrainResult(
+        output=run.output,
+        step=run.start,
+        total_steps=total,
+        resumed_from=run.start if run.resumed else None,
+        last_loss=None,
+        main_process=accelerator.is_main_process,
+    )
+    batches = iter(_loader(run, config))
+    validation = _Validation(task, run.val_dataset, config, run.output, ema=ema is not None)
     progress.start(f"Training {task.name}", total)
-    progress.advance(start)
+    progress.advance(run.start)
     module.train()
-    for step in range(start, total):
-        torch.manual_seed(derive_seed(config.seed, "step", step, rank))
+    for step in range(run.start, total):
+        torch.manual_seed(derive_seed(config.seed, "step", step, rank))  # dropout
         losses = []
         for micro in range(config.grad_accum):
-            batch = next(batches)
-            position = step * config.grad_accum + micro
-            first = (position % plan.micro_batches_per_epoch) * config.batch_size * world + rank * config.batch_size
-            generators = _generators(config, step, micro, list(range(first, first + config.batch_size)))
-            batch = {**batch, "pixels": batch["pixels"].to(accelerator.device),
-                     "masks": batch["masks"].to(accelerator.device)}
+            batch = _on_device(next(batches), accelerator.device)
+            generators = _generators(config, step, micro, rank, world, per_epoch)
+            # Gradients are all-reduced once per step, on its last micro-batch.
             sync = contextlib.nullcontext() if micro == config.grad_accum - 1 else accelerator.no_sync(module)
             with sync:
                 with accelerator.autocast():
@@ -349,44 +358,199 @@ def _train(task: TrainingTask, config: TrainConfig, accelerator, output: Path, p
                 ema.step(params)
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
-        loss_value = accelerator.gather(torch.stack(losses).mean()[None]).mean().item()
-        if not math.isfinite(loss_value):
-            from inpaint.errors import InpaintError
-
-            raise InpaintError(f"training diverged at step {done}: the loss is {loss_value}; lower --lr")
-        result.step, result.last_loss = done, loss_value
+        result.step, result.last_loss = done, _step_loss(accelerator, losses, done)
         if history is not None:
-            history.log(step=done, epoch=(done * config.grad_accum) / plan.micro_batches_per_epoch,
-                        loss=loss_value, lr=lr,
-                        seconds=round(time.perf_counter() - started, 3))
-        progress.advance(1, loss=loss_value)
+            history.log(
+                step=done,
+                epoch=(done * config.grad_accum) / per_epoch,
+                loss=result.last_loss,
+                lr=lr,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        progress.advance(1, loss=result.last_loss)
 
-        epoch_end = (done * config.grad_accum) % plan.micro_batches_per_epoch < config.grad_accum
-        stop = (stop_after is not None and done - start >= stop_after) or _stop_everywhere(
-            accelerator, bool(stop_requested and stop_requested()))
+        epoch_end = (done * config.grad_accum) % per_epoch < config.grad_accum
+        stop = (stop_after is not None and done - run.start >= stop_after) or _stop_everywhere(
+            accelerator, bool(stop_requested and stop_requested())
+        )
         saving = done % config.save_every == 0 or epoch_end or done == total or stop
         if saving:
-            _save(accelerator, task, module, optimizer, lr_scheduler, ema, done, record, output, config.keep_last)
+            _save(accelerator, task, run, done, config.keep_last)
         if validation.due(done, saving, total) and accelerator.is_main_process:
             with _ema_weights(ema, params):
-                scores = validation.run(accelerator.unwrap_model(module), done)
-            result.validation = scores
-            history.log(step=done, **scores)
+                result.validation = validation.run(accelerator.unwrap_model(module), done)
+            history.log(step=done, **result.validation)
         accelerator.wait_for_everyone()
         if stop and done < total:
             result.stopped_early = True
             break
     progress.finish()
-    if accelerator.is_main_process and not result.stopped_early:
-        ema_state = _ema_by_name(accelerator.unwrap_model(module), params, ema) if ema is not None else None
-        result.artefacts = task.export(accelerator.unwrap_model(module), output, {**record, "step": result.step},
-                                       ema_state)
-    if history is not None:
-        history.plot(output / "loss.png")
-        history.plot_validation(output / "validation.png")
-    accelerator.wait_for_everyone()
+    _finish(task, run, accelerator, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Run:
+    """What :func:`_set_up` builds for the step loop."""
+
+    output: Path
+    #: The training images, and the validation images (None: no validation).
+    dataset: CompletionDataset
+    val_dataset: CompletionDataset | None
+    #: Which images each micro-batch of each process holds.
+    plan: BatchPlan
+    #: Optimizer steps of the whole run, and those done before this call (a checkpoint's).
+    total: int
+    start: int
+    resumed: bool
+    #: The module as accelerate prepared it (wrapped for several processes), and its trainable parameters.
+    module: Any
+    params: list[Any]
+    optimizer: Any
+    lr_scheduler: Any
+    #: diffusers' ``EMAModel`` of ``params`` (fp32), or None with ``ema_decay`` 0.
+    ema: Any
+    #: ``training_config.json``: the configuration, the data's fingerprint, the processes, the split.
+    record: dict[str, Any]
+    #: The log (the main process's; None in the others).
+    history: History | None
+
+
+def _set_up(task: TrainingTask, config: TrainConfig, accelerator, resume: bool) -> _Run:
+    """Everything before the first step: the latest checkpoint and the checks it must pass, the
+    data, the model, optimiser, schedule and EMA (restored from the checkpoint), the run's record."""
+    output = Path(config.output)
+    checkpoint = ckpt.find_checkpoint(output)
+    if checkpoint is not None and not resume:
+        raise InputError(f"{output}: already holds checkpoints; resume it or choose another -o")
+    state = ckpt.load_checkpoint(checkpoint) if checkpoint is not None else None
+    # A run started before validation images were held out trained on the whole folder: it goes on
+    # doing so (and its records stay without a split), or it could not continue exactly.
+    legacy = state is not None and "val_source" not in state.config
+    split = split_validation(
+        list_folder_images(Path(config.data)), config.val_images, config.seed, config.val_data, held_out=not legacy
+    )
+    dataset = _dataset(config, task, config.data, split.train)
+    # Built now, not when first used: an unreadable validation image fails before the model loads.
+    val_folder = config.val_data if split.source == "val-data" else config.data
+    val_dataset = _dataset(config, task, val_folder, split.val) if split.val else None
+    plan = BatchPlan(
+        len(dataset),
+        config.batch_size,
+        config.seed,
+        num_processes=accelerator.num_processes,
+        rank=accelerator.process_index,
+    )
+    total = _total_steps(config, plan)
+    if state is not None:
+        _check_resume(config, state, dataset.fingerprint(), split, plan, accelerator.num_processes, checkpoint)
+
+    if accelerator.is_main_process:
+        _prepare_output(output)  # before the (slow) model build: an unwritable -o fails at once
+    module, params, optimizer, lr_scheduler, ema = _model(task, config, accelerator, total)
+    if state is not None:
+        _restore(task, state, accelerator, module, optimizer, lr_scheduler, ema)
+
+    record = {"train": config.to_dict(), "data": dataset.fingerprint(), "processes": accelerator.num_processes}
+    if not legacy:
+        record.update(val_source=split.source, val_names=[p.name for p in split.val])
+    start = state.step if state is not None else 0
+    history = None
+    if accelerator.is_main_process:
+        atomic.write_json(output / CONFIG_NAME, record)
+        _explain_split(config, split, legacy, output)
+        history = History(output / "log.jsonl", resume_step=start)
+    return _Run(
+        output=output,
+        dataset=dataset,
+        val_dataset=val_dataset,
+        plan=plan,
+        total=total,
+        start=start,
+        resumed=state is not None,
+        module=module,
+        params=params,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        record=record,
+        history=history,
+    )
+
+
+def _total_steps(config: TrainConfig, plan: BatchPlan) -> int:
+    return config.max_steps or epochs_to_steps(config.epochs, plan.micro_batches_per_epoch, config.grad_accum)
+
+
+def _model(task: TrainingTask, config: TrainConfig, accelerator, total: int):
+    """The task's module and its trainable parameters, AdamW, the LR schedule and the EMA (fp32)."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    module = task.build(accelerator.device, accelerator.mixed_precision)
+    params = task.trainable_parameters(module)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lr_scheduler = _lr_scheduler(config, optimizer, total)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    ema = EMAModel(params, decay=config.ema_decay) if config.ema_decay > 0 else None
+    if ema is not None:
+        ema.to(accelerator.device)
+    return module, params, optimizer, lr_scheduler, ema
+
+
+def _restore(task: TrainingTask, state: ckpt.TrainingState, accelerator, module, optimizer, lr_scheduler, ema) -> None:
+    """Put a checkpoint's weights, AdamW moments, schedule, grad scale and EMA back, exactly."""
+    task.load_trainable_state(accelerator.unwrap_model(module), state.model)
+    optimizer.load_state_dict(state.optimizer)
+    lr_scheduler.load_state_dict(state.lr_scheduler)
+    if accelerator.scaler is not None and state.grad_scaler is not None:
+        accelerator.scaler.load_state_dict(state.grad_scaler)
+    if ema is not None and state.ema is not None:
+        ema.load_state_dict(state.ema)
+        ema.to(accelerator.device)
+
+
+def _loader(run: _Run, config: TrainConfig):
+    """The micro-batches of this process from the run's position on (:class:`PlannedBatches`)."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        run.dataset,
+        batch_sampler=PlannedBatches(run.plan, run.start * config.grad_accum, run.total * config.grad_accum),
+        collate_fn=collate,
+        num_workers=config.workers,
+        generator=torch.Generator(),  # keep the global RNG out of the loader
+        worker_init_fn=_leave_stop_signals_to_the_main_process if config.workers else None,
+    )
+
+
+def _on_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    return {**batch, "pixels": batch["pixels"].to(device), "masks": batch["masks"].to(device)}
+
+
+def _step_loss(accelerator, losses: list[torch.Tensor], step: int) -> float:
+    """The step's loss averaged over micro-batches and processes; an error when it is not finite."""
+    import torch
+
+    value = accelerator.gather(torch.stack(losses).mean()[None]).mean().item()
+    if not math.isfinite(value):
+        from inpaint.errors import InpaintError
+
+        raise InpaintError(f"training diverged at step {step}: the loss is {value}; lower --lr")
+    return value
+
+
+def _finish(task: TrainingTask, run: _Run, accelerator, result: TrainResult) -> None:
+    """Export the trained weights (and the EMA's) when the run reached its end; draw the plots."""
+    if accelerator.is_main_process and not result.stopped_early:
+        module = accelerator.unwrap_model(run.module)
+        ema_state = _ema_by_name(module, run.params, run.ema) if run.ema is not None else None
+        result.artefacts = task.export(module, run.output, {**run.record, "step": result.step}, ema_state)
+    if run.history is not None:
+        run.history.plot(run.output / "loss.png")
+        run.history.plot_validation(run.output / "validation.png")
+    accelerator.wait_for_everyone()
 
 
 def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
@@ -451,8 +615,15 @@ def _mask_source(config: TrainConfig):
 
 
 def _dataset(config: TrainConfig, task: TrainingTask, folder: str, images) -> CompletionDataset:
-    return CompletionDataset(folder, resolution=config.resolution, mask_source=_mask_source(config), seed=config.seed,
-                             flip=config.flip, captions=task.captions(), images=images)
+    return CompletionDataset(
+        folder,
+        resolution=config.resolution,
+        mask_source=_mask_source(config),
+        seed=config.seed,
+        flip=config.flip,
+        captions=task.captions(),
+        images=images,
+    )
 
 
 def _check_val_data(config: TrainConfig, output: Path) -> None:
@@ -463,11 +634,14 @@ def _check_val_data(config: TrainConfig, output: Path) -> None:
     if not folder.is_dir():
         raise InputError(f"--val-data {folder}: no such folder")
     if folder.resolve() == Path(config.data).resolve():
-        raise InputError(f"--val-data {folder}: is the training folder; leave --val-data out to hold "
-                         f"--val-images {config.val_images} of its images out of training instead")
+        raise InputError(
+            f"--val-data {folder}: is the training folder; leave --val-data out to hold "
+            f"--val-images {config.val_images} of its images out of training instead"
+        )
     if folder.resolve() == output.resolve():
-        raise InputError(f"--val-data {folder}: is the run folder (-o); its pictures would be read as validation "
-                         "images")
+        raise InputError(
+            f"--val-data {folder}: is the run folder (-o); its pictures would be read as validation images"
+        )
 
 
 def _explain_split(config: TrainConfig, split: ValidationSplit, legacy: bool, output: Path) -> None:
@@ -475,32 +649,49 @@ def _explain_split(config: TrainConfig, split: ValidationSplit, legacy: bool, ou
     if split.source != "training":
         return
     if legacy:
-        log.warning(f"{output}: this run was started by an earlier version that validated on training images and "
-                    "trained on all of them; it goes on that way, so its validation scores measure fit, not "
-                    "generalisation")
+        log.warning(
+            f"{output}: this run was started by an earlier version that validated on training images and "
+            "trained on all of them; it goes on that way, so its validation scores measure fit, not "
+            "generalisation"
+        )
         return
-    log.warning(f"{config.data}: {len(split.train)} images are fewer than {HOLD_OUT_FACTOR} x --val-images "
-                f"{config.val_images}, too few to hold validation images out of training: validating on "
-                f"{len(split.val)} training images, so the scores measure fit, not generalisation; pass "
-                "--val-data DIR with other images for a real validation")
+    log.warning(
+        f"{config.data}: {len(split.train)} images are fewer than {HOLD_OUT_FACTOR} x --val-images "
+        f"{config.val_images}, too few to hold validation images out of training: validating on "
+        f"{len(split.val)} training images, so the scores measure fit, not generalisation; pass "
+        "--val-data DIR with other images for a real validation"
+    )
 
 
-def _check_resume(config: TrainConfig, saved: TrainConfig, saved_record: dict[str, Any], data: str,
-                  split: ValidationSplit, processes: int, path: Path) -> None:
-    """Refuse to resume a run with settings that would change its trajectory.
+def _check_resume(
+    config: TrainConfig,
+    state: ckpt.TrainingState,
+    data: str,
+    split: ValidationSplit,
+    plan: BatchPlan,
+    processes: int,
+    path: Path,
+) -> None:
+    """Refuse to resume a run with settings that would change its trajectory, or a length that
+    does not fit it (:func:`_check_length`).
 
     The validation split is compared by the images it keeps out of training: ``--val-images``
     and ``--val-data`` may change as long as those stay the same.
     """
+    saved_record = state.config
+    saved = TrainConfig.from_dict(saved_record["train"])
     differences = config.trajectory_differences(saved)
     saved_held_out = saved_record.get("val_names", []) if saved_record.get("val_source") == "held-out" else []
     saved_data, saved_processes = saved_record.get("data"), saved_record.get("processes", processes)
     if sorted(saved_held_out) != sorted(split.held_out):
+
         def names(held: list[str]) -> str:
             return ", ".join(sorted(held)) or "none"
 
-        differences.append(f"validation images held out of training (--val-images, --val-data: "
-                           f"{names(saved_held_out)} before, {names(split.held_out)} now)")
+        differences.append(
+            f"validation images held out of training (--val-images, --val-data: "
+            f"{names(saved_held_out)} before, {names(split.held_out)} now)"
+        )
     elif saved_data is not None and saved_data != data:
         differences.append("data (the image folder changed)")
     if saved_processes != processes:
@@ -510,22 +701,22 @@ def _check_resume(config: TrainConfig, saved: TrainConfig, saved_record: dict[st
             f"{path}: cannot resume with different {', '.join(differences)}; use the original settings "
             "or another -o for a new run"
         )
+    _check_length(config, _total_steps(config, plan), _total_steps(saved, plan), state.step, path)
 
 
-def _save(accelerator, task, module, optimizer, lr_scheduler, ema, step: int, record: dict[str, Any],
-          output: Path, keep_last: int) -> None:
+def _save(accelerator, task: TrainingTask, run: _Run, step: int, keep_last: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = ckpt.TrainingState(
             step=step,
-            model=task.trainable_state(accelerator.unwrap_model(module)),
-            optimizer=optimizer.state_dict(),
-            lr_scheduler=lr_scheduler.state_dict(),
+            model=task.trainable_state(accelerator.unwrap_model(run.module)),
+            optimizer=run.optimizer.state_dict(),
+            lr_scheduler=run.lr_scheduler.state_dict(),
             grad_scaler=accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-            ema=ema.state_dict() if ema is not None else None,
-            config=record,
+            ema=run.ema.state_dict() if run.ema is not None else None,
+            config=run.record,
         )
-        ckpt.save_checkpoint(output, state, keep_last)
+        ckpt.save_checkpoint(run.output, state, keep_last)
     accelerator.wait_for_everyone()
 
 
@@ -559,8 +750,15 @@ class _Validation:
     machine (:func:`inpaint.metrics.resolve_weights`; never downloaded, said once when skipped).
     """
 
-    def __init__(self, task: TrainingTask, dataset: CompletionDataset | None, config: TrainConfig, output: Path,
-                 *, ema: bool = False) -> None:
+    def __init__(
+        self,
+        task: TrainingTask,
+        dataset: CompletionDataset | None,
+        config: TrainConfig,
+        output: Path,
+        *,
+        ema: bool = False,
+    ) -> None:
         self.task, self.dataset, self.config, self.output = task, dataset, config, output
         self.count = len(dataset) if dataset is not None else 0
         self.ema = ema
@@ -583,9 +781,11 @@ class _Validation:
             try:
                 self._lpips = LPIPSMetric("alex", resolve_weights(LPIPS_ALEX))
             except MetricWeightsMissing:
-                log.info(f"validation: no LPIPS, {LPIPS_ALEX.filename} is not on this machine (set "
-                         f"{LPIPS_ALEX.env_var}=FILE or copy it to {hub_cache_path(LPIPS_ALEX)}); hole PSNR and "
-                         "SSIM only")
+                log.info(
+                    f"validation: no LPIPS, {LPIPS_ALEX.filename} is not on this machine (set "
+                    f"{LPIPS_ALEX.env_var}=FILE or copy it to {hub_cache_path(LPIPS_ALEX)}); hole PSNR and "
+                    "SSIM only"
+                )
             except InputError as e:
                 log.info(f"validation: no LPIPS ({e}); hole PSNR and SSIM only")
         return self._lpips

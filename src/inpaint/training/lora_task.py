@@ -1,12 +1,12 @@
 """Method 2 of the study: LoRA on the attention projections of SD 1.5 *Inpainting*'s 9-channel UNet.
 
-One loss evaluation (shared/METHOD.md), per image i with its own generator ``g_i``:
+One loss evaluation (docs/method.md, Method 2), per image i with its own generator ``g_i``:
 
 1. prompt: the image's caption (or the fixed prompt), replaced by "" with probability
    ``caption_dropout`` (classifier-free guidance training);
 2. ``z0 = scale * sample(VAE(x))`` and ``z_masked = scale * sample(VAE(x * (mask < 0.5)))`` — the
    masked image has the hole set to 0 in [-1, 1], exactly as the inpainting pipeline builds it;
-3. ``mask_lat``: the mask max-pooled to the latent size (:func:`inpaint.models.sd.latent_mask`:
+3. ``mask_lat``: the mask max-pooled to the latent size (:func:`inpaint.models.sd_pipeline.latent_mask`:
    a cell is hole if any of its pixels is), as ``complete -m sd`` does at inference;
 4. ``t ~ U{0..T-1}``, ``eps ~ N(0, I)`` (+ ``noise_offset * N(0, 1)`` per channel), ``z_t = q(z0, t, eps)``;
 5. ``pred = UNet(concat(z_t [4], mask_lat [1], z_masked [4]), t, text)`` — diffusers' channel order;
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inpaint.errors import InputError
-from inpaint.models.sd import DEFAULT_PROMPT, latent_mask
+from inpaint.models.sd import DEFAULT_PROMPT
+from inpaint.models.sd_pipeline import latent_mask
 from inpaint.models.sd_weights import DEFAULT_SD_BASE
 from inpaint.training.task import TrainingTask
 
@@ -40,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The study's LoRA targets: the attention projections of every transformer block of the UNet.
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
-#: Sampler for validation samples (few steps, see ``val_steps``).
+#: Sampler for validation samples (few steps, see ``val_steps``): the deterministic DPM-Solver++(2M),
+#: a name of :data:`inpaint.samplers.SAMPLERS` as ``complete -m sd --sampler`` reads it.
 VALIDATION_SAMPLER = "dpmpp"
 
 
@@ -86,20 +88,21 @@ def drop_prompts(prompts: Sequence[str], generators: Sequence[torch.Generator], 
     return ["" if float(torch.rand((), generator=g)) < probability else p for p, g in zip(prompts, generators)]
 
 
-def _per_image_randn(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
-    import torch
-
-    return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators])
-
-
 class LoRATask(TrainingTask):
     """Trains a LoRA on an SD inpainting base (hub id or pipeline folder)."""
 
     name = "lora"
 
-    def __init__(self, base: str = DEFAULT_SD_BASE, options: LoRAOptions | None = None,
-                 captions: dict[str, str] | None = None, seed: int = 0, *, revision: str | None = None,
-                 variant: str | None = None) -> None:
+    def __init__(
+        self,
+        base: str = DEFAULT_SD_BASE,
+        options: LoRAOptions | None = None,
+        captions: dict[str, str] | None = None,
+        seed: int = 0,
+        *,
+        revision: str | None = None,
+        variant: str | None = None,
+    ) -> None:
         self.base = base
         self.revision, self.variant = revision, variant  # of a hub base
         self.opts = options or LoRAOptions()
@@ -134,16 +137,27 @@ class LoRATask(TrainingTask):
 
         from inpaint.models.hub import quiet_loading
         from inpaint.models.sd_weights import load_pipeline
+        from inpaint.samplers import PREDICTION_TYPES
         from inpaint.seeding import derive_seed
 
         # fp32 whatever the weights variant: the frozen parts are cast to the run's precision below.
         pipe = load_pipeline(self.base, dtype=torch.float32, revision=self.revision, variant=self.variant)
+        kind = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if kind not in PREDICTION_TYPES:  # before any step runs, not at the first loss
+            raise InputError(
+                f"{self.base}: unsupported prediction_type {kind!r}; expected one of {', '.join(PREDICTION_TYPES)}"
+            )
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
         unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
         for part in (unet, vae, text_encoder):
             part.requires_grad_(False)
-        config = LoraConfig(r=self.opts.rank, lora_alpha=self.opts.alpha, lora_dropout=self.opts.dropout,
-                            init_lora_weights=True, target_modules=list(TARGET_MODULES))
+        config = LoraConfig(
+            r=self.opts.rank,
+            lora_alpha=self.opts.alpha,
+            lora_dropout=self.opts.dropout,
+            init_lora_weights=True,
+            target_modules=list(TARGET_MODULES),
+        )
         # LoRA B starts at zero, so the adapted UNet equals the base at step 0; A's random start
         # is drawn on the CPU from the seed, the same on every device and in every process.
         with torch.random.fork_rng(devices=[]):
@@ -159,8 +173,11 @@ class LoRATask(TrainingTask):
         if self.opts.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self._parts = {
-            "vae": vae, "text_encoder": text_encoder, "tokenizer": pipe.tokenizer,
-            "scheduler_config": dict(pipe.scheduler.config), "noise": DDPMScheduler.from_config(pipe.scheduler.config),
+            "vae": vae,
+            "text_encoder": text_encoder,
+            "tokenizer": pipe.tokenizer,
+            "scheduler_config": dict(pipe.scheduler.config),
+            "noise": DDPMScheduler.from_config(pipe.scheduler.config),
             "dtype": weight_dtype,
         }
         self._latent_cache.clear()
@@ -188,8 +205,13 @@ class LoRATask(TrainingTask):
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """CLIP text embeddings (N, 77, D) of ``prompts``, as the pipeline computes them."""
         tokenizer, encoder = self._parts["tokenizer"], self._parts["text_encoder"]
-        ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         return encoder(ids.to(encoder.device))[0]
 
     def _posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,9 +234,14 @@ class LoRATask(TrainingTask):
             stds.append(std)
         return torch.stack(means).to(pixels.device), torch.stack(stds).to(pixels.device)
 
-    def loss(self, module: torch.nn.Module, batch: dict[str, Any], generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def loss(
+        self, module: torch.nn.Module, batch: dict[str, Any], generators: Sequence[torch.Generator]
+    ) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
+
+        from inpaint.samplers import training_target
+        from inpaint.seeding import per_image_randn
 
         x0, masks = batch["pixels"], batch["masks"]
         device = x0.device
@@ -223,38 +250,28 @@ class LoRATask(TrainingTask):
         scale = self._parts["vae"].config.scaling_factor
         with torch.no_grad():
             mean, std = (self._cached_posterior if self.opts.cache_latents else self._posterior)(x0)
-            z0 = (mean + std * _per_image_randn(mean.shape[1:], generators).to(device, mean.dtype)) * scale
+            z0 = (mean + std * per_image_randn(generators, mean.shape[1:], device, mean.dtype)) * scale
             masked_mean, masked_std = self._posterior(x0 * (masks < 0.5))
-            z_masked = masked_mean + masked_std * _per_image_randn(mean.shape[1:], generators).to(device, mean.dtype)
+            z_masked = masked_mean + masked_std * per_image_randn(generators, mean.shape[1:], device, mean.dtype)
             z_masked = z_masked * scale
             mask_latent = latent_mask(masks, z0.shape[2:])  # max-pooled, as at inference
             text = self.encode_text(prompts)
         scheduler = self._parts["noise"]
-        t = torch.stack([torch.randint(0, scheduler.config.num_train_timesteps, (), generator=g)
-                         for g in generators]).to(device)
-        noise = _per_image_randn(z0.shape[1:], generators)
+        t = torch.stack(
+            [torch.randint(0, scheduler.config.num_train_timesteps, (), generator=g) for g in generators]
+        ).to(device)
+        noise = per_image_randn(generators, z0.shape[1:])
         if self.opts.noise_offset > 0:  # a per-channel shift (Guttenberg 2023): learn darker/brighter images
-            noise = noise + self.opts.noise_offset * _per_image_randn((z0.shape[1], 1, 1), generators)
+            noise = noise + self.opts.noise_offset * per_image_randn(generators, (z0.shape[1], 1, 1))
         noise = noise.to(device, z0.dtype)
         z_t = scheduler.add_noise(z0, noise, t)
         model_input = torch.cat([z_t, mask_latent.to(z_t.dtype), z_masked], dim=1)
         prediction = module(model_input, t, encoder_hidden_states=text).sample
-        target = self._target(z0, noise, t)
+        target = training_target(scheduler, z0, noise, t)
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if self.opts.snr_gamma > 0:
             per_image = per_image * self._snr_weights(t)
         return per_image.mean()
-
-    def _target(self, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        scheduler = self._parts["noise"]
-        kind = scheduler.config.prediction_type
-        if kind == "epsilon":
-            return noise
-        if kind == "v_prediction":
-            return scheduler.get_velocity(z0, noise, t)
-        if kind == "sample":
-            return z0
-        raise InputError(f"{self.base}: unsupported prediction_type {kind!r}")
 
     def _snr_weights(self, t: torch.Tensor) -> torch.Tensor:
         """min(SNR, gamma) / SNR for epsilon targets, / (SNR + 1) for v (Hang et al. 2023)."""
@@ -271,35 +288,48 @@ class LoRATask(TrainingTask):
 
     # ---- validation and export -------------------------------------------------------------------
 
-    def complete(self, module: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
-                 seeds: Sequence[int]) -> torch.Tensor:
-        """Validation samples with the fixed prompt (DPM-Solver++, ``val_steps``, guidance ``val_guidance``)."""
+    def complete(
+        self, module: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int]
+    ) -> torch.Tensor:
+        """Validation samples with the fixed prompt (deterministic DPM-Solver++(2M), ``val_steps``,
+        guidance ``val_guidance``)."""
         import contextlib
 
         import torch
         from diffusers import StableDiffusionInpaintPipeline
 
-        from inpaint.models.sd import Generation, make_scheduler, run_pipeline
+        from inpaint.models.sd_pipeline import Generation, run_pipeline
+        from inpaint.samplers import make_scheduler
 
         parts = self._parts
         pipe = StableDiffusionInpaintPipeline(
-            vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=module,
-            scheduler=make_scheduler(VALIDATION_SAMPLER, parts["scheduler_config"]), safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False,
+            vae=parts["vae"],
+            text_encoder=parts["text_encoder"],
+            tokenizer=parts["tokenizer"],
+            unet=module,
+            scheduler=make_scheduler(VALIDATION_SAMPLER, parts["scheduler_config"], "sd"),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
         )
         pipe.set_progress_bar_config(disable=True)
         device = next(module.parameters()).device
-        autocast = (torch.autocast(device.type, dtype=parts["dtype"]) if parts["dtype"] != torch.float32
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device.type, dtype=parts["dtype"])
+            if parts["dtype"] != torch.float32
+            else contextlib.nullcontext()
+        )
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         settings = Generation(steps=self.opts.val_steps, guidance=self.opts.val_guidance)
         with autocast:
-            out, _ = run_pipeline(pipe, images.cpu().float(), masks.cpu().float(), [self.opts.prompt] * len(seeds),
-                                  generators, settings)
+            out, _ = run_pipeline(
+                pipe, images.cpu().float(), masks.cpu().float(), [self.opts.prompt] * len(seeds), generators, settings
+            )
         return out
 
-    def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
-               ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
+    def export(
+        self, module: torch.nn.Module, output: Path, config: dict[str, Any], ema_state: dict[str, torch.Tensor] | None
+    ) -> list[Path]:
         """``output/pytorch_lora_weights.safetensors`` in diffusers' format (training config in its
         metadata): the EMA LoRA when the run kept an EMA, with the raw one the same way in
         ``output/raw/``, else the raw LoRA alone — so stock ``load_lora_weights(output)`` gets

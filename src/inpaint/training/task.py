@@ -23,6 +23,11 @@ class TrainingTask(ABC):
 
     #: ``ddpm`` or ``lora``: recorded in the config and checked on resume.
     name: str
+    #: The pretrained weights :meth:`build` loads (a hub id or a folder), at the hub ``revision``
+    #: and weights ``variant``: recorded in the config and checked on resume.
+    base: str | None = None
+    revision: str | None = None
+    variant: str | None = None
 
     @abstractmethod
     def build(self, device: torch.device, mixed_precision: str) -> torch.nn.Module:
@@ -37,7 +42,9 @@ class TrainingTask(ABC):
         """The parameters the optimiser updates (and EMA tracks)."""
 
     @abstractmethod
-    def loss(self, module: torch.nn.Module, batch: dict[str, Any], generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def loss(
+        self, module: torch.nn.Module, batch: dict[str, Any], generators: Sequence[torch.Generator]
+    ) -> torch.Tensor:
         """The scalar training loss of one micro-batch.
 
         ``batch`` has ``pixels`` (N, 3, R, R) in [-1, 1], ``masks`` (N, 1, R, R) 1 = fill,
@@ -54,13 +61,15 @@ class TrainingTask(ABC):
         """Put checkpointed weights back."""
 
     @abstractmethod
-    def complete(self, module: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
-                 seeds: Sequence[int]) -> torch.Tensor:
+    def complete(
+        self, module: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, seeds: Sequence[int]
+    ) -> torch.Tensor:
         """Validation samples: images (N, 3, R, R) in [0, 1], masks 1 = fill -> (N, 3, R, R) in [0, 1]."""
 
     @abstractmethod
-    def export(self, module: torch.nn.Module, output: Path, config: dict[str, Any],
-               ema_state: dict[str, torch.Tensor] | None) -> list[Path]:
+    def export(
+        self, module: torch.nn.Module, output: Path, config: dict[str, Any], ema_state: dict[str, torch.Tensor] | None
+    ) -> list[Path]:
         """Write the final artefacts into ``output``; ``ema_state`` holds EMA weights by name.
 
         ``config`` is the run's record: ``{"train": TrainConfig fields, "data": fingerprint,
