@@ -222,3 +222,26 @@ def test_other_processes_raise_the_main_process_error_instead_of_waiting(duplica
         _pairs(duplicate_stems, other)
     assert other.sent == [None]
     assert not (duplicate_stems.output / "masks").exists()  # it drew nothing itself
+
+
+def test_the_metrics_plot_leaves_pyplot_and_the_backend_alone(tmp_path, monkeypatch):
+    """A bench run from a notebook must not switch its matplotlib backend or touch pyplot's figures."""
+    import sys
+
+    import matplotlib
+
+    from inpaint.bench.report import write_plot
+    from inpaint.bench.summary import ModelSummary
+    from inpaint.metrics.stats import MetricValue
+
+    backend = matplotlib.get_backend()
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("matplotlib.use called"))
+    if "matplotlib.pyplot" in sys.modules:
+        for name in ("figure", "subplots", "close"):
+            monkeypatch.setattr(sys.modules["matplotlib.pyplot"], name, lambda *a, **k: pytest.fail("pyplot used"))
+    summaries = [
+        ModelSummary(model, {"psnr": MetricValue("psnr", value, value - 1, value + 1, 4)})
+        for model, value in (("telea", 20.0), ("ddpm", 24.0))
+    ]
+    path = write_plot(tmp_path / "metrics.png", summaries, unavailable={})
+    assert path.stat().st_size > 1000 and matplotlib.get_backend() == backend

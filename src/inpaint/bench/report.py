@@ -262,10 +262,9 @@ def report_markdown(
 
 def write_plot(path: Path, summaries: Sequence[ModelSummary], unavailable: dict[str, str]) -> Path:
     """metrics.png: one panel per metric, one bar per method, 95 % intervals as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, never pyplot: pyplot's global state (and matplotlib.use) would switch
+    # the backend of a notebook that runs the bench from Python.
+    from matplotlib.figure import Figure
 
     metrics = [
         m
@@ -274,7 +273,8 @@ def write_plot(path: Path, summaries: Sequence[ModelSummary], unavailable: dict[
     ]
     columns = min(4, len(metrics)) or 1
     rows = -(-len(metrics) // columns) or 1
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    figure = Figure(figsize=(3.2 * columns, 2.8 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     names = [s.model for s in summaries]
     for ax, metric in zip(axes.flat, metrics):
         values = [s.metrics[metric].value if metric in s.metrics else math.nan for s in summaries]
@@ -292,5 +292,4 @@ def write_plot(path: Path, summaries: Sequence[ModelSummary], unavailable: dict[
     figure.tight_layout()
     with atomic.atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
     return path
