@@ -13,10 +13,11 @@ What makes a resumed run continue *exactly* as if it had never stopped:
   back bit for bit, and the next step reseeds every RNG it may have drawn from — so a run with
   validation follows the same trajectory as one without.
 
-Validation images are held out of training (:func:`inpaint.data.split_validation`): ``val_images``
-of the folder chosen by a seeded order, or a separate ``val_data`` folder; the run records which
-(``val_source``, ``val_names`` in ``training_config.json``), and a resumed run recomputes the same
-split — one that would train on other images is refused.
+Validation images (:mod:`inpaint.training.validation`) are held out of training
+(:func:`inpaint.data.split_validation`): ``val_images`` of the folder chosen by a seeded order,
+or a separate ``val_data`` folder; the run records which (``val_source``, ``val_names`` in
+``training_config.json``), and a resumed run recomputes the same split — one that would train on
+other images is refused.
 
 accelerate provides the device, mixed precision (autocast and, for fp16, the grad scaler) and
 distributed data parallelism; under ``accelerate launch --num_processes N`` each process takes
@@ -38,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from inpaint import atomic, locking
 from inpaint.config import TrainConfig
 from inpaint.data import (
-    HOLD_OUT_FACTOR,
     BatchPlan,
     CompletionDataset,
     PlannedBatches,
@@ -54,6 +54,7 @@ from inpaint.seeding import derive_seed
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.history import History
 from inpaint.training.task import TrainingTask
+from inpaint.training.validation import Validation, check_val_data, ema_weights, explain_split
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -270,7 +271,7 @@ def _run_config(task: TrainingTask, config: TrainConfig) -> TrainConfig:
             f"-o {output}: is the data folder; choose another run folder (checkpoints, samples and "
             "loss.png would be written among the training images)"
         )
-    _check_val_data(config, output)
+    check_val_data(config, output)
     return replace(config, method_options=task.options(), **weights)
 
 
@@ -329,7 +330,7 @@ def _train(
         main_process=accelerator.is_main_process,
     )
     batches = iter(_loader(run, config))
-    validation = _Validation(task, run.val_dataset, config, run.output, ema=ema is not None)
+    validation = Validation(task, run.val_dataset, config, run.output, ema=ema is not None)
     progress.start(f"Training {task.name}", total)
     progress.advance(run.start)
     module.train()
@@ -377,7 +378,7 @@ def _train(
         if saving:
             _save(accelerator, task, run, done, config.keep_last)
         if validation.due(done, saving, total) and accelerator.is_main_process:
-            with _ema_weights(ema, params):
+            with ema_weights(ema, params):
                 result.validation = validation.run(accelerator.unwrap_model(module), done)
             history.log(step=done, **result.validation)
         accelerator.wait_for_everyone()
@@ -459,7 +460,7 @@ def _set_up(task: TrainingTask, config: TrainConfig, accelerator, resume: bool) 
     history = None
     if accelerator.is_main_process:
         atomic.write_json(output / CONFIG_NAME, record)
-        _explain_split(config, split, legacy, output)
+        explain_split(config, split, legacy, output)
         history = History(output / "log.jsonl", resume_step=start)
     return _Run(
         output=output,
@@ -626,43 +627,6 @@ def _dataset(config: TrainConfig, task: TrainingTask, folder: str, images) -> Co
     )
 
 
-def _check_val_data(config: TrainConfig, output: Path) -> None:
-    """Refuse a ``--val-data`` that is missing, or is the training or the run folder."""
-    if config.val_data is None:
-        return
-    folder = Path(config.val_data)
-    if not folder.is_dir():
-        raise InputError(f"--val-data {folder}: no such folder")
-    if folder.resolve() == Path(config.data).resolve():
-        raise InputError(
-            f"--val-data {folder}: is the training folder; leave --val-data out to hold "
-            f"--val-images {config.val_images} of its images out of training instead"
-        )
-    if folder.resolve() == output.resolve():
-        raise InputError(
-            f"--val-data {folder}: is the run folder (-o); its pictures would be read as validation images"
-        )
-
-
-def _explain_split(config: TrainConfig, split: ValidationSplit, legacy: bool, output: Path) -> None:
-    """Warn, once per call, when validation scores training images: they measure fit."""
-    if split.source != "training":
-        return
-    if legacy:
-        log.warning(
-            f"{output}: this run was started by an earlier version that validated on training images and "
-            "trained on all of them; it goes on that way, so its validation scores measure fit, not "
-            "generalisation"
-        )
-        return
-    log.warning(
-        f"{config.data}: {len(split.train)} images are fewer than {HOLD_OUT_FACTOR} x --val-images "
-        f"{config.val_images}, too few to hold validation images out of training: validating on "
-        f"{len(split.val)} training images, so the scores measure fit, not generalisation; pass "
-        "--val-data DIR with other images for a real validation"
-    )
-
-
 def _check_resume(
     config: TrainConfig,
     state: ckpt.TrainingState,
@@ -720,107 +684,6 @@ def _save(accelerator, task: TrainingTask, run: _Run, step: int, keep_last: int)
     accelerator.wait_for_everyone()
 
 
-@contextlib.contextmanager
-def _ema_weights(ema, params):
-    """Swap the EMA weights into ``params`` for the duration (validation samples the weights the
-    run exports), then put the trained weights back bit for bit (diffusers' ``store``/
-    ``copy_to``/``restore``): validating never changes what training does next."""
-    if ema is None:
-        yield
-        return
-    ema.store(params)
-    ema.copy_to(params)
-    try:
-        yield
-    finally:
-        ema.restore(params)
-
-
 def _ema_by_name(module, params, ema) -> dict[str, Any]:
     names = {id(p): name for name, p in module.named_parameters()}
     return {names[id(p)]: shadow.detach().cpu() for p, shadow in zip(params, ema.shadow_params)}
-
-
-class _Validation:
-    """Completes a fixed set of images and scores the hole; writes ``samples/step-XXXXXXXX.png``.
-
-    The images are the run's validation images (:func:`inpaint.data.split_validation`), each
-    with its mask of epoch -1 and a seed from its name, so every validation sees the same
-    inputs. Scores: hole PSNR and SSIM, and hole LPIPS (AlexNet) when its weight file is on this
-    machine (:func:`inpaint.metrics.resolve_weights`; never downloaded, said once when skipped).
-    """
-
-    def __init__(
-        self,
-        task: TrainingTask,
-        dataset: CompletionDataset | None,
-        config: TrainConfig,
-        output: Path,
-        *,
-        ema: bool = False,
-    ) -> None:
-        self.task, self.dataset, self.config, self.output = task, dataset, config, output
-        self.count = len(dataset) if dataset is not None else 0
-        self.ema = ema
-        self._lpips: Any = None
-        self._lpips_checked = False
-
-    def due(self, step: int, saving: bool, total: int) -> bool:
-        if self.count == 0:
-            return False
-        every = self.config.validate_every
-        return (step % every == 0) if every else (saving or step == total)
-
-    def lpips(self):
-        """The LPIPS metric, or ``None`` when its weights are not here (looked for once)."""
-        if not self._lpips_checked:
-            self._lpips_checked = True
-            from inpaint.metrics import LPIPS_ALEX, LPIPSMetric, MetricWeightsMissing, resolve_weights
-            from inpaint.metrics.weights import hub_cache_path
-
-            try:
-                self._lpips = LPIPSMetric("alex", resolve_weights(LPIPS_ALEX))
-            except MetricWeightsMissing:
-                log.info(
-                    f"validation: no LPIPS, {LPIPS_ALEX.filename} is not on this machine (set "
-                    f"{LPIPS_ALEX.env_var}=FILE or copy it to {hub_cache_path(LPIPS_ALEX)}); hole PSNR and "
-                    "SSIM only"
-                )
-            except InputError as e:
-                log.info(f"validation: no LPIPS ({e}); hole PSNR and SSIM only")
-        return self._lpips
-
-    def run(self, module, step: int) -> dict[str, float]:
-        """Complete the validation images with ``module`` as it is (the caller swaps EMA weights in)."""
-        import numpy as np
-        import torch
-
-        from inpaint import io, metrics
-        from inpaint.grid import image_grid
-
-        items = collate([self.dataset[(-1, i)] for i in range(self.count)])
-        images = io.from_model_range(items["pixels"])
-        masks = items["masks"]
-        seeds = [derive_seed(self.config.seed, "val", name) for name in items["names"]]
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            completed = self.task.complete(module, images, masks, seeds).cpu().float()
-        module.train(was_training)
-        scores = {
-            "val_psnr_hole": float(metrics.psnr(completed, images, masks).mean()),
-            "val_ssim_hole": float(metrics.ssim(completed, images, masks).mean()),
-        }
-        lpips = self.lpips()
-        if lpips is not None:
-            scores["val_lpips_hole"] = float(lpips(completed, images, masks).mean())
-        originals, results = io.to_uint8(images), io.to_uint8(completed)
-        rows = []
-        for original, result, mask in zip(originals, results, masks[:, 0].bool().numpy()):
-            masked = original.copy()
-            masked[mask] = 255
-            rows.append([original, masked, result])
-        label = f"step {step}" + (" (EMA)" if self.ema else "")
-        grid = image_grid(rows, column_labels=["original", "masked", label])
-        io.save_image(np.ascontiguousarray(grid), self.output / "samples" / f"{ckpt.checkpoint_name(step)}.png")
-        return scores
