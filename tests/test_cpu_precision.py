@@ -59,7 +59,7 @@ def _config(**fields):
 
 
 def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16_and_says_so_once(monkeypatch, caplog):
-    from inpaint.training.loop import mixed_precision_for
+    from inpaint.training.precision import mixed_precision_for
 
     caplog.set_level(logging.INFO, logger="inpaint")
     assert devices.resolve_dtype("auto", CPU) == torch.float32  # conftest: no native bf16
@@ -116,7 +116,7 @@ def test_the_real_probes_answer_on_this_torch(monkeypatch):
 
 
 def test_half_precision_without_torch_kernels_is_refused_with_the_reason(monkeypatch, caplog):
-    from inpaint.training.loop import mixed_precision_for
+    from inpaint.training.precision import mixed_precision_for
 
     caplog.set_level(logging.INFO, logger="inpaint")
     with pytest.raises(
@@ -450,10 +450,10 @@ def _fp16_accelerator_with_a_cpu_grad_scaler(init_scale: float):
     clipping, skipped steps, the scaler's state in checkpoints."""
     from accelerate import Accelerator
 
-    from inpaint.training import loop
+    from inpaint.training import precision
 
     def build(config):
-        loop._forget_other_precision("fp16")
+        precision.forget_other_precision("fp16")
         accelerator = Accelerator(cpu=True, mixed_precision="fp16")
         accelerator.native_amp = True
         accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)

@@ -53,6 +53,7 @@ from inpaint.progress import NullProgress, Progress
 from inpaint.seeding import derive_seed
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.history import History
+from inpaint.training.precision import forget_other_precision, mixed_precision_for
 from inpaint.training.task import TrainingTask
 from inpaint.training.validation import Validation, check_val_data, ema_weights, explain_split
 
@@ -81,40 +82,6 @@ class TrainResult:
     main_process: bool = True
 
 
-def mixed_precision_for(config: TrainConfig, device: torch.device) -> str:
-    """``auto`` means fp16 with a grad scaler on CUDA (the study's AMP), bf16 autocast on a CPU that
-    computes in bf16 natively (:func:`inpaint.devices.native_bf16_cpu`; said once on the log), full
-    precision elsewhere. Trainable weights, optimiser state and EMA stay fp32 in every case.
-
-    fp16 is refused on the CPU: accelerate gives it neither autocast nor a grad scaler there, so
-    the run would silently train in fp32 under an fp16 label.
-    """
-    import torch
-
-    from inpaint.devices import announce_once, auto_cpu_bf16, check_cpu_half
-
-    precision = config.mixed_precision
-    if precision == "auto":
-        if device.type == "cuda":
-            return "fp16"
-        native = auto_cpu_bf16() if device.type == "cpu" else None
-        if native is not None:
-            announce_once(
-                "mixed-precision",
-                f"--mixed-precision auto: bf16 autocast on this CPU (it has {native}); --mixed-precision no for fp32",
-            )
-            return "bf16"
-        return "no"
-    if device.type == "cpu" and precision == "fp16":
-        raise InputError(
-            "--mixed-precision fp16: not available on the CPU (accelerate has no fp16 autocast or grad "
-            "scaler there: the run would train in fp32); use bf16 or no"
-        )
-    if device.type == "cpu" and precision == "bf16":
-        check_cpu_half("--mixed-precision bf16", torch.bfloat16)
-    return precision
-
-
 def _accelerator(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
@@ -125,27 +92,12 @@ def _accelerator(config: TrainConfig):
     if device.type == "cuda" and (device.index or 0) != 0:
         raise InputError(f"--device {config.device}: choose the GPU with CUDA_VISIBLE_DEVICES (or accelerate launch)")
     mixed_precision = mixed_precision_for(config, device)
-    _forget_other_precision(mixed_precision)
+    forget_other_precision(mixed_precision)
     return Accelerator(
         cpu=device.type == "cpu",
         mixed_precision=mixed_precision,
         dataloader_config=DataLoaderConfiguration(),
     )
-
-
-def _forget_other_precision(mixed_precision: str) -> None:
-    """Let a run in this process use another mixed precision than an earlier one.
-
-    accelerate keeps one mixed-precision setting per process (``AcceleratorState``, shared by all
-    its instances) and refuses another with "restart your runtime": a second :func:`train` in one
-    process (a notebook, the tests) at another precision would fail. That state holds nothing a
-    finished run still needs; the process group (``PartialState``) is kept.
-    """
-    from accelerate.state import AcceleratorState
-
-    shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision") != mixed_precision:
-        AcceleratorState._reset_state()
 
 
 def _lr_scheduler(config: TrainConfig, optimizer, total_steps: int):
