@@ -14,27 +14,19 @@ from safetensors.torch import load_file, save_file
 
 from inpaint import io
 from inpaint.config import TrainConfig
+from inpaint.testing import tiny_train_config
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.loop import train
 
 
 def _ddpm_config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(
-        method="ddpm",
-        data=str(train_images),
-        output=str(output),
-        base=str(base),
-        resolution=32,
-        batch_size=2,
-        lr=1e-3,
-        max_steps=2,
-        save_every=1,
-        val_images=0,
-        ema_decay=0.9,
-        device="cpu",
+    return tiny_train_config(
+        "ddpm",
+        train_images,
+        output,
+        base,
+        **{"lr": 1e-3, "max_steps": 2, "save_every": 1, "ema_decay": 0.9, **overrides},
     )
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 @pytest.fixture(scope="module")

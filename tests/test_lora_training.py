@@ -12,28 +12,16 @@ from safetensors.torch import load_file
 from inpaint.config import TrainConfig
 from inpaint.data import CompletionDataset, MaskSource, collate
 from inpaint.errors import InputError
+from inpaint.testing import tiny_train_config
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.loop import train
 from inpaint.training.lora_task import LoRAOptions, LoRATask, drop_prompts
 
 
 def _config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(
-        method="lora",
-        data=str(train_images),
-        output=str(output),
-        base=str(base),
-        resolution=32,
-        batch_size=2,
-        lr=1e-2,
-        max_steps=3,
-        save_every=100,
-        keep_last=2,
-        val_images=0,
-        device="cpu",
+    return tiny_train_config(
+        "lora", train_images, output, base, **{"lr": 1e-2, "max_steps": 3, "save_every": 100, **overrides}
     )
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 def _task(base, **options) -> LoRATask:

@@ -12,29 +12,20 @@ from safetensors.torch import load_file
 
 from inpaint.config import TrainConfig
 from inpaint.errors import InputError
+from inpaint.testing import tiny_train_config
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
 from inpaint.training.loop import train
 
 
 def _config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(
-        method="ddpm",
-        data=str(train_images),
-        output=str(output),
-        base=str(base),
-        resolution=32,
-        batch_size=2,
-        lr=1e-3,
-        max_steps=4,
-        save_every=2,
-        keep_last=2,
-        val_images=0,
-        ema_decay=0.9,
-        device="cpu",
+    return tiny_train_config(
+        overrides.pop("method", "ddpm"),
+        train_images,
+        output,
+        base,
+        **{"lr": 1e-3, "max_steps": 4, "save_every": 2, "ema_decay": 0.9, **overrides},
     )
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 def _task(base) -> DDPMTask:

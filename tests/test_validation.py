@@ -14,28 +14,20 @@ from inpaint.config import TrainConfig
 from inpaint.data import CompletionDataset, choose_validation, collate, list_folder_images, split_validation
 from inpaint.errors import InputError
 from inpaint.seeding import derive_seed
+from inpaint.testing import tiny_train_config
 from inpaint.training import checkpoint as ckpt
 from inpaint.training.ddpm_task import DDPMOptions, DDPMTask
 from inpaint.training.loop import train
 
 
 def _config(train_images, base, output, **overrides) -> TrainConfig:
-    settings = dict(
-        method="ddpm",
-        data=str(train_images),
-        output=str(output),
-        base=str(base),
-        resolution=32,
-        batch_size=2,
-        lr=1e-3,
-        max_steps=2,
-        save_every=100,
-        val_images=0,
-        ema_decay=0.9,
-        device="cpu",
+    return tiny_train_config(
+        "ddpm",
+        train_images,
+        output,
+        base,
+        **{"lr": 1e-3, "max_steps": 2, "save_every": 100, "ema_decay": 0.9, **overrides},
     )
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 class RecordingTask(DDPMTask):

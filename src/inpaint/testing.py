@@ -483,6 +483,25 @@ def save_real_size_blip(directory: Path, seed: int = 0) -> Path:
 # ---- a hand-laid Hugging Face cache ------------------------------------------------------------
 
 
+def tiny_train_config(method: str, data, output, base, **overrides):
+    """A :class:`~inpaint.config.TrainConfig` for the tiny models: 32 px, batch 2, no validation
+    images, on the CPU; ``overrides`` set any other field (``max_steps``,
+    ``lr``, ``ema_decay``…). Paths may be :class:`~pathlib.Path` objects."""
+    from inpaint.config import TrainConfig
+
+    settings: dict[str, Any] = dict(
+        method=method,
+        data=str(data),
+        output=str(output),
+        base=str(base),
+        resolution=32,
+        batch_size=2,
+        val_images=0,
+        device="cpu",
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
 def install_in_hub_cache(
     folder: str | os.PathLike[str],
     repo_id: str,
