@@ -107,3 +107,11 @@ def test_real_size_smoke_run_runs_every_stage_as_a_user_types_it(tmp_path):
     # The hub ids resolved from the private cache: parameter counts read from its snapshots.
     assert re.search(r"SD 1\.5 Inpainting UNet [\d.]+ M", out)
     assert docs.read_bytes() == before  # a smoke run prints; it never overwrites the recorded figures
+
+
+def test_serve_load_smoke_run_checks_every_answer(tmp_path):
+    docs = tmp_path / "benchmarks.md"
+    result = run_module("serve_load", "--quick", "--size", "64", "--docs", str(docs), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    section = docs.read_text()
+    assert "| 10 | 4 | 0 | 0 | 1 |" in section and "Every answer was a 200 with the same bytes." in section

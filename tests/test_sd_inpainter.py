@@ -188,8 +188,8 @@ def test_crop_to_mask_blur_and_samplers(tiny_sd_inpaint_dir, sd):
     small, small_masks = _batch(n=1)
     for sampler in ("ddpm", "ddim", "dpmpp", "dpmpp-sde", "pndm"):
         method = models.load_inpainter("sd", _options(tiny_sd_inpaint_dir, sampler=sampler))
-        assert type(method.pipe.scheduler).__name__ == SAMPLERS[sampler].scheduler
         assert method(small, small_masks, [0]).shape == small.shape
+        assert type(method.pipe.scheduler).__name__ == SAMPLERS[sampler].scheduler
         assert method.last_nfe == 2 * (STEPS + (sampler == "pndm"))  # counted: PNDM repeats its first step
 
 

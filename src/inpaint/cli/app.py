@@ -28,6 +28,7 @@ from inpaint.cli import (
     doctor,
     download,
     make_masks,
+    serve,
     stopping,
     streams,
     train_ddpm,
@@ -85,6 +86,7 @@ app.command("train-lora", no_args_is_help=True)(train_lora.train_lora)
 app.command("bench", no_args_is_help=True)(bench.bench)
 app.command("doctor")(doctor.doctor)
 app.command("download")(download.download)
+app.command("serve")(serve.serve)
 
 
 @contextlib.contextmanager

@@ -168,6 +168,36 @@ class Inpainter(ABC):
     #: Methods that look something up by image name (Stable Diffusion: its caption) set this;
     #: their ``fill`` then takes a ``names`` keyword (the names of the images it fills, or ``None``).
     uses_names: ClassVar[bool] = False
+    #: The :class:`MethodOptions` fields that only change how each call runs (steps, prompt…), not
+    #: what is loaded: :meth:`with_options` applies them to a loaded method without reloading it.
+    call_options: ClassVar[frozenset[str]] = frozenset()
+
+    def with_options(self, options: MethodOptions) -> Inpainter:
+        """This method with ``options``, sharing its loaded weights (a server keeps one model warm
+        for requests that ask for other steps or prompts).
+
+        ``options`` may differ from the ones this method was built with only in
+        :attr:`call_options` (``ValueError`` otherwise: those need a new load); they are checked as
+        building the method checks them (:class:`InputError`). The copy shares the weights: run one
+        of the two at a time.
+        """
+        import copy
+        import dataclasses
+
+        own = getattr(self, "options", None) or MethodOptions()
+        changed = {f.name for f in dataclasses.fields(options) if getattr(options, f.name) != getattr(own, f.name)}
+        if changed - self.call_options:
+            raise ValueError(f"{self.name}: {', '.join(sorted(changed - self.call_options))} need a new load")
+        if not changed:
+            return self
+        twin = copy.copy(self)
+        twin.options = options
+        twin._configure_calls()
+        return twin
+
+    def _configure_calls(self) -> None:  # noqa: B027 - a hook: methods without call options have none
+        """Set (and check) what :attr:`call_options` decide from ``self.options``; called when the
+        method is built (by subclasses that have call options) and by :meth:`with_options`."""
 
     @abstractmethod
     def fill(

@@ -67,6 +67,26 @@ class _PixelDiffusion(Inpainter):
 
         self.options = options or MethodOptions()
         _refuse_sd_levers(self.name, self.options)
+        self._choose_sampling()  # before the weights load: a bad --sampler or --steps fails at once
+        self.device = resolve_device(self.options.device)
+        self.dtype = resolve_dtype(self.options.dtype, self.device)
+        if self.options.compile:
+            check_compile(self.device)  # before the weights load: fail at once
+        self.unet, self.scheduler_config = self._load()  # already in self.dtype
+        self._configure_calls()
+        self.unet.to(self.device).eval()
+        # bf16 on the CPU: oneDNN's bf16 convolutions run faster on channels-last weights (a step of
+        # the 256-px celebahq UNet took 0.86 s instead of 1.16 s; fp32 gains nothing there), so it
+        # is on whether asked or not (docs/benchmarks.md, "CPU precision").
+        channels_last = self.options.channels_last or (self.device.type == "cpu" and self.dtype == torch.bfloat16)
+        speed_up(self.unet, self.device, channels_last=channels_last, compile=self.options.compile)
+        #: Network evaluations per image in the last call (for benchmarks).
+        self.last_nfe: int | None = None
+
+    call_options: ClassVar[frozenset[str]] = frozenset({"sampler", "steps"})
+
+    def _choose_sampling(self) -> None:
+        """``self.sampler`` and ``self.steps`` from the options; checks what needs no weights."""
         self.sampler = self.options.sampler or self.default_sampler
         spec = sampler_spec(self.name, self.sampler)
         if self.options.steps is not None:
@@ -77,11 +97,10 @@ class _PixelDiffusion(Inpainter):
             self.steps = spec.steps
         if self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be a positive number of steps")
-        self.device = resolve_device(self.options.device)
-        self.dtype = resolve_dtype(self.options.dtype, self.device)
-        if self.options.compile:
-            check_compile(self.device)  # before the weights load: fail at once
-        self.unet, self.scheduler_config = self._load()  # already in self.dtype
+
+    def _configure_calls(self) -> None:
+        """The sampler and steps, checked against the loaded model's training timesteps."""
+        self._choose_sampling()
         train_steps = int(self.scheduler_config.get("num_train_timesteps", 1000))
         if self.steps > train_steps:
             raise InputError(
@@ -90,14 +109,6 @@ class _PixelDiffusion(Inpainter):
         problem = steps_problem(self.sampler, self.steps, train_steps)
         if problem is not None:
             raise InputError(f"--steps {self.steps}: {problem}")
-        self.unet.to(self.device).eval()
-        # bf16 on the CPU: oneDNN's bf16 convolutions run faster on channels-last weights (a step of
-        # the 256-px celebahq UNet took 0.86 s instead of 1.16 s; fp32 gains nothing there), so it
-        # is on whether asked or not (docs/benchmarks.md, "CPU precision").
-        channels_last = self.options.channels_last or (self.device.type == "cpu" and self.dtype == torch.bfloat16)
-        speed_up(self.unet, self.device, channels_last=channels_last, compile=self.options.compile)
-        #: Network evaluations per image in the last call (for benchmarks).
-        self.last_nfe: int | None = None
 
     def _load(self) -> tuple[UNet2DModel, dict[str, Any]]:
         raise NotImplementedError
@@ -196,7 +207,10 @@ class RePaintInpainter(_PixelDiffusion):
     name: ClassVar[str] = "repaint"
     default_sampler: ClassVar[str] = "repaint"
 
-    def __init__(self, options: MethodOptions | None = None) -> None:
+    call_options: ClassVar[frozenset[str]] = frozenset({"sampler", "steps", "jump_length", "jump_n_sample"})
+
+    def _choose_sampling(self) -> None:
+        """The sampler and steps, and the resampling schedule (``jump_length``, ``jump_n_sample``)."""
         from inpaint.repaint import (
             FAST_JUMP_LENGTH,
             FAST_JUMP_N_SAMPLE,
@@ -204,17 +218,17 @@ class RePaintInpainter(_PixelDiffusion):
             REPAINT_JUMP_N_SAMPLE,
         )
 
-        options = options or MethodOptions()
-        fast = options.sampler == "fast"
-        self.jump_length = options.jump_length or (FAST_JUMP_LENGTH if fast else REPAINT_JUMP_LENGTH)
-        self.jump_n_sample = options.jump_n_sample or (FAST_JUMP_N_SAMPLE if fast else REPAINT_JUMP_N_SAMPLE)
+        options = self.options
         for flag, value in (
             ("--jump-length", options.jump_length),
             ("--jump-n-sample", options.jump_n_sample),
         ):
             if value is not None and value < 1:
                 raise InputError(f"{flag} {value}: must be a positive number")
-        super().__init__(options)
+        fast = options.sampler == "fast"
+        self.jump_length = options.jump_length or (FAST_JUMP_LENGTH if fast else REPAINT_JUMP_LENGTH)
+        self.jump_n_sample = options.jump_n_sample or (FAST_JUMP_N_SAMPLE if fast else REPAINT_JUMP_N_SAMPLE)
+        super()._choose_sampling()
 
     def _load(self) -> tuple[UNet2DModel, dict[str, Any]]:
         from inpaint.models.pixel_unet import load_base

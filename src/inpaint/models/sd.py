@@ -50,40 +50,59 @@ class SDInpainter(Inpainter):
     #: The study's settings: 50 steps whatever the sampler, guidance 7.5.
     default_steps: ClassVar[int] = 50
     default_guidance: ClassVar[float] = 7.5
+    #: The base when no --weights is given.
+    default_base: ClassVar[str] = DEFAULT_SD_BASE
 
     def __init__(self, options: MethodOptions | None = None) -> None:
         import torch
 
         from inpaint.devices import resolve_device, resolve_dtype
         from inpaint.models.sd_weights import load_lora, load_pipeline
-        from inpaint.samplers import make_scheduler
 
         o = self.options = options or MethodOptions()
-        self.settings = _settings(o)
+        _settings(o, type(self))  # before the weights load: a bad --steps or --guidance fails at once
         if o.prompt is not None and o.captions is not None:
             raise InputError("--prompt and --captions: give one (a fixed prompt, or each image's caption)")
         self.captions = _captions(o.captions) if o.captions is not None else None
         self.device = resolve_device(o.device)
         self.dtype = resolve_dtype(o.dtype, self.device)
         _check_levers(o, self.device)
-        self.base = o.weights or DEFAULT_SD_BASE
+        self.base = o.weights or self.default_base
         # bf16: only the UNet runs in it (see unet_in_bf16); the rest loads in fp32.
         load_dtype = torch.float32 if self.dtype == torch.bfloat16 else self.dtype
         self.pipe = load_pipeline(self.base, dtype=load_dtype, revision=o.revision, variant=o.variant)
-        if o.sampler is not None:
-            self.pipe.scheduler = make_scheduler(o.sampler, self.pipe.scheduler.config, self.name)
+        #: The pipeline's own scheduler, used when no --sampler is given.
+        self.pipeline_scheduler = self.pipe.scheduler
         self.lora_metadata = load_lora(self.pipe, o.lora, self.base, use_ema=o.ema) if o.lora else {}
         if self.dtype == torch.bfloat16:
             unet_in_bf16(self.pipe)
         _apply_levers(self.pipe, o, self.device)
+        self._configure_calls()
+        #: Network evaluations per image in the last call (for benchmarks).
+        self.last_nfe: int | None = None
+
+    call_options: ClassVar[frozenset[str]] = frozenset(
+        {"prompt", "negative_prompt", "guidance", "strength", "steps", "sampler", "mask_blur", "crop_padding"}
+    )
+
+    def _configure_calls(self) -> None:
+        """The generation settings, the scheduler and the prompt from ``self.options``."""
+        from inpaint.samplers import make_scheduler
+
+        o = self.options
+        self.settings = _settings(o, type(self))
+        #: Set on the pipeline at each call (copies made by with_options share the pipeline).
+        self.scheduler = (
+            make_scheduler(o.sampler, self.pipeline_scheduler.config, self.name)
+            if o.sampler is not None
+            else self.pipeline_scheduler
+        )
         #: The prompt of images without a caption: --prompt, else the LoRA's training prompt. An
         #: empty --prompt is a choice (unconditional generation), not a missing one: it is kept.
         if o.prompt is not None:
             self.prompt = o.prompt
         else:
             self.prompt = self.lora_metadata.get("inpaint_prompt") or DEFAULT_PROMPT
-        #: Network evaluations per image in the last call (for benchmarks).
-        self.last_nfe: int | None = None
 
     def prompts(self, names: Sequence[str] | None, count: int) -> list[str]:
         """The prompt of each image: its caption when a captions file was given, else the prompt."""
@@ -114,6 +133,7 @@ class SDInpainter(Inpainter):
         from inpaint.devices import compile_errors
 
         prompts = self.prompts(names, images.shape[0])
+        self.pipe.scheduler = self.scheduler
         with torch.inference_mode(), compile_errors(self.options.compile):
             out, self.last_nfe = run_pipeline(self.pipe, images, masks, prompts, generators, self.settings, progress)
         return out
@@ -164,12 +184,12 @@ def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device
     speed_up(pipe.unet, device, channels_last=o.channels_last, compile=o.compile)
 
 
-def _settings(o: MethodOptions) -> Generation:
+def _settings(o: MethodOptions, method: type[SDInpainter]) -> Generation:
     if o.sampler is not None:
-        sampler_spec(SDInpainter.name, o.sampler)  # before any weights load
+        sampler_spec(method.name, o.sampler)  # before any weights load
     settings = Generation(
-        steps=o.steps if o.steps is not None else SDInpainter.default_steps,
-        guidance=o.guidance if o.guidance is not None else SDInpainter.default_guidance,
+        steps=o.steps if o.steps is not None else method.default_steps,
+        guidance=o.guidance if o.guidance is not None else method.default_guidance,
         strength=o.strength if o.strength is not None else 1.0,
         negative_prompt=o.negative_prompt,
         mask_blur=o.mask_blur or 0,
