@@ -80,6 +80,12 @@ def tiny_sd_inpaint_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_inpaint_dir(tmp_path_factory) -> Path:
+    """A tiny SDXL inpainting pipeline (two text encoders, size/crop conditioning)."""
+    return testing.save_tiny_sdxl_inpaint(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real 64x64 RGB photo (scikit-image's astronaut), uint8."""
     from PIL import Image

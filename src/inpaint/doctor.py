@@ -69,6 +69,16 @@ KNOWN_MODELS = (
         ),
     ),
     KnownModel(
+        "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        "sdxl: Stable Diffusion XL Inpainting 0.1",
+        "model_index.json",
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin",
+        ),
+    ),
+    KnownModel(
         "Salesforce/blip-image-captioning-base",
         "caption: BLIP captions",
         "config.json",

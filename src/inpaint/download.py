@@ -74,6 +74,14 @@ ITEMS: tuple[Item, ...] = (
         "inpaint.models.sd_weights:PIPELINE_FILES",
     ),
     Item(
+        "sdxl",
+        "hub",
+        "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        "Stable Diffusion XL Inpainting 0.1: the sdxl method (about 7 GB in fp16; only when named)",
+        "inpaint.models.sd_weights:PIPELINE_FILES",
+        default=False,
+    ),
+    Item(
         "blip",
         "hub",
         "Salesforce/blip-image-captioning-base",

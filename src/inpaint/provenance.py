@@ -99,6 +99,7 @@ def weights_used(model: str, options) -> dict[str, str]:
     named = {
         "ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),
         "sd": ("lora", lambda path: lora_file(path, use_ema=options.ema)),
+        "sdxl": ("lora", lambda path: lora_file(path, use_ema=options.ema)),
     }
     if model not in named:
         return {}

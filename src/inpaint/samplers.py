@@ -67,6 +67,9 @@ class SamplerSpec:
     pixel_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: The methods that run a diffusers latent pipeline (its own scheduler loop): SD 1.x/2.x and SDXL.
+LATENT_METHODS = ("sd", "sdxl")
+
 #: Every ``--sampler`` name. The pixel loops re-impose the known region as a variance-preserving
 #: ``q_sample``, so the ``ddpm`` method takes the VP schedulers only; Euler, PNDM and UniPC are
 #: ``sd``'s (its pipeline handles any scheduler). RePaint's loops are its own (:mod:`inpaint.repaint`).
@@ -75,7 +78,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
     for spec in (
         # Ancestral DDPM (Ho et al. 2020); 1000 steps is the study's setting.
         SamplerSpec(
-            "ddpm", "DDPM", "DDPMScheduler", 1000, ("ddpm", "sd"), pixel_kwargs={"timestep_spacing": "trailing"}
+            "ddpm",
+            "DDPM",
+            "DDPMScheduler",
+            1000,
+            ("ddpm", *LATENT_METHODS),
+            pixel_kwargs={"timestep_spacing": "trailing"},
         ),
         # Deterministic DDIM, eta = 0 (Song, Meng & Ermon 2021).
         SamplerSpec(
@@ -83,7 +91,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "DDIM",
             "DDIMScheduler",
             50,
-            ("ddpm", "sd"),
+            ("ddpm", *LATENT_METHODS),
             pixel_kwargs={"timestep_spacing": "leading", "set_alpha_to_one": True},
         ),
         # DPM-Solver++(2M), the deterministic multistep solver of the diffusion ODE (Lu et al. 2022).
@@ -92,7 +100,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "DPM-Solver++",
             "DPMSolverMultistepScheduler",
             25,
-            ("ddpm", "sd"),
+            ("ddpm", *LATENT_METHODS),
             kwargs={"algorithm_type": "dpmsolver++", "solver_order": 2},
             pixel_kwargs={"timestep_spacing": "trailing"},
         ),
@@ -102,15 +110,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "SDE-DPM-Solver++",
             "DPMSolverMultistepScheduler",
             25,
-            ("ddpm", "sd"),
+            ("ddpm", *LATENT_METHODS),
             kwargs={"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
             pixel_kwargs={"timestep_spacing": "trailing"},
         ),
-        SamplerSpec("euler", "Euler", "EulerDiscreteScheduler", 50, ("sd",)),
-        SamplerSpec("euler-a", "Euler ancestral", "EulerAncestralDiscreteScheduler", 50, ("sd",)),
+        SamplerSpec("euler", "Euler", "EulerDiscreteScheduler", 50, LATENT_METHODS),
+        SamplerSpec("euler-a", "Euler ancestral", "EulerAncestralDiscreteScheduler", 50, LATENT_METHODS),
         # PNDM's Runge-Kutta warm-up breaks at few steps; SD's own PNDM config skips it (PLMS).
-        SamplerSpec("pndm", "PNDM", "PNDMScheduler", 50, ("sd",), kwargs={"skip_prk_steps": True}),
-        SamplerSpec("unipc", "UniPC", "UniPCMultistepScheduler", 50, ("sd",)),
+        SamplerSpec("pndm", "PNDM", "PNDMScheduler", 50, LATENT_METHODS, kwargs={"skip_prk_steps": True}),
+        SamplerSpec("unipc", "UniPC", "UniPCMultistepScheduler", 50, LATENT_METHODS),
         # RePaint's resampling schedules (inpaint.repaint): the paper's, and our five-fold cheaper one.
         SamplerSpec("repaint", "RePaint", None, 250, ("repaint",)),
         SamplerSpec("fast", "RePaint-fast", None, 50, ("repaint",)),
@@ -290,7 +298,7 @@ def make_scheduler(sampler: str, scheduler_config: Mapping[str, Any], method: st
         raise ValueError(f"unknown sampler {sampler!r} for {method}; choose from {', '.join(names)}")
     config = dict(scheduler_config)
     kwargs = dict(spec.kwargs)
-    if method != "sd":
+    if method not in LATENT_METHODS:
         kwargs.update(spec.pixel_kwargs)
         if spec.scheduler == "DPMSolverMultistepScheduler":
             # DPM-Solver++ has no clip_sample; dynamic thresholding with a maximum of the clip range

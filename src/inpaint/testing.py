@@ -336,6 +336,83 @@ def save_tiny_sd_inpaint(directory: Path, seed: int = 0) -> Path:
     return _save_sd_pipeline(directory, unet, vae, text_encoder, scheduler)
 
 
+def save_tiny_sdxl_inpaint(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny ``StableDiffusionXLInpaintPipeline`` shaped as SDXL Inpainting 0.1 is: a 9-channel
+    UNet with SDXL's added "text_time" conditioning (the pooled embedding of the second text
+    encoder and six size/crop ids), two CLIP text encoders (the second with a projection) whose
+    hidden states are concatenated for cross-attention, an Euler scheduler, no aesthetic score.
+    The VAE downsamples by 2, as the tiny SD's does."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    text_config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        pad_token_id=1,
+        vocab_size=1000,
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=9,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        # 6 size/crop ids of 8 dims each, plus the 32-dim pooled text embedding.
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64,  # both encoders' 32-dim hidden states, concatenated
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(text_config)
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        tokenizer = tiny_clip_tokenizer(Path(tokenizer_dir))
+    pipeline = StableDiffusionXLInpaintPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        requires_aesthetics_score=False,
+    )
+    pipeline.save_pretrained(directory)
+    return Path(directory)
+
+
 def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
     """A tiny SD inpainting pipeline whose VAE downsamples by 8, as SD 1.5's does (4 encoder
     blocks), with SD 1.5's PNDM schedule: 512-px images give 64x64 latents at a tiny cost."""

@@ -215,6 +215,33 @@ register(
         ),
     )
 )
+#: What the latent-diffusion methods read: the base and LoRA, prompts, sampling, the levers.
+_SD_READS = frozenset(
+    {
+        "weights",
+        "revision",
+        "variant",
+        "lora",
+        "ema",
+        "prompt",
+        "negative_prompt",
+        "guidance",
+        "strength",
+        "sampler",
+        "steps",
+        "mask_blur",
+        "crop_padding",
+        "captions",
+        "dtype",
+        "channels_last",
+        "compile",
+        "attention_slicing",
+        "vae_slicing",
+        "vae_tiling",
+        "cpu_offload",
+    }
+)
+
 register(
     MethodInfo(
         name="sd",
@@ -224,30 +251,19 @@ register(
         priority=40,
         heavy=True,
         unavailable=lambda options: importlib.import_module("inpaint.models.sd_weights").sd_unavailable(options),
-        reads=frozenset(
-            {
-                "weights",
-                "revision",
-                "variant",
-                "lora",
-                "ema",
-                "prompt",
-                "negative_prompt",
-                "guidance",
-                "strength",
-                "sampler",
-                "steps",
-                "mask_blur",
-                "crop_padding",
-                "captions",
-                "dtype",
-                "channels_last",
-                "compile",
-                "attention_slicing",
-                "vae_slicing",
-                "vae_tiling",
-                "cpu_offload",
-            }
+        reads=_SD_READS,
+    )
+)
+register(
+    MethodInfo(
+        name="sdxl",
+        summary="Stable Diffusion XL Inpainting 0.1 (+ a LoRA with --lora), 1024 px native; 50 steps, guidance 7.5",
+        target="inpaint.models.sd:SDXLInpainter",
+        priority=35,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.sd_weights").sd_unavailable(
+            options, importlib.import_module("inpaint.models.sd_weights").DEFAULT_SDXL_BASE
         ),
+        reads=_SD_READS,
     )
 )

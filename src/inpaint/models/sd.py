@@ -1,7 +1,8 @@
 """Stable Diffusion inpainting, optionally with a LoRA from ``train-lora`` (the study's Method 2).
 
 :class:`SDInpainter` (``sd``) runs diffusers' ``StableDiffusionInpaintPipeline`` (base: a hub id
-or folder, default ``stable-diffusion-v1-5/stable-diffusion-inpainting``) with the study's
+or folder, default ``stable-diffusion-v1-5/stable-diffusion-inpainting``; SD 2.x inpainting too),
+:class:`SDXLInpainter` (``sdxl``) its SDXL counterpart, each with the study's
 settings: 50 steps, guidance 7.5, a prompt per image (its caption when a captions file is
 given), the pipeline's own scheduler unless ``sampler`` names another
 (:data:`inpaint.samplers.SAMPLERS`). How the pipeline runs — any size, crop to mask, mask blur,
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 from inpaint.errors import InputError
 from inpaint.models.base import Inpainter, MethodOptions
 from inpaint.models.sd_pipeline import Generation, run_pipeline, unet_in_bf16
-from inpaint.models.sd_weights import DEFAULT_SD_BASE
+from inpaint.models.sd_weights import DEFAULT_SD_BASE, DEFAULT_SDXL_BASE
 from inpaint.progress import Progress
 from inpaint.samplers import sampler_spec
 
@@ -50,7 +51,8 @@ class SDInpainter(Inpainter):
     #: The study's settings: 50 steps whatever the sampler, guidance 7.5.
     default_steps: ClassVar[int] = 50
     default_guidance: ClassVar[float] = 7.5
-    #: The base when no --weights is given.
+    #: The base when no --weights is given. Any supported family's folder loads whatever the
+    #: method's name (:data:`~inpaint.models.sd_weights.FAMILIES`): the name only picks the default.
     default_base: ClassVar[str] = DEFAULT_SD_BASE
 
     def __init__(self, options: MethodOptions | None = None) -> None:
@@ -137,6 +139,17 @@ class SDInpainter(Inpainter):
         with torch.inference_mode(), compile_errors(self.options.compile):
             out, self.last_nfe = run_pipeline(self.pipe, images, masks, prompts, generators, self.settings, progress)
         return out
+
+
+class SDXLInpainter(SDInpainter):
+    """Stable Diffusion XL inpainting (+ LoRA): :class:`SDInpainter` with SDXL Inpainting 0.1 as its
+    default base, run by diffusers' ``StableDiffusionXLInpaintPipeline`` (two text encoders, the
+    size and crop conditioning, 1024 px native). The same settings and levers; strength stays 1 by
+    default although the model card suggests 0.99: below 1 the hole's own pixels seed the result,
+    which would leak a benchmark's ground truth into it."""
+
+    name: ClassVar[str] = "sdxl"
+    default_base: ClassVar[str] = DEFAULT_SDXL_BASE
 
 
 def _check_levers(o: MethodOptions, device: torch.device) -> None:

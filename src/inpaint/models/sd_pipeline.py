@@ -21,6 +21,7 @@ Nothing heavy is imported at module import.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,6 +83,7 @@ def run_pipeline(
 
     progress = progress or NullProgress()
     _max_pooled_mask_latents(pipe)
+    _quiet_vae_casts()
     calls = [0]
     hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
     n = images.shape[0]
@@ -102,6 +104,22 @@ def run_pipeline(
     finally:
         hook.remove()
     return out, per_image * (2 if settings.guidance > 1 else 1)
+
+
+class _VaeCastNotice(logging.Filter):
+    """Drops diffusers' notice that a model with fp32-only modules was cast with ``to()``: SDXL's
+    pipeline casts its VAE to fp32 before every encode (``force_upcast``), even when it is fp32
+    already, and the notice (twice per image) would bury what matters on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32" not in record.getMessage()
+
+
+def _quiet_vae_casts() -> None:
+    """Install :class:`_VaeCastNotice` on diffusers' model logger, once."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _VaeCastNotice) for f in logger.filters):
+        logger.addFilter(_VaeCastNotice())
 
 
 def _step_callback(progress: Progress):
@@ -278,6 +296,9 @@ def unet_in_bf16(pipe: StableDiffusionInpaintPipeline) -> None:
         for name in ("sample", "encoder_hidden_states"):
             if name in kwargs:
                 kwargs[name] = to_unet(kwargs[name])
+        # SDXL's pooled text embedding and size/crop ids feed the UNet's added embedding.
+        if isinstance(kwargs.get("added_cond_kwargs"), dict):
+            kwargs["added_cond_kwargs"] = {key: to_unet(value) for key, value in kwargs["added_cond_kwargs"].items()}
         return args, kwargs
 
     def outputs(module, args, kwargs, output):

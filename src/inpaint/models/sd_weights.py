@@ -30,6 +30,7 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,16 +56,105 @@ EMA_SUBFOLDER = "ema"
 WEIGHTS_KEY = "inpaint_weights"
 #: Input channels of an inpainting UNet: noisy latent (4), mask (1), masked-image latent (4).
 INPAINT_CHANNELS = 9
+#: SDXL Inpainting (Podell et al. 2023; the 0.1 inpainting fine-tune of SDXL 1.0 published by diffusers).
+DEFAULT_SDXL_BASE = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+
+
+@dataclass(frozen=True)
+class PipelineFamily:
+    """A family of inpainting pipelines that one diffusers class runs.
+
+    ``method`` is the registered method that defaults to this family's base (``default_base``);
+    ``pipeline`` the diffusers class; ``classes`` the ``_class_name`` values of ``model_index.json``
+    that belong here (a 9-channel UNet saved under the text-to-image or image-to-image class of the
+    family runs the same way); ``text_encoders`` the component folders of its text encoders.
+    """
+
+    method: str
+    title: str
+    pipeline: str
+    classes: tuple[str, ...]
+    text_encoders: tuple[str, ...]
+    default_base: str
+
+
+#: The supported families, by method name. Both have a 9-channel UNet conditioned as
+#: ``concat(noisy latent, mask, masked-image latent)``; SDXL adds a second text encoder and the
+#: size/crop conditioning, which its pipeline computes.
+FAMILIES: dict[str, PipelineFamily] = {
+    family.method: family
+    for family in (
+        PipelineFamily(
+            "sd",
+            "Stable Diffusion 1.x/2.x Inpainting",
+            "StableDiffusionInpaintPipeline",
+            ("StableDiffusionInpaintPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+            ("text_encoder",),
+            DEFAULT_SD_BASE,
+        ),
+        PipelineFamily(
+            "sdxl",
+            "Stable Diffusion XL Inpainting",
+            "StableDiffusionXLInpaintPipeline",
+            ("StableDiffusionXLInpaintPipeline", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+            ("text_encoder", "text_encoder_2"),
+            DEFAULT_SDXL_BASE,
+        ),
+    )
+}
+#: Inpainting pipelines of other designs, named in the message that refuses them.
+_OTHER_DESIGNS = {
+    "KandinskyV22InpaintPipeline": "Kandinsky 2.2 (a prior and a decoder)",
+    "KandinskyV22InpaintCombinedPipeline": "Kandinsky 2.2 (a prior and a decoder)",
+    "KandinskyInpaintPipeline": "Kandinsky 2.1",
+    "FluxFillPipeline": "FLUX.1 Fill (a transformer, not a UNet)",
+    "FluxInpaintPipeline": "FLUX.1",
+    "StableDiffusion3InpaintPipeline": "Stable Diffusion 3 (a transformer, not a UNet)",
+}
+
+
+def pipeline_family(root: Path, label: str) -> PipelineFamily:
+    """The family of the pipeline folder ``root``, from its ``model_index.json``; an
+    :class:`InputError` naming the class and what is supported otherwise."""
+    try:
+        index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{label}: cannot read model_index.json ({e}); {_LAYOUT}") from None
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    for family in FAMILIES.values():
+        if name in family.classes:
+            return family
+    design = f" ({_OTHER_DESIGNS[name]})" if name in _OTHER_DESIGNS else ""
+    supported = "; ".join(f"{f.pipeline} ({f.title}: --model {f.method})" for f in FAMILIES.values())
+    raise InputError(
+        f"{label}: a {name or 'pipeline without _class_name'}{design}, not supported; supported: {supported}"
+    )
+
 
 #: What a pipeline is fetched as, and nothing else: no safety checker, no single-file checkpoints,
 #: the weights of one variant only (:meth:`~inpaint.models.weight_files.ModelFiles.patterns`).
 PIPELINE_FILES = ModelFiles(
-    other=("model_index.json", "*/config.json", "scheduler/*.json", "tokenizer/*", "feature_extractor/*.json"),
-    components=(Component("unet", DIFFUSERS), Component("vae", DIFFUSERS), Component("text_encoder", TRANSFORMERS)),
+    other=(
+        "model_index.json",
+        "*/config.json",
+        "scheduler/*.json",
+        "tokenizer/*",
+        "tokenizer_2/*",
+        "feature_extractor/*.json",
+    ),
+    components=(
+        Component("unet", DIFFUSERS),
+        Component("vae", DIFFUSERS),
+        Component("text_encoder", TRANSFORMERS),
+        Component("text_encoder_2", TRANSFORMERS, required=False),  # SDXL's second text encoder
+    ),
     required_files=("model_index.json",),
 )
 _COMPONENTS = tuple(c.folder for c in PIPELINE_FILES.components)
-_LAYOUT = "expected a diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/"
+_LAYOUT = (
+    "expected a diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
+    "(SDXL: text_encoder_2/, tokenizer_2/ too)"
+)
 
 
 # ---- the base pipeline -----------------------------------------------------------------------
@@ -77,6 +167,7 @@ def check_pipeline_folder(root: Path, label: str, variant: str | None = None) ->
         if (root / LORA_WEIGHT_NAME).is_file():
             raise InputError(f"{label}: is a LoRA, not a base model; pass it with --lora (and the base with --weights)")
         raise InputError(f"{label}: no model_index.json; {_LAYOUT}")
+    family = pipeline_family(root, label)  # another design (FLUX, Kandinsky) is named before its layout
     config_path = root / "unet" / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -89,6 +180,8 @@ def check_pipeline_folder(root: Path, label: str, variant: str | None = None) ->
             f"model (use an inpainting base such as {DEFAULT_SD_BASE})"
         )
     for component in PIPELINE_FILES.components:
+        if component.folder.startswith("text_encoder") and component.folder not in family.text_encoders:
+            continue
         folder = component.path(root)
         if has_weights(folder, component.library, variant) or has_weights(
             folder, component.library, variant, pickle=True
@@ -119,32 +212,39 @@ def load_pipeline(
     revision: str | None = None,
     variant: str | None = None,
 ) -> StableDiffusionInpaintPipeline:
-    """Load a ``StableDiffusionInpaintPipeline`` (no safety checker, progress bars off; CPU).
+    """Load the inpainting pipeline of its family (:func:`pipeline_family`): a
+    ``StableDiffusionInpaintPipeline`` (no safety checker) or a ``StableDiffusionXLInpaintPipeline``;
+    progress bars off; on the CPU.
 
     ``revision`` picks a branch, tag or commit of a hub id; ``variant`` a weights variant
     (``fp16``); ``dtype`` the precision the components are loaded in (pass ``torch.float32`` to
     train from fp16-variant weights). Components with ``.bin`` weights only are converted first.
     """
-    from diffusers import StableDiffusionInpaintPipeline
+    import diffusers
     from safetensors import SafetensorError
 
     from inpaint.models.weight_files import safetensors_view
 
-    root = safetensors_view(
-        sd_model_dir(id_or_dir, revision=revision, variant=variant), _COMPONENTS, os.fspath(id_or_dir), variant
+    checked = sd_model_dir(id_or_dir, revision=revision, variant=variant)
+    family = pipeline_family(checked, os.fspath(id_or_dir))
+    folders = [folder for folder in _COMPONENTS if (checked / folder).is_dir()]
+    root = safetensors_view(checked, folders, os.fspath(id_or_dir), variant)
+    # SD's pipeline would load a safety checker named in model_index.json; inpainting here has none.
+    extra = (
+        {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+        if family.method == "sd"
+        else {}
     )
     with quiet_loading(), warnings.catch_warnings():
         # Newer diffusers call it `dtype`; `torch_dtype` works in every version we support.
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         try:
-            pipe = StableDiffusionInpaintPipeline.from_pretrained(
+            pipe = getattr(diffusers, family.pipeline).from_pretrained(
                 root,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
                 use_safetensors=True,
                 torch_dtype=dtype,
                 variant=variant,
+                **extra,
             )
         except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
             raise InputError(f"{os.fspath(id_or_dir)}: cannot load the pipeline ({_first_line(e)})") from None
@@ -316,9 +416,10 @@ def _first_line(error: BaseException, limit: int = 240) -> str:
 # ---- the availability check of the registry (no torch, no diffusers) ---------------------------
 
 
-def sd_unavailable(options: MethodOptions) -> str | None:
-    """Registry check for ``sd``: the base must be an SD inpainting pipeline on disk, cached or
-    downloadable; ``lora`` and ``captions`` must exist."""
+def sd_unavailable(options: MethodOptions, default_base: str = DEFAULT_SD_BASE) -> str | None:
+    """Registry check for ``sd`` (and ``sdxl``, whose ``default_base`` is
+    :data:`DEFAULT_SDXL_BASE`): the base must be an inpainting pipeline of a supported family on
+    disk, cached or downloadable; ``lora`` and ``captions`` must exist."""
     from inpaint.models.hub import cached_availability, download_hint, meant_as_local
 
     if options.captions is not None and not Path(options.captions).expanduser().is_file():
@@ -329,7 +430,7 @@ def sd_unavailable(options: MethodOptions) -> str | None:
             return f"--lora {options.lora}: no such file or folder"
         if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
             return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
-    base = options.weights or DEFAULT_SD_BASE
+    base = options.weights or default_base
     if meant_as_local(base):  # a folder that is not there: downloading is no fix
         fix = "pass an existing Stable Diffusion inpainting pipeline folder"
     else:

@@ -142,6 +142,11 @@ class LoRATask(TrainingTask):
 
         # fp32 whatever the weights variant: the frozen parts are cast to the run's precision below.
         pipe = load_pipeline(self.base, dtype=torch.float32, revision=self.revision, variant=self.variant)
+        if type(pipe).__name__ != "StableDiffusionInpaintPipeline":
+            raise InputError(
+                f"{self.base}: a {type(pipe).__name__} base; train-lora trains Stable Diffusion 1.x/2.x inpainting "
+                "bases (an SDXL LoRA trained elsewhere, in diffusers' format, loads with complete -m sdxl --lora)"
+            )
         kind = pipe.scheduler.config.get("prediction_type", "epsilon")
         if kind not in PREDICTION_TYPES:  # before any step runs, not at the first loss
             raise InputError(
