@@ -116,10 +116,51 @@ def test_registry_download_and_doctor_know_sdxl(cli):
     assert "diffusers/stable-diffusion-xl-1.0-inpainting-0.1" in json.dumps(doctor)
 
 
-def test_train_lora_refuses_an_sdxl_base_in_one_line(cli, tmp_path, tiny_sdxl_inpaint_dir, train_images):
-    run = tmp_path / "run"
-    result = cli("train-lora", train_images, "-o", run, "--base", tiny_sdxl_inpaint_dir, "--max-steps", "1",
-                 "--resolution", "32", "--prompt", "a photo")  # fmt: skip
-    assert result.code == 2 and result.err.strip().splitlines()[-1].startswith("error: "), result
-    assert "a StableDiffusionXLInpaintPipeline base; train-lora trains Stable Diffusion 1.x/2.x" in result.err
-    assert not run.exists()
+def test_train_lora_on_sdxl_loads_in_stock_diffusers_and_resumes_exactly(
+    cli, tmp_path, tiny_sdxl_inpaint_dir, tiny_sd_inpaint_dir, train_images
+):
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    from inpaint.cli.train_lora import _native_resolution
+
+    assert _native_resolution(str(tiny_sdxl_inpaint_dir), None) == 1024
+    assert _native_resolution(str(tiny_sd_inpaint_dir), None) == 512
+    tiny = ["--resolution", "32", "--batch-size", "2", "--lr", "1e-2", "--device", "cpu", "--rank", "4",
+            "--val-images", "2", "--val-steps", "2", "--prompt", "a photo", "--save-every", "1"]  # fmt: skip
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    first = cli("train-lora", train_images, "-o", run, "--base", tiny_sdxl_inpaint_dir, "--max-steps", "1", *tiny)
+    assert first.code == 0, first
+    resumed = cli("train-lora", train_images, "-o", run, "--base", tiny_sdxl_inpaint_dir, "--max-steps", "2", *tiny)
+    assert resumed.code == 0, resumed
+    whole = cli("train-lora", train_images, "-o", straight, "--base", tiny_sdxl_inpaint_dir, "--max-steps", "2", *tiny)
+    assert whole.code == 0, whole
+    from safetensors.torch import load_file
+
+    resumed_lora, straight_lora = (load_file(folder / "pytorch_lora_weights.safetensors") for folder in (run, straight))
+    assert resumed_lora.keys() == straight_lora.keys() and all(
+        torch.equal(resumed_lora[key], straight_lora[key]) for key in resumed_lora
+    )
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+
+    def generate(pipe):
+        pipe.set_progress_bar_config(disable=True)
+        return pipe(prompt=["a photo"], image=image, mask_image=mask, height=32, width=32, num_inference_steps=2,
+                    generator=[torch.Generator().manual_seed(1)], output_type="pt").images  # fmt: skip
+
+    stock = StableDiffusionXLInpaintPipeline.from_pretrained(tiny_sdxl_inpaint_dir)
+    base = generate(stock)
+    stock.load_lora_weights(run)
+    adapted = generate(stock)
+    assert not torch.allclose(adapted, base, atol=1e-4)
+    # Ours loads the same weights: the same UNet prediction as stock diffusers' pipeline.
+    ours = models.load_inpainter("sdxl", _options(tiny_sdxl_inpaint_dir, lora=str(run)))
+    sample = torch.randn(1, 9, 16, 16, generator=torch.Generator().manual_seed(2))
+    text = torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(3))
+    added = {"text_embeds": torch.randn(1, 32), "time_ids": torch.tensor([[32.0, 32, 0, 0, 32, 32]])}
+    with torch.no_grad():
+        expected = stock.unet(sample, 10, encoder_hidden_states=text, added_cond_kwargs=added).sample
+        got = ours.pipe.unet(sample, 10, encoder_hidden_states=text, added_cond_kwargs=added).sample
+    assert torch.allclose(got, expected, atol=1e-6)

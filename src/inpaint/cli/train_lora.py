@@ -98,7 +98,15 @@ def train_lora(
             "latents are still encoded every step.",
         ),
     ] = STUDY_OPTIONS.cache_latents,
-    resolution: t.Resolution = STUDY.resolution,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--resolution",
+            help=f"Training size: images are resized (short side) and centre-cropped to a square of this side "
+            f"(default: the base's native size, {STUDY.resolution} for SD 1.5, 1024 for SDXL).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: t.BatchSize = STUDY.batch_size,
     lr: t.Lr = STUDY.lr,
     epochs: t.Epochs = STUDY.epochs,
@@ -126,7 +134,8 @@ def train_lora(
     json_output: options.Json = False,
     config: options.Config = None,
 ) -> None:
-    """Train a LoRA on SD 1.5 Inpainting's UNet (to_q, to_k, to_v, to_out.0) for completion.
+    """Train a LoRA on SD 1.5 Inpainting's UNet (to_q, to_k, to_v, to_out.0) for completion (or on
+    another SD 1.x/2.x or SDXL inpainting base's).
 
     Every default is the study's Method 2 setting, shown with its option, and the library's too
     (TrainConfig(method="lora", ...), LoRAOptions()): AdamW, BLIP captions (made first, into
@@ -157,6 +166,8 @@ def train_lora(
         cache_latents=cache_latents,
         val_steps=val_steps,
     )
+    if resolution is None:
+        resolution = _native_resolution(base, revision)
     config_ = t.build_config("lora", locals())
     # Bad values, data and a base that cannot load fail before any captioning (BLIP takes minutes).
     lora_options.validate()
@@ -175,6 +186,15 @@ def train_lora(
             variant=variant,
         )
         t.run_training(task, config_, resume=resume, json_output=json_output, stop=stop)
+
+
+def _native_resolution(base: str, revision: str | None) -> int:
+    """The size the base was trained at, when its model_index.json is on this machine (a folder,
+    or the hub cache): 1024 for SDXL; the study's 512 otherwise."""
+    from inpaint.models.sd_weights import local_family
+
+    family = local_family(base, revision)
+    return 1024 if family is not None and family.method == "sdxl" else STUDY.resolution
 
 
 def _check_base(base: str, revision: str | None, variant: str | None) -> None:

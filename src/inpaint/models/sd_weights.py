@@ -113,6 +113,27 @@ _OTHER_DESIGNS = {
 }
 
 
+def local_family(base: str, revision: str | None = None) -> PipelineFamily | None:
+    """The family of ``base`` (a folder, or a hub id whose ``model_index.json`` is in the local
+    cache) without downloading anything; ``None`` when that cannot be told here."""
+    path = Path(base).expanduser()
+    index = path / "model_index.json" if path.is_dir() else None
+    if index is None and not looks_like_path(base):
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(base, "model_index.json", revision=revision)
+        except ValueError:  # not a valid repository id
+            found = None
+        index = Path(found) if isinstance(found, str) else None
+    if index is None or not index.is_file():
+        return None
+    try:
+        return pipeline_family(index.parent, base)
+    except InputError:
+        return None
+
+
 def pipeline_family(root: Path, label: str) -> PipelineFamily:
     """The family of the pipeline folder ``root``, from its ``model_index.json``; an
     :class:`InputError` naming the class and what is supported otherwise."""

@@ -1,4 +1,5 @@
-"""Method 2 of the study: LoRA on the attention projections of SD 1.5 *Inpainting*'s 9-channel UNet.
+"""Method 2 of the study: LoRA on the attention projections of SD 1.5 *Inpainting*'s 9-channel UNet
+(and of SDXL Inpainting's, whose two text encoders and size/crop conditioning its pipeline computes).
 
 One loss evaluation (docs/method.md, Method 2), per image i with its own generator ``g_i``:
 
@@ -142,20 +143,22 @@ class LoRATask(TrainingTask):
 
         # fp32 whatever the weights variant: the frozen parts are cast to the run's precision below.
         pipe = load_pipeline(self.base, dtype=torch.float32, revision=self.revision, variant=self.variant)
-        if type(pipe).__name__ != "StableDiffusionInpaintPipeline":
-            raise InputError(
-                f"{self.base}: a {type(pipe).__name__} base; train-lora trains Stable Diffusion 1.x/2.x inpainting "
-                "bases (an SDXL LoRA trained elsewhere, in diffusers' format, loads with complete -m sdxl --lora)"
-            )
         kind = pipe.scheduler.config.get("prediction_type", "epsilon")
         if kind not in PREDICTION_TYPES:  # before any step runs, not at the first loss
             raise InputError(
                 f"{self.base}: unsupported prediction_type {kind!r}; expected one of {', '.join(PREDICTION_TYPES)}"
             )
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
-        unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
-        for part in (unet, vae, text_encoder):
+        unet, vae = pipe.unet, pipe.vae
+        # SD has one text encoder; SDXL two, whose hidden states are concatenated (its pipeline's
+        # encode_prompt computes them, with the pooled embedding of the second).
+        text_encoders = [
+            getattr(pipe, name) for name in ("text_encoder", "text_encoder_2") if getattr(pipe, name, None)
+        ]
+        for part in (unet, vae, *text_encoders):
             part.requires_grad_(False)
+        # A VAE that must run in fp32 (SDXL's: fp16 overflows in it) stays fp32 under fp16 training.
+        vae_dtype = torch.float32 if vae.config.get("force_upcast", False) else weight_dtype
         config = LoraConfig(
             r=self.opts.rank,
             lora_alpha=self.opts.alpha,
@@ -170,16 +173,19 @@ class LoRATask(TrainingTask):
             unet.add_adapter(config)
         with quiet_loading():  # diffusers warns about any dtype cast, even when nothing must stay fp32
             unet.to(device, weight_dtype)
-            vae.to(device, weight_dtype).eval()
-            text_encoder.to(device, weight_dtype).eval()
+            vae.to(device, vae_dtype).eval()
+            for text_encoder in text_encoders:
+                text_encoder.to(device, weight_dtype).eval()
         for parameter in unet.parameters():
             if parameter.requires_grad:  # the LoRA matrices: fp32, autocast does the compute
                 parameter.data = parameter.data.float()
         if self.opts.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self._parts = {
+            "pipe": pipe,  # its components (the trained UNet among them) and its prompt encoding
+            "sdxl": type(pipe).__name__ == "StableDiffusionXLInpaintPipeline",
             "vae": vae,
-            "text_encoder": text_encoder,
+            "text_encoder": pipe.text_encoder,
             "tokenizer": pipe.tokenizer,
             "scheduler_config": dict(pipe.scheduler.config),
             "noise": DDPMScheduler.from_config(pipe.scheduler.config),
@@ -208,7 +214,8 @@ class LoRATask(TrainingTask):
     # ---- one loss evaluation ---------------------------------------------------------------------
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """CLIP text embeddings (N, 77, D) of ``prompts``, as the pipeline computes them."""
+        """CLIP text embeddings (N, 77, D) of ``prompts``, as the pipeline computes them (SD's one
+        encoder; for SDXL see :meth:`encode_sdxl_text`)."""
         tokenizer, encoder = self._parts["tokenizer"], self._parts["text_encoder"]
         ids = tokenizer(
             list(prompts),
@@ -218,6 +225,24 @@ class LoRATask(TrainingTask):
             return_tensors="pt",
         ).input_ids
         return encoder(ids.to(encoder.device))[0]
+
+    def encode_sdxl_text(self, prompts: Sequence[str], height: int, width: int) -> tuple[torch.Tensor, dict]:
+        """SDXL's conditioning of ``prompts`` for images of ``height`` x ``width``, as its pipeline
+        computes it at that size: the two encoders' penultimate hidden states concatenated
+        (N, 77, D1 + D2), and the added conditioning — the second encoder's pooled embedding and
+        the size/crop ids (original size, top-left crop (0, 0), target size: the whole image)."""
+        import torch
+
+        pipe = self._parts["pipe"]
+        device = next(pipe.text_encoder_2.parameters()).device
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            prompt=list(prompts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+        ids = [height, width, 0, 0, height, width]
+        if pipe.config.requires_aesthetics_score:  # original size, crop, aesthetic score (6 by default)
+            ids = [height, width, 0, 0, 6.0]
+        time_ids = torch.tensor([ids] * len(prompts), dtype=embeds.dtype, device=device)
+        return embeds, {"text_embeds": pooled, "time_ids": time_ids}
 
     def _posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """VAE posterior (mean, std) of pixels (N, 3, R, R) in [-1, 1]."""
@@ -260,7 +285,10 @@ class LoRATask(TrainingTask):
             z_masked = masked_mean + masked_std * per_image_randn(generators, mean.shape[1:], device, mean.dtype)
             z_masked = z_masked * scale
             mask_latent = latent_mask(masks, z0.shape[2:])  # max-pooled, as at inference
-            text = self.encode_text(prompts)
+            if self._parts["sdxl"]:
+                text, added = self.encode_sdxl_text(prompts, *x0.shape[2:])
+            else:
+                text, added = self.encode_text(prompts), None
         scheduler = self._parts["noise"]
         t = torch.stack(
             [torch.randint(0, scheduler.config.num_train_timesteps, (), generator=g) for g in generators]
@@ -271,7 +299,8 @@ class LoRATask(TrainingTask):
         noise = noise.to(device, z0.dtype)
         z_t = scheduler.add_noise(z0, noise, t)
         model_input = torch.cat([z_t, mask_latent.to(z_t.dtype), z_masked], dim=1)
-        prediction = module(model_input, t, encoder_hidden_states=text).sample
+        extra = {"added_cond_kwargs": added} if added is not None else {}
+        prediction = module(model_input, t, encoder_hidden_states=text, **extra).sample
         target = training_target(scheduler, z0, noise, t)
         per_image = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if self.opts.snr_gamma > 0:
@@ -301,22 +330,19 @@ class LoRATask(TrainingTask):
         import contextlib
 
         import torch
-        from diffusers import StableDiffusionInpaintPipeline
 
         from inpaint.models.sd_pipeline import Generation, run_pipeline
         from inpaint.samplers import make_scheduler
 
         parts = self._parts
-        pipe = StableDiffusionInpaintPipeline(
-            vae=parts["vae"],
-            text_encoder=parts["text_encoder"],
-            tokenizer=parts["tokenizer"],
-            unet=module,
-            scheduler=make_scheduler(VALIDATION_SAMPLER, parts["scheduler_config"], "sd"),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
+        base = parts["pipe"]
+        # The base's own pipeline class and settings, with the trained UNet and the validation sampler.
+        settings_of = ("requires_aesthetics_score", "force_zeros_for_empty_prompt", "requires_safety_checker")
+        pipe = type(base)(
+            **{**base.components, "unet": module},
+            **{key: base.config[key] for key in settings_of if key in base.config},
         )
+        pipe.scheduler = make_scheduler(VALIDATION_SAMPLER, parts["scheduler_config"], "sd")
         pipe.set_progress_bar_config(disable=True)
         device = next(module.parameters()).device
         autocast = (
