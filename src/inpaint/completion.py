@@ -10,7 +10,9 @@ that fails (a corrupt file, say) is reported and the rest go on. Folders are com
 consecutive images of one size go through the inpainter together, each with its own seed, so
 the results are those of one image at a time; at most one batch of images is held in memory.
 The checks of an output file or folder (:func:`check_output_file`, :func:`check_output_folder`)
-run before any slow work.
+run before any slow work. A folder can be split over the processes of ``accelerate launch`` or
+``torchrun`` (:func:`complete_folder`'s ``dist``): the results are the same files, since each
+image's seed comes from its stem, not from the process that completes it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from inpaint import atomic, folder_record, io
 
 # MASKED_FILL, Completed, complete_batch and derive_seed are part of this module's API too.
 from inpaint.batching import MASKED_FILL, Completed, complete_batch, complete_batches  # noqa: F401
+from inpaint.distributed import Dist
 from inpaint.errors import InputError, Stopped
 from inpaint.models.base import Inpainter
 from inpaint.progress import NullProgress, Progress
@@ -91,6 +94,28 @@ class CompletionReport:
             "ignored_files": self.ignored_files,
             "seconds": round(self.seconds, 3),
         }
+
+    @classmethod
+    def merged(cls, reports: Sequence[CompletionReport], names: Sequence[str]) -> CompletionReport:
+        """The reports of the processes of a split run as one, as a single process would have
+        written it: every list (and ``failed``) in the order of ``names`` (the pairs'), the
+        slowest process's ``seconds``, ``stopped`` if any process stopped."""
+        order = {name: i for i, name in enumerate(names)}
+        first = reports[0]
+        merged = cls(method=first.method, seed=first.seed, batch_size=first.batch_size)
+        for f in dataclasses.fields(cls):
+            values = [getattr(report, f.name) for report in reports]
+            if f.name == "ignored_files":  # the folder's, not a process's
+                continue
+            if isinstance(values[0], list):
+                setattr(merged, f.name, sorted((v for value in values for v in value), key=order.get))
+            elif isinstance(values[0], dict):
+                items = sorted((item for value in values for item in value.items()), key=lambda kv: order[kv[0]])
+                setattr(merged, f.name, dict(items))
+        merged.ignored_files = list(first.ignored_files)
+        merged.seconds = max(report.seconds for report in reports)
+        merged.stopped = any(report.stopped for report in reports)
+        return merged
 
 
 def complete_arrays(
@@ -340,6 +365,7 @@ def complete_folder(
     settings: dict | None = None,
     stop_requested: Callable[[], bool] | None = None,
     step_progress: Progress | None = None,
+    dist: Dist | None = None,
 ) -> CompletionReport:
     """Complete every pair, skipping outputs that this run would make again unless ``overwrite``.
 
@@ -362,36 +388,47 @@ def complete_folder(
 
     ``stop_requested()`` returning True ends the run after the image or batch in hand
     (``report.stopped``): what is written is complete and recorded, and a rerun does the rest.
+
+    ``dist`` splits the run over the processes of a launcher (:class:`~inpaint.distributed.Dist`;
+    default: this process alone). Every process calls this with the same ``pairs`` and its own
+    ``inpainter``: the main process checks and opens the records while the others wait (a
+    refusal there is every process's, :meth:`~inpaint.distributed.Dist.agree`), each process
+    completes its share (every N-th pair), writing its record lines to its own part of the log,
+    and the main process folds the parts in once all are done. Every process returns the merged
+    report, which equals a single process's (``progress`` counts this process's share).
     """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    check_output_folder(pairs, concat=concat)
-    if settings is None:
-        settings = folder_record.folder_settings(
-            inpainter.name,
-            getattr(inpainter, "options", None),
-            seed=seed,
-            paste_back=paste_back,
-            invert_mask=invert_mask,
-            resize_mask=resize_mask,
-        )
+    dist = dist or Dist()
     suffixes = {pair.output.suffix.lower() for pair in pairs}
-    records = {
-        folder: folder_record.FolderRecord(folder, settings, suffixes)
+    records = {  # their settings matter to the main process only, which checks and opens them
+        folder: folder_record.FolderRecord(folder, {}, suffixes, rank=dist.rank)
         for folder in dict.fromkeys(pair.output.parent for pair in pairs)
     }
-    for record in records.values():  # every folder checked before any is touched
-        record.check(overwrite=overwrite)
+    adopted: set[str] = set()
+    with dist.agree():
+        if dist.is_main:
+            if settings is None:
+                settings = folder_record.folder_settings(
+                    inpainter.name,
+                    getattr(inpainter, "options", None),
+                    seed=seed,
+                    paste_back=paste_back,
+                    invert_mask=invert_mask,
+                    resize_mask=resize_mask,
+                )
+            for record in records.values():
+                record.settings = settings
+            adopted = _open_records(pairs, records, concat=concat, overwrite=overwrite)
+    if dist.world > 1:
+        adopted = dist.broadcast(adopted)
+        if not dist.is_main:
+            for record in records.values():
+                record.load()  # as the main process opened it
     follow_concat = set() if concat else _concat_files_to_follow(pairs)
+    pairs_in_order, pairs = pairs, dist.share(list(pairs))
     progress = progress or NullProgress()
     report = CompletionReport(method=inpainter.name, seed=seed, batch_size=batch_size)
-    for folder in {pair.output.parent for pair in pairs} | {concat_folder(pair.output.parent) for pair in pairs}:
-        atomic.remove_stale_temporaries(folder)  # left by a killed run; this run now owns the folder
-    adopted = {
-        name
-        for folder, record in records.items()
-        for name in record.open([p for p in pairs if p.output.parent == folder], overwrite=overwrite)
-    }
     redo: dict[str, list[str]] = {}  # name -> the report's list of why an existing output is redone
     started = time.perf_counter()
     progress.start(f"Completing with {inpainter.name}", len(pairs))
@@ -426,20 +463,48 @@ def complete_folder(
         step_progress=step_progress,
         stop_requested=stop_requested,
     )
-    try:
-        for outcome in outcomes:
-            pair = outcome.pair
-            _record(pair, outcome.completed or outcome.error, report, concat or pair.name in follow_concat, progress)
-            if outcome.completed is not None:  # recorded once its files are written
-                records[pair.output.parent].add(pair)
-                redone = redo.pop(pair.name, None)
-                if redone is not None:
-                    redone.append(pair.name)
-    except Stopped:  # images read but not started are left to the rerun
-        report.stopped = True
+    # An error no image explains (a failing GPU, a full disk) ends every process, not just its own.
+    with dist.agree():
+        try:
+            for outcome in outcomes:
+                pair = outcome.pair
+                _record(
+                    pair, outcome.completed or outcome.error, report, concat or pair.name in follow_concat, progress
+                )
+                if outcome.completed is not None:  # recorded once its files are written
+                    records[pair.output.parent].add(pair)
+                    redone = redo.pop(pair.name, None)
+                    if redone is not None:
+                        redone.append(pair.name)
+        except Stopped:  # images read but not started are left to the rerun
+            report.stopped = True
     progress.finish()
     report.seconds = time.perf_counter() - started
-    return report
+    if dist.world == 1:
+        return report
+    reports = dist.gather(report)  # also: every process has written its last output and line
+    if dist.is_main:
+        for record in records.values():
+            record.merge_parts()
+    return CompletionReport.merged(reports, [pair.name for pair in pairs_in_order])
+
+
+def _open_records(
+    pairs: Sequence[Pair], records: dict[Path, folder_record.FolderRecord], *, concat: bool, overwrite: bool
+) -> set[str]:
+    """Before a folder run writes: check its output folders and their records (every folder
+    before any is touched), remove the temporary files a killed run left (this run now owns the
+    folders) and open the records; returns the outputs of an earlier version taken as done."""
+    check_output_folder(pairs, concat=concat)
+    for record in records.values():
+        record.check(overwrite=overwrite)
+    for folder in {pair.output.parent for pair in pairs} | {concat_folder(pair.output.parent) for pair in pairs}:
+        atomic.remove_stale_temporaries(folder)
+    return {
+        name
+        for folder, record in records.items()
+        for name in record.open([p for p in pairs if p.output.parent == folder], overwrite=overwrite)
+    }
 
 
 def _concat_files_to_follow(pairs: Sequence[Pair]) -> set[str]:

@@ -15,6 +15,13 @@ So each output folder holds two hidden files:
   its line just redoes that image. Lines hold no times, so a resumed run leaves the same record
   as an uninterrupted one.
 
+A run split over processes (``accelerate launch``, ``torchrun``) keeps one writer per file: the
+main process opens the record and appends to the log, each other process *k* appends to its own
+part, ``.inpaint-log-rank<k>.jsonl``, and the main process folds the parts into the log once every
+process is done (:meth:`FolderRecord.merge_parts`). Readers take the log and the parts together,
+so a run killed before the fold resumes as well as a single process would; the next run folds
+them when it opens the record.
+
 Outputs of an earlier version (a folder with outputs but no record) are taken as made with the
 settings of the first run that finds them, as that version would (so an interrupted run started
 before records existed still resumes), with a warning; they are recorded from then on.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 from collections.abc import Collection, Sequence
 from dataclasses import fields
@@ -40,6 +48,9 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = ".inpaint-run.json"
 LOG_FILE = ".inpaint-log.jsonl"
+#: The log part of process ``k`` > 0 of a split run (hidden: folder scans skip it).
+PART_FILE = ".inpaint-log-rank{rank}.jsonl"
+_PART_GLOB = ".inpaint-log-rank*.jsonl"
 _REDO = "use --overwrite to redo every image, or another -o"
 
 
@@ -75,14 +86,22 @@ class FolderRecord:
     :meth:`check` refuses other settings (callers run it before the model loads); :meth:`open`
     then makes the record this run's; :meth:`status` says whether an existing output is done,
     and :meth:`add` records an output once its file is written.
+
+    In a run split over processes, ``rank`` is this process's: the main process (0) opens the
+    record, the others then :meth:`load` it and :meth:`add` to their own part of the log, and
+    the main process :meth:`merge_parts` at the end.
     """
 
-    def __init__(self, folder: Path, settings: dict[str, Any], suffixes: Collection[str] = (".png",)) -> None:
+    def __init__(
+        self, folder: Path, settings: dict[str, Any], suffixes: Collection[str] = (".png",), *, rank: int = 0
+    ) -> None:
         self.folder = Path(folder)
         self.settings = settings
         self.suffixes = tuple(suffixes)
         self.run_path = self.folder / RUN_FILE
         self.log_path = self.folder / LOG_FILE
+        #: Where :meth:`add` appends: the log itself, or this process's part of it.
+        self.write_path = self.log_path if rank == 0 else self.folder / PART_FILE.format(rank=rank)
         self.entries: dict[str, tuple[str, str]] = {}
         self._hashes: dict[str, tuple[str, str] | None] = {}
 
@@ -122,8 +141,12 @@ class FolderRecord:
         state = self.check(overwrite=overwrite)
         adopted: list[str] = []
         if state in ("replace", "fresh"):
+            for path in self._parts():
+                path.unlink(missing_ok=True)
             self.log_path.unlink(missing_ok=True)
-        elif state == "unrecorded":
+        else:
+            self.merge_parts()  # left by a split run that was killed: its lines count
+        if state == "unrecorded":
             self._end_last_line()
             adopted = [pair.name for pair in pairs if pair.output.exists() and self.add(pair)]
             if adopted:
@@ -136,6 +159,33 @@ class FolderRecord:
         self.entries = self._read_log()
         self._end_last_line()
         return adopted
+
+    def load(self) -> None:
+        """Read the record the main process of a split run has opened, to :meth:`add` to this
+        process's part of it; writes nothing."""
+        self.entries = self._read_log()
+
+    def merge_parts(self) -> None:
+        """Fold the parts of the log that other processes wrote into the log, and delete them.
+
+        The main process calls it once every process is done writing (and :meth:`open` for
+        parts a killed run left). A part's lines are appended in rank order and synced before the
+        part is deleted: a kill in between leaves lines twice, or a torn one that readers skip,
+        and the part still there to fold again, which reads the same.
+        """
+        parts = self._parts()
+        if not parts:
+            return
+        self._end_last_line()
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for part in parts:
+                with open(part, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        if line.endswith("\n"):  # a line torn by a kill is left out
+                            log.write(line)
+                log.flush()
+                os.fsync(log.fileno())
+                part.unlink()
 
     def status(self, pair: Pair) -> str:
         """``done`` (a line records these input bytes), ``changed`` (its line records other bytes)
@@ -172,7 +222,7 @@ class FolderRecord:
             return False
         line = json.dumps({"name": pair.name, "image_sha256": hashes[0], "mask_sha256": hashes[1]})
         atomic.ensure_folder(self.folder)
-        with open(self.log_path, "a", encoding="utf-8") as f:
+        with open(self.write_path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         self.entries[pair.name] = hashes
         return True
@@ -182,7 +232,7 @@ class FolderRecord:
         try:
             if not self.folder.is_dir():
                 return False
-            if self.log_path.is_file() and self.log_path.stat().st_size > 0:
+            if any(path.is_file() and path.stat().st_size > 0 for path in [self.log_path, *self._parts()]):
                 return True
             return any(
                 path.suffix.lower() in self.suffixes and not path.name.startswith(".")
@@ -192,18 +242,31 @@ class FolderRecord:
         except OSError:  # a folder that cannot be listed: writing there reports it, in one line
             return False
 
+    def _parts(self) -> list[Path]:
+        """The log parts of a split run's other processes, in rank order."""
+        try:
+            parts = [path for path in self.folder.glob(_PART_GLOB) if path.is_file()]
+        except OSError:
+            return []
+        return sorted(parts, key=lambda path: (len(path.name), path.name))
+
     def _read_log(self) -> dict[str, tuple[str, str]]:
-        """The last line per name (torn or foreign lines are skipped)."""
+        """The last line per name, from the log and then its parts (torn or foreign lines are
+        skipped). One run writes a name in one file only, and every run starts by folding the
+        parts into the log, so a part's lines are newer than the log's."""
         entries: dict[str, tuple[str, str]] = {}
-        if not self.log_path.is_file():
-            return entries
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                    entries[entry["name"]] = (entry["image_sha256"], entry["mask_sha256"])
-                except (ValueError, TypeError, KeyError):
-                    continue
+        for path in [self.log_path, *self._parts()]:
+            try:
+                f = open(path, encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            with f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        entries[entry["name"]] = (entry["image_sha256"], entry["mask_sha256"])
+                    except (ValueError, TypeError, KeyError):
+                        continue
         return entries
 
     def _end_last_line(self) -> None:

@@ -1,17 +1,27 @@
-"""``inpaint complete``: fill the masked region of one image, a folder of images, or a pipe."""
+"""``inpaint complete``: fill the masked region of one image, a folder of images, or a pipe.
+
+Under ``accelerate launch`` / ``torchrun`` a folder is split over the processes
+(:func:`inpaint.completion.complete_folder`); the main process alone prints: notes, warnings
+about the options, refusals every process meets, and the summary. A single file or a pipe is
+refused there: there is nothing to split.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from inpaint.cli import console, options
-from inpaint.errors import InputError
+from inpaint.errors import InpaintError, InputError
 
 STDIO = "-"
 
@@ -253,93 +263,154 @@ def complete(
     ```
     """
     from inpaint import models, project
+    from inpaint.distributed import is_main_process
     from inpaint.models.base import MethodOptions
 
-    method_options = MethodOptions(
-        device=device,
-        dtype=dtype,
-        weights=weights,
-        sampler=sampler,
-        steps=steps,
-        jump_length=jump_length,
-        jump_n_sample=jump_n_sample,
-        lora=lora,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        guidance=guidance,
-        strength=strength,
-        mask_blur=mask_blur,
-        crop_padding=crop_padding,
-        captions=captions,
-        channels_last=channels_last,
-        compile=compile_,
-        attention_slicing=attention_slicing,
-        vae_slicing=vae_slicing,
-        vae_tiling=vae_tiling,
-        cpu_offload=cpu_offload,
-        ema=ema,
-        revision=revision,
-        variant=variant,
-    )
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    for argument in (image, mask):  # before a method is chosen or the output path looked at
-        path = Path(argument)
-        if argument != STDIO and not path.exists() and path.parent.is_dir():
-            raise InputError(f"{argument}: no such file")
-    info = (
-        models.get_method(model)
-        if model
-        else models.best_available(method_options, adjust=lambda name, opts: project.method_defaults(name, opts)[0])
-    )
-    ignored = info.ignored_options(method_options)
-    if ignored:
-        console.warn(f"{info.name} does not use {', '.join(ignored)}: ignored")
-    # The project's run folders (runs/ddpm, runs/lora) serve when no --weights/--lora names others.
-    method_options, chosen = project.method_defaults(info.name, method_options)
-    using = f" ({'; '.join(chosen)})" if chosen else ""
-    if model is None:
-        console.info(f"using {info.name}{using}: the best method available here; choose with --model")
-    elif chosen:
-        console.info(f"using {'; '.join(chosen)} (the project's run folder; --weights/--lora choose others)")
-    if output is None:
-        output = STDIO if image == STDIO else str(project.completed_path(Path(image)))
-    if output == STDIO and (json_output or concat):
-        raise InputError("-o -: the PNG goes to stdout, so --json and --concat cannot be used with it")
-    if image == STDIO and mask == STDIO:
-        raise InputError("only one of IMAGE and MASK can be read from stdin")
+    with _main_process_speaks():
+        say = not _launched() or is_main_process()  # under a launcher, the notes are printed once
+        method_options = MethodOptions(
+            device=device,
+            dtype=dtype,
+            weights=weights,
+            sampler=sampler,
+            steps=steps,
+            jump_length=jump_length,
+            jump_n_sample=jump_n_sample,
+            lora=lora,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            guidance=guidance,
+            strength=strength,
+            mask_blur=mask_blur,
+            crop_padding=crop_padding,
+            captions=captions,
+            channels_last=channels_last,
+            compile=compile_,
+            attention_slicing=attention_slicing,
+            vae_slicing=vae_slicing,
+            vae_tiling=vae_tiling,
+            cpu_offload=cpu_offload,
+            ema=ema,
+            revision=revision,
+            variant=variant,
+        )
+        if batch_size < 1:
+            raise InputError(f"--batch-size {batch_size}: must be at least 1")
+        for argument in (image, mask):  # before a method is chosen or the output path looked at
+            path = Path(argument)
+            if argument != STDIO and not path.exists() and path.parent.is_dir():
+                raise InputError(f"{argument}: no such file")
+        info = (
+            models.get_method(model)
+            if model
+            else models.best_available(method_options, adjust=lambda name, opts: project.method_defaults(name, opts)[0])
+        )
+        ignored = info.ignored_options(method_options)
+        if ignored and say:
+            console.warn(f"{info.name} does not use {', '.join(ignored)}: ignored")
+        # The project's run folders (runs/ddpm, runs/lora) serve when no --weights/--lora names others.
+        method_options, chosen = project.method_defaults(info.name, method_options)
+        using = f" ({'; '.join(chosen)})" if chosen else ""
+        if model is None and say:
+            console.info(f"using {info.name}{using}: the best method available here; choose with --model")
+        elif chosen and say:
+            console.info(f"using {'; '.join(chosen)} (the project's run folder; --weights/--lora choose others)")
+        if output is None:
+            output = STDIO if image == STDIO else str(project.completed_path(Path(image)))
+        if output == STDIO and (json_output or concat):
+            raise InputError("-o -: the PNG goes to stdout, so --json and --concat cannot be used with it")
+        if image == STDIO and mask == STDIO:
+            raise InputError("only one of IMAGE and MASK can be read from stdin")
 
-    if image != STDIO and Path(image).is_dir():
-        _complete_folder(
-            info,
-            method_options,
-            Path(image),
-            mask,
-            output,
-            seed=seed,
-            overwrite=overwrite,
-            concat=concat,
-            invert_mask=invert_mask,
-            resize_mask=resize_mask,
-            paste_back=paste_back,
-            json_output=json_output,
-            batch_size=batch_size,
-        )
-    else:
-        _complete_one(
-            info,
-            method_options,
-            image,
-            mask,
-            output,
-            seed=seed,
-            overwrite=overwrite,
-            concat=concat,
-            invert_mask=invert_mask,
-            resize_mask=resize_mask,
-            paste_back=paste_back,
-            json_output=json_output,
-        )
+        if image != STDIO and Path(image).is_dir():
+            _complete_folder(
+                info,
+                method_options,
+                Path(image),
+                mask,
+                output,
+                seed=seed,
+                overwrite=overwrite,
+                concat=concat,
+                invert_mask=invert_mask,
+                resize_mask=resize_mask,
+                paste_back=paste_back,
+                json_output=json_output,
+                batch_size=batch_size,
+            )
+        else:
+            if _launched():  # one image has nothing to split, and stdin reaches one process only
+                raise InputError(
+                    f"{image}: several processes split folders of images, not one image or a pipe; "
+                    "give folders (IMAGES/ MASKS/ -o OUT/), or run one process"
+                )
+            _complete_one(
+                info,
+                method_options,
+                image,
+                mask,
+                output,
+                seed=seed,
+                overwrite=overwrite,
+                concat=concat,
+                invert_mask=invert_mask,
+                resize_mask=resize_mask,
+                paste_back=paste_back,
+                json_output=json_output,
+            )
+
+
+#: How long a process other than the main one waits before it exits with an error, under a
+#: launcher that stops every process once one has failed (torchrun, accelerate launch): the main
+#: process, which says why (the refusal, the summary), then ends first, not stopped mid-sentence.
+QUIET_EXIT_DELAY_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def _main_process_speaks() -> Iterator[None]:
+    """Under a launcher, the main process alone says what every process would say.
+
+    The refusals every process meets (each checks the same arguments, or they agree on one:
+    :class:`~inpaint.distributed.SharedError`) are printed by the main process; the others exit
+    with the same code without a word, a moment after it (:data:`QUIET_EXIT_DELAY_SECONDS`).
+    Notes (the ``inpaint`` logger's info lines, such as the dtype chosen) come from the main
+    process too; warnings come from every process, each about its own images.
+    """
+    import logging
+
+    from inpaint.distributed import is_main_process
+
+    quiet = _launched() and not is_main_process()
+    logger = logging.getLogger("inpaint")
+    level = logger.level
+    if quiet:
+        logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    except InpaintError as e:
+        if not quiet:
+            raise
+        _after_the_main_process()
+        raise typer.Exit(e.exit_code) from None
+    except typer.Exit as e:  # failed images or a stop: the main process prints the summary
+        if quiet and e.exit_code:
+            _after_the_main_process()
+        raise
+    finally:
+        logger.setLevel(level)
+
+
+def _after_the_main_process() -> None:
+    """Give the main process the time to say why, under a launcher that would stop it."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        time.sleep(QUIET_EXIT_DELAY_SECONDS)
+
+
+def _launched() -> bool:
+    """Whether a launcher started this process as one of several."""
+    from inpaint.distributed import launched_world_size
+
+    return launched_world_size() > 1
 
 
 _LISTING = "inpaint.list_models"
@@ -487,69 +558,141 @@ def _complete_folder(
     json_output: bool,
     batch_size: int = 1,
 ) -> None:
-    from inpaint import completion, folder_record, io, locking
+    """A folder run, split over the processes when a launcher started several.
+
+    Each process computes on its own device (:meth:`~inpaint.distributed.Dist.for_device`;
+    classical methods on the CPU). The main process checks the folders and the record and takes
+    the folder's lock while the others wait (:meth:`~inpaint.distributed.Dist.agree`: a refusal
+    there, or a model that fails to load in any process, stops every process with one error);
+    it holds the lock until every process is done, so a second, independent run is refused
+    while the processes of this one never meet it.
+    """
+    from inpaint import completion, locking
     from inpaint.cli import stopping
     from inpaint.cli.progress import RichProgress
+    from inpaint.distributed import Dist
 
     if masks == STDIO or not Path(masks).is_dir():
         raise InputError(f"{masks}: IMAGE is a folder, so MASK must be a folder of masks too")
     if output == STDIO:
         raise InputError("-o -: a folder of images cannot be written to stdout; give an output folder")
     out_dir = Path(output)
-    pairs, ignored = completion.pair_folders(images_dir, Path(masks), out_dir)
+    requested = method_options.device
+    dist, device = Dist.for_device(requested, cpu_only=not info.heavy)
+    if dist.world > 1 and info.heavy and ":" in requested and dist.is_main:
+        console.warn(
+            f"--device {requested} names one device; each of the {dist.world} processes uses its own "
+            f"(the launcher's: {device} here)"
+        )
+    method_options = dataclasses.replace(method_options, device=device)
+    try:
+        with contextlib.ExitStack() as held:
+            pairs, ignored, settings = None, None, None
+            with dist.agree():
+                if dist.is_main:
+                    pairs, ignored, settings = _check_folder(
+                        info,
+                        method_options,
+                        images_dir,
+                        Path(masks),
+                        out_dir,
+                        seed=seed,
+                        overwrite=overwrite,
+                        concat=concat,
+                        invert_mask=invert_mask,
+                        resize_mask=resize_mask,
+                        paste_back=paste_back,
+                    )
+                    # One run per output folder, locked before the model loads (minutes for sd).
+                    held.enter_context(locking.lock_folder(out_dir))
+            if dist.world > 1:
+                pairs, ignored, settings = dist.broadcast((pairs, ignored, settings))
+            stop = held.enter_context(stopping.graceful_stop("this image or batch"))
+            with dist.agree():
+                inpainter = info.load(method_options)
+            with RichProgress(disable=json_output or not dist.is_main) as progress:
+                report = completion.complete_folder(
+                    inpainter,
+                    pairs,
+                    seed=seed,
+                    overwrite=overwrite,
+                    concat=concat,
+                    invert_mask=invert_mask,
+                    resize_mask=resize_mask,
+                    paste_back=paste_back,
+                    batch_size=batch_size,
+                    progress=progress,
+                    step_progress=progress.steps(),
+                    settings=settings,
+                    stop_requested=stop,
+                    dist=dist,
+                )
+    finally:
+        dist.close()
+    report.ignored_files = ignored
+    if dist.is_main:
+        _print_summary(report, out_dir, info.name, json_output)
+    if report.stopped:
+        done = len(report.written) + len(report.skipped_existing)
+        if not dist.is_main:
+            raise typer.Exit(stop.exit_code)
+        raise stopping.stopped(stop, f"with {done} of {len(pairs)} images done")
+    if report.failed:
+        if dist.is_main:
+            console.error(f"{len(report.failed)} of {len(pairs)} images failed (see the warnings above)")
+        raise typer.Exit(1)
+
+
+def _check_folder(
+    info,
+    method_options,
+    images_dir: Path,
+    masks_dir: Path,
+    out_dir: Path,
+    *,
+    seed: int,
+    overwrite: bool,
+    concat: bool,
+    invert_mask: bool,
+    resize_mask: bool,
+    paste_back: bool,
+) -> tuple[list, list[str], dict]:
+    """Match the folders and refuse, before the model loads and before anything is written, an
+    output folder that cannot be written or whose outputs other settings made; returns the pairs,
+    the files ignored and the settings to record."""
+    from inpaint import completion, folder_record, io
+
+    pairs, ignored = completion.pair_folders(images_dir, masks_dir, out_dir)
     unsupported, strays = io.split_unsupported(ignored)
     if unsupported:
         console.warn(io.unsupported_message(images_dir, unsupported))
     if strays:
         console.warn(f"{images_dir}: skipped {len(strays)} non-image file(s), e.g. {strays[0]}")
-    # Before the model loads (and before anything is written): an unwritable -o, and outputs of
-    # other settings, are refused at once, not at the first result.
     completion.check_output_folder(pairs, concat=concat)
     settings = folder_record.folder_settings(
         info.name, method_options, seed=seed, paste_back=paste_back, invert_mask=invert_mask, resize_mask=resize_mask
     )
     folder_record.FolderRecord(out_dir, settings).check(overwrite=overwrite)
-    # One run per output folder, locked before the model loads (minutes for sd): a second is refused.
-    with locking.lock_folder(out_dir), stopping.graceful_stop("this image or batch") as stop:
-        inpainter = info.load(method_options)
-        with RichProgress(disable=json_output) as progress:
-            report = completion.complete_folder(
-                inpainter,
-                pairs,
-                seed=seed,
-                overwrite=overwrite,
-                concat=concat,
-                invert_mask=invert_mask,
-                resize_mask=resize_mask,
-                paste_back=paste_back,
-                batch_size=batch_size,
-                progress=progress,
-                step_progress=progress.steps(),
-                settings=settings,
-                stop_requested=stop,
-            )
-    report.ignored_files = ignored
+    return pairs, ignored, settings
+
+
+def _print_summary(report, out_dir: Path, method: str, json_output: bool) -> None:
+    """The run's summary on stdout (``--json``) or one line on stderr."""
     if json_output:
         summary = report.to_dict()
         summary["files"] = [str(out_dir / f"{name}.png") for name in report.written]
         typer.echo(json.dumps(summary))
-    else:
-        redone = ", ".join(
-            f"{len(names)} redone: {why}"
-            for names, why in (
-                (report.redone_inputs_changed, "inputs changed"),
-                (report.redone_unrecorded, "not in the record"),
-            )
-            if names
+        return
+    redone = ", ".join(
+        f"{len(names)} redone: {why}"
+        for names, why in (
+            (report.redone_inputs_changed, "inputs changed"),
+            (report.redone_unrecorded, "not in the record"),
         )
-        console.info(
-            f"{len(report.written)} written{f' ({redone})' if redone else ''}, "
-            f"{len(report.skipped_existing)} already done, "
-            f"{len(report.failed)} failed -> {out_dir} ({info.name}, {report.seconds:.1f} s)"
-        )
-    if report.stopped:
-        done = len(report.written) + len(report.skipped_existing)
-        raise stopping.stopped(stop, f"with {done} of {len(pairs)} images done")
-    if report.failed:
-        console.error(f"{len(report.failed)} of {len(pairs)} images failed (see the warnings above)")
-        raise typer.Exit(1)
+        if names
+    )
+    console.info(
+        f"{len(report.written)} written{f' ({redone})' if redone else ''}, "
+        f"{len(report.skipped_existing)} already done, "
+        f"{len(report.failed)} failed -> {out_dir} ({method}, {report.seconds:.1f} s)"
+    )
