@@ -60,6 +60,18 @@ METHOD_DEFAULTS: dict[str, MethodDefaults] = {
         base=DEFAULT_SD_BASE, resolution=512, batch_size=2, lr=1e-4, epochs=5.0, ema_decay=0.0, run=project.LORA_RUN
     ),
 }
+
+
+def native_resolution(base: str, revision: str | None = None) -> int:
+    """The size an inpainting base was trained at, when its ``model_index.json`` is on this machine
+    (a folder, or the hub cache; nothing is downloaded to find out): 1024 for SDXL, else the
+    study's 512 (SD 1.5's)."""
+    from inpaint.models.sd_weights import local_family
+
+    family = local_family(base, revision)
+    return 1024 if family is not None and family.method == "sdxl" else METHOD_DEFAULTS["lora"].resolution
+
+
 #: The :class:`TrainConfig` fields that :data:`METHOD_DEFAULTS` fills when they are left ``None``.
 PER_METHOD_FIELDS = ("resolution", "batch_size", "lr", "epochs", "ema_decay")
 
@@ -71,7 +83,8 @@ class TrainConfig:
     ``TrainConfig(method="ddpm", data=..., output=...)`` is the study's run of that method: the
     fields left ``None`` here (``resolution``, ``batch_size``, ``lr``, ``epochs``, ``ema_decay``)
     take ``method``'s values from :data:`METHOD_DEFAULTS`, the table the train commands take their
-    defaults from too; the other defaults are the same for both methods. ``base``, ``revision``
+    defaults from too (a LoRA's resolution: its base's native size, :func:`native_resolution`);
+    the other defaults are the same for both methods. ``base``, ``revision``
     and ``variant`` are the task's (it loads them): :func:`~inpaint.training.loop.train` records
     them here, and refuses a config that names others.
     ``epochs`` is used unless ``max_steps`` is set. ``batch_size`` is per process; the effective
@@ -145,6 +158,8 @@ class TrainConfig:
             )
         for name in unset:
             setattr(self, name, getattr(METHOD_DEFAULTS[self.method], name))
+        if "resolution" in unset and self.method == "lora":
+            self.resolution = native_resolution(self.base or METHOD_DEFAULTS["lora"].base, self.revision)
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the option for out-of-range values."""

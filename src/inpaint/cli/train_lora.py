@@ -166,9 +166,7 @@ def train_lora(
         cache_latents=cache_latents,
         val_steps=val_steps,
     )
-    if resolution is None:
-        resolution = _native_resolution(base, revision)
-    config_ = t.build_config("lora", locals())
+    config_ = t.build_config("lora", locals())  # no --resolution: the base's native size
     # Bad values, data and a base that cannot load fail before any captioning (BLIP takes minutes).
     lora_options.validate()
     config_.validate()
@@ -186,15 +184,6 @@ def train_lora(
             variant=variant,
         )
         t.run_training(task, config_, resume=resume, json_output=json_output, stop=stop)
-
-
-def _native_resolution(base: str, revision: str | None) -> int:
-    """The size the base was trained at, when its model_index.json is on this machine (a folder,
-    or the hub cache): 1024 for SDXL; the study's 512 otherwise."""
-    from inpaint.models.sd_weights import local_family
-
-    family = local_family(base, revision)
-    return 1024 if family is not None and family.method == "sdxl" else STUDY.resolution
 
 
 def _check_base(base: str, revision: str | None, variant: str | None) -> None:

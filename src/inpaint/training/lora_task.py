@@ -157,8 +157,10 @@ class LoRATask(TrainingTask):
         ]
         for part in (unet, vae, *text_encoders):
             part.requires_grad_(False)
-        # A VAE that must run in fp32 (SDXL's: fp16 overflows in it) stays fp32 under fp16 training.
-        vae_dtype = torch.float32 if vae.config.get("force_upcast", False) else weight_dtype
+        # SDXL's VAE overflows in fp16: its pipeline upcasts it (force_upcast), and so do we under fp16.
+        sdxl = type(pipe).__name__ == "StableDiffusionXLInpaintPipeline"
+        upcast = sdxl and weight_dtype == torch.float16 and vae.config.get("force_upcast", False)
+        vae_dtype = torch.float32 if upcast else weight_dtype
         config = LoraConfig(
             r=self.opts.rank,
             lora_alpha=self.opts.alpha,
@@ -183,7 +185,7 @@ class LoRATask(TrainingTask):
             unet.enable_gradient_checkpointing()
         self._parts = {
             "pipe": pipe,  # its components (the trained UNet among them) and its prompt encoding
-            "sdxl": type(pipe).__name__ == "StableDiffusionXLInpaintPipeline",
+            "sdxl": sdxl,
             "vae": vae,
             "text_encoder": pipe.text_encoder,
             "tokenizer": pipe.tokenizer,
