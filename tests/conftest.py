@@ -86,6 +86,12 @@ def tiny_sdxl_inpaint_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_fill_dir(tmp_path_factory) -> Path:
+    """A tiny FLUX.1 Fill pipeline (a transformer over packed latents, CLIP + T5, flow matching)."""
+    return testing.save_tiny_flux_fill(tmp_path_factory.mktemp("tiny-flux"))
+
+
+@pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real 64x64 RGB photo (scikit-image's astronaut), uint8."""
     from PIL import Image

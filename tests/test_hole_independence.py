@@ -27,11 +27,23 @@ def holes() -> torch.Tensor:
     return io.mask_to_tensor(masks)
 
 
-def _options(name, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir) -> MethodOptions:
-    weights = {"ddpm": tiny_unet7_dir, "repaint": tiny_ddpm_dir, "sd": tiny_sd_inpaint_dir}.get(name)
-    steps = {"ddpm": 3, "repaint": 3, "sd": 2}.get(name)
+#: The tiny model (a fixture's name) each diffusion method runs here, and its steps.
+_TINY = {
+    "ddpm": ("tiny_unet7_dir", 3),
+    "repaint": ("tiny_ddpm_dir", 3),
+    "sd": ("tiny_sd_inpaint_dir", 2),
+    "sdxl": ("tiny_sdxl_inpaint_dir", 2),
+    "flux": ("tiny_flux_fill_dir", 2),
+}
+
+
+def _options(name, request) -> MethodOptions:
+    """Method ``name``'s options on its tiny model (built only when a test of it runs)."""
+    if name not in _TINY:
+        return MethodOptions(device="cpu")
+    fixture, steps = _TINY[name]
     extra = {"jump_length": 1, "jump_n_sample": 1} if name == "repaint" else {}
-    return MethodOptions(device="cpu", weights=str(weights) if weights else None, steps=steps, **extra)
+    return MethodOptions(device="cpu", weights=str(request.getfixturevalue(fixture)), steps=steps, **extra)
 
 
 def _assert_blind(method, photo: np.ndarray, holes: torch.Tensor, label: str) -> None:
@@ -51,10 +63,8 @@ def _assert_blind(method, photo: np.ndarray, holes: torch.Tensor, label: str) ->
 # 64 px: the diffusion models' tiny native size is 32 (resized); 60 px is not a multiple of 8 (sd resizes).
 @pytest.mark.parametrize("size", [64, 60])
 @pytest.mark.parametrize("name", models.method_names())
-def test_result_does_not_depend_on_the_pixels_under_the_hole(
-    name, size, photo, holes, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir
-):
-    method = models.load_inpainter(name, _options(name, tiny_unet7_dir, tiny_ddpm_dir, tiny_sd_inpaint_dir))
+def test_result_does_not_depend_on_the_pixels_under_the_hole(name, size, photo, holes, request):
+    method = models.load_inpainter(name, _options(name, request))
     _assert_blind(method, photo, holes[..., :size, :size].contiguous(), f"{name} at {size} px")
 
 

@@ -58,7 +58,11 @@ def test_an_sdxl_folder_given_to_sd_runs_as_sdxl(tiny_sdxl_inpaint_dir):
 
 @pytest.mark.parametrize(
     ("class_name", "named"),
-    [("FluxFillPipeline", "FLUX.1 Fill"), ("KandinskyV22InpaintPipeline", "Kandinsky 2.2"), ("MyPipeline", "")],
+    [
+        ("StableDiffusion3InpaintPipeline", "Stable Diffusion 3"),
+        ("KandinskyV22InpaintPipeline", "Kandinsky 2.2"),
+        ("MyPipeline", ""),
+    ],
 )
 def test_unsupported_pipeline_classes_are_one_line(cli, tmp_path, tiny_sdxl_inpaint_dir, pair, class_name, named):
     import shutil
@@ -121,10 +125,10 @@ def test_train_lora_on_sdxl_loads_in_stock_diffusers_and_resumes_exactly(
 ):
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    from inpaint.cli.train_lora import _native_resolution
+    from inpaint.config import TrainConfig
 
-    assert _native_resolution(str(tiny_sdxl_inpaint_dir), None) == 1024
-    assert _native_resolution(str(tiny_sd_inpaint_dir), None) == 512
+    for base, size in ((tiny_sdxl_inpaint_dir, 1024), (tiny_sd_inpaint_dir, 512)):
+        assert TrainConfig(method="lora", data="d", output="o", base=str(base)).resolution == size
     tiny = ["--resolution", "32", "--batch-size", "2", "--lr", "1e-2", "--device", "cpu", "--rank", "4",
             "--val-images", "2", "--val-steps", "2", "--prompt", "a photo", "--save-every", "1"]  # fmt: skip
     run, straight = tmp_path / "run", tmp_path / "straight"

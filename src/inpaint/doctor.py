@@ -79,6 +79,16 @@ KNOWN_MODELS = (
         ),
     ),
     KnownModel(
+        "black-forest-labs/FLUX.1-Fill-dev",
+        "flux: FLUX.1 Fill dev (gated on the hub: accept its licence, then `hf auth login`)",
+        "model_index.json",
+        (
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+            "transformer/diffusion_pytorch_model.safetensors",
+            "transformer/diffusion_pytorch_model.bin",
+        ),
+    ),
+    KnownModel(
         "Salesforce/blip-image-captioning-base",
         "caption: BLIP captions",
         "config.json",

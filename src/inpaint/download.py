@@ -82,6 +82,15 @@ ITEMS: tuple[Item, ...] = (
         default=False,
     ),
     Item(
+        "flux",
+        "hub",
+        "black-forest-labs/FLUX.1-Fill-dev",
+        "FLUX.1 Fill dev: the flux method (about 34 GB in bf16; only when named; gated on the hub: accept its "
+        "licence, then `hf auth login`)",
+        "inpaint.models.sd_weights:PIPELINE_FILES",
+        default=False,
+    ),
+    Item(
         "blip",
         "hub",
         "Salesforce/blip-image-captioning-base",

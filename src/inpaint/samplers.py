@@ -119,6 +119,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
         # PNDM's Runge-Kutta warm-up breaks at few steps; SD's own PNDM config skips it (PLMS).
         SamplerSpec("pndm", "PNDM", "PNDMScheduler", 50, LATENT_METHODS, kwargs={"skip_prk_steps": True}),
         SamplerSpec("unipc", "UniPC", "UniPCMultistepScheduler", 50, LATENT_METHODS),
+        # FLUX.1 Fill's own: Euler steps of the rectified-flow ODE, the resolution-shifted sigmas of
+        # its pipeline. The only sampler of flux (a flow-matching model: the others are for noise
+        # predictors); naming it changes nothing.
+        SamplerSpec("flow-euler", "Flow-matching Euler", "FlowMatchEulerDiscreteScheduler", 50, ("flux",)),
         # RePaint's resampling schedules (inpaint.repaint): the paper's, and our five-fold cheaper one.
         SamplerSpec("repaint", "RePaint", None, 250, ("repaint",)),
         SamplerSpec("fast", "RePaint-fast", None, 50, ("repaint",)),

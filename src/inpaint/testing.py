@@ -413,6 +413,99 @@ def save_tiny_sdxl_inpaint(directory: Path, seed: int = 0) -> Path:
     return Path(directory)
 
 
+def save_tiny_flux_fill(directory: Path, seed: int = 0) -> Path:
+    """Save a tiny ``FluxFillPipeline`` shaped as FLUX.1 Fill [dev] is: a ``FluxTransformer2DModel``
+    over 2x2-packed latents with guidance embedding (a double-stream and a single-stream block) whose
+    input is the packed noisy latent, masked-image latent and per-pixel mask (4·4 + 4·4 + 4·8² =
+    288 channels here, 384 for the real one: :func:`~inpaint.models.sd_weights.flux_fill_channels`),
+    a VAE that downsamples by 8 with FLUX's shift and scaling factors and no quant convolutions, a
+    CLIP text encoder (its pooled output) and a T5 encoder (its hidden states), and FLUX's
+    resolution-shifted flow-matching Euler scheduler.
+
+    There is no T5 tokenizer offline: the tiny CLIP tokenizer (:func:`tiny_clip_tokenizer`) serves
+    as both ``tokenizer`` and ``tokenizer_2`` (saved as a ``CLIPTokenizer``); the pipeline only
+    calls it, padding T5's input to 512 tokens as with the real one."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    latent_channels, blocks = 4, (16, 16, 16, 16)  # 4 blocks: the VAE downsamples by 8
+    factor = 2 ** (len(blocks) - 1)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=2 * 4 * latent_channels + 4 * factor * factor,
+        out_channels=4 * latent_channels,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8],
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * len(blocks),
+        up_block_types=["UpDecoderBlock2D"] * len(blocks),
+        block_out_channels=blocks,
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_act="gelu",
+            projection_dim=32,
+        )
+    )
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2, vocab_size=1000, relative_attention_num_buckets=8
+        )
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256,
+        base_shift=0.5,
+        max_image_seq_len=4096,
+        max_shift=1.15,
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+    )
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        tokenizer = tiny_clip_tokenizer(Path(tokenizer_dir))
+    pipeline = FluxFillPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer,
+        transformer=transformer,
+    )
+    pipeline.save_pretrained(directory)
+    return Path(directory)
+
+
 def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
     """A tiny SD inpainting pipeline whose VAE downsamples by 8, as SD 1.5's does (4 encoder
     blocks), with SD 1.5's PNDM schedule: 512-px images give 64x64 latents at a tiny cost."""

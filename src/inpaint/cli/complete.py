@@ -75,8 +75,8 @@ def complete(
             help="Diffusion sampler, the same algorithm for every method: ddpm (ancestral), "
             "ddim, dpmpp (deterministic DPM-Solver++(2M)) or dpmpp-sde (its SDE form) for ddpm and sd "
             "(ddpm's default: ddpm with 25 steps; --sampler ddpm alone: the study's 1000); euler, euler-a, "
-            "pndm or unipc for sd (default: the pipeline's own); repaint or fast for repaint (default "
-            "repaint).",
+            "pndm or unipc for sd and sdxl (default: the pipeline's own); flow-euler for flux (its only one); "
+            "repaint or fast for repaint (default repaint).",
         ),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Diffusion steps (default: the sampler's).")] = None,

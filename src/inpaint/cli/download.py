@@ -16,7 +16,8 @@ def download(
         typer.Argument(
             help="What to fetch (default: ddpm sd blip lpips fid): ddpm = google/ddpm-celebahq-256 "
             "(repaint, train-ddpm), sd = stable-diffusion-v1-5/stable-diffusion-inpainting (sd, "
-            "train-lora), sdxl = diffusers/stable-diffusion-xl-1.0-inpainting-0.1 (sdxl), "
+            "train-lora), sdxl = diffusers/stable-diffusion-xl-1.0-inpainting-0.1 (sdxl), flux = "
+            "black-forest-labs/FLUX.1-Fill-dev (flux; gated on the hub: accept its licence, then `hf auth login`), "
             "blip = Salesforce/blip-image-captioning-base (caption), lpips = "
             "alexnet-owt-7be5be79.pth, fid = pt_inception-2015-12-05-6726825d.pth (bench), lpips-vgg = "
             "vgg16-397923af.pth.",

@@ -267,3 +267,20 @@ register(
         reads=_SD_READS,
     )
 )
+register(
+    MethodInfo(
+        name="flux",
+        summary="FLUX.1 Fill dev (gated on the hub), 1024 px native; 50 steps, distilled guidance 30 "
+        "(one evaluation a step)",
+        target="inpaint.models.flux:FluxFillInpainter",
+        priority=33,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.sd_weights").sd_unavailable(
+            options, importlib.import_module("inpaint.models.sd_weights").DEFAULT_FLUX_BASE, ("flux",)
+        ),
+        # --negative-prompt, --crop-padding and --lora are refused by the method itself, with a
+        # reason; the EMA switch (of LoRAs) and attention slicing (no sliceable attention in FLUX's
+        # transformer) are ignored.
+        reads=_SD_READS - {"ema", "attention_slicing"},
+    )
+)

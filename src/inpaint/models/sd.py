@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 from inpaint.errors import InputError
 from inpaint.models.base import Inpainter, MethodOptions
 from inpaint.models.sd_pipeline import Generation, run_pipeline, unet_in_bf16
-from inpaint.models.sd_weights import DEFAULT_SD_BASE, DEFAULT_SDXL_BASE
+from inpaint.models.sd_weights import DEFAULT_SD_BASE, DEFAULT_SDXL_BASE, UNET_METHODS
 from inpaint.progress import Progress
 from inpaint.samplers import sampler_spec
 
@@ -51,14 +51,15 @@ class SDInpainter(Inpainter):
     #: The study's settings: 50 steps whatever the sampler, guidance 7.5.
     default_steps: ClassVar[int] = 50
     default_guidance: ClassVar[float] = 7.5
+    guidance_rule: ClassVar[str] = "must be 0 or more (1 or less: no classifier-free guidance)"
     #: The base when no --weights is given. Any supported family's folder loads whatever the
     #: method's name (:data:`~inpaint.models.sd_weights.FAMILIES`): the name only picks the default.
     default_base: ClassVar[str] = DEFAULT_SD_BASE
+    #: The pipeline families (:data:`~inpaint.models.sd_weights.FAMILIES`) whose folders it runs.
+    families: ClassVar[tuple[str, ...]] = UNET_METHODS
 
     def __init__(self, options: MethodOptions | None = None) -> None:
-        import torch
-
-        from inpaint.devices import resolve_device, resolve_dtype
+        from inpaint.devices import resolve_device
         from inpaint.models.sd_weights import load_lora, load_pipeline
 
         o = self.options = options or MethodOptions()
@@ -67,17 +68,16 @@ class SDInpainter(Inpainter):
             raise InputError("--prompt and --captions: give one (a fixed prompt, or each image's caption)")
         self.captions = _captions(o.captions) if o.captions is not None else None
         self.device = resolve_device(o.device)
-        self.dtype = resolve_dtype(o.dtype, self.device)
+        self.dtype = self._resolve_dtype()
         _check_levers(o, self.device)
         self.base = o.weights or self.default_base
-        # bf16: only the UNet runs in it (see unet_in_bf16); the rest loads in fp32.
-        load_dtype = torch.float32 if self.dtype == torch.bfloat16 else self.dtype
-        self.pipe = load_pipeline(self.base, dtype=load_dtype, revision=o.revision, variant=o.variant)
+        self.pipe = load_pipeline(
+            self.base, dtype=self._load_dtype(), revision=o.revision, variant=o.variant, methods=self.families
+        )
         #: The pipeline's own scheduler, used when no --sampler is given.
         self.pipeline_scheduler = self.pipe.scheduler
         self.lora_metadata = load_lora(self.pipe, o.lora, self.base, use_ema=o.ema) if o.lora else {}
-        if self.dtype == torch.bfloat16:
-            unet_in_bf16(self.pipe)
+        self._mixed_precision()
         _apply_levers(self.pipe, o, self.device)
         self._configure_calls()
         #: Network evaluations per image in the last call (for benchmarks).
@@ -86,6 +86,27 @@ class SDInpainter(Inpainter):
     call_options: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "negative_prompt", "guidance", "strength", "steps", "sampler", "mask_blur", "crop_padding"}
     )
+
+    def _resolve_dtype(self) -> torch.dtype:
+        from inpaint.devices import resolve_dtype
+
+        return resolve_dtype(self.options.dtype, self.device)
+
+    def _load_dtype(self) -> torch.dtype:
+        """bf16: only the UNet runs in it (see :meth:`_mixed_precision`); the rest loads in fp32."""
+        import torch
+
+        return torch.float32 if self.dtype == torch.bfloat16 else self.dtype
+
+    def _mixed_precision(self) -> None:
+        import torch
+
+        if self.dtype == torch.bfloat16:
+            unet_in_bf16(self.pipe)
+
+    @classmethod
+    def _refuse(cls, o: MethodOptions) -> None:
+        """Raise :class:`InputError` for options this method cannot honour (none here)."""
 
     def _configure_calls(self) -> None:
         """The generation settings, the scheduler and the prompt from ``self.options``."""
@@ -180,6 +201,7 @@ def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device
 
     from inpaint.devices import speed_up
     from inpaint.models.hub import quiet_loading
+    from inpaint.models.sd_pipeline import denoiser
 
     if o.cpu_offload:  # accelerate hooks move each model to the GPU when it runs, then back
         pipe.enable_model_cpu_offload(device=device)
@@ -194,10 +216,11 @@ def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device
         pipe.vae.enable_tiling()
     if o.channels_last:
         pipe.vae.to(memory_format=torch.channels_last)
-    speed_up(pipe.unet, device, channels_last=o.channels_last, compile=o.compile)
+    speed_up(denoiser(pipe), device, channels_last=o.channels_last, compile=o.compile)
 
 
 def _settings(o: MethodOptions, method: type[SDInpainter]) -> Generation:
+    method._refuse(o)
     if o.sampler is not None:
         sampler_spec(method.name, o.sampler)  # before any weights load
     settings = Generation(
@@ -214,7 +237,7 @@ def _settings(o: MethodOptions, method: type[SDInpainter]) -> Generation:
             "--guidance",
             settings.guidance,
             math.isfinite(settings.guidance) and settings.guidance >= 0,
-            "must be 0 or more (1 or less: no classifier-free guidance)",
+            method.guidance_rule,
         ),
         ("--strength", settings.strength, 0 < settings.strength <= 1, "must be in (0, 1]"),
         ("--mask-blur", settings.mask_blur, settings.mask_blur >= 0, "must be 0 (off) or more pixels"),

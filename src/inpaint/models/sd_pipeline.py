@@ -1,17 +1,20 @@
-"""Running diffusers' ``StableDiffusionInpaintPipeline`` for the ``sd`` method and ``train-lora``'s validation.
+"""Running diffusers' inpainting pipelines for ``sd``, ``sdxl``, ``flux`` and ``train-lora``'s validation.
 
 :func:`run_pipeline` takes tensors in [0, 1] and returns the raw output at the input size:
 
-- Any size: the image is processed at its size rounded *up* to a multiple of 8 (bicubic; the
+- Any size: the image is processed at its size rounded *up* to a multiple of 8 (16 for FLUX.1
+  Fill, whose transformer reads 2x2 patches of latent cells: :func:`size_multiple`; bicubic; the
   mask grows to cover every pixel that touches the hole) and the result resized back.
-- ``crop_padding`` (diffusers' ``padding_mask_crop``): only the hole's bounding box, padded and
-  widened to the image's aspect ratio, is generated, at the model's native size (512 px long side
-  for SD 1.5) — small holes in large images get full detail.
+- ``crop_padding`` (diffusers' ``padding_mask_crop``; UNet pipelines only): only the hole's
+  bounding box, padded and widened to the image's aspect ratio, is generated, at the model's native
+  size (512 px long side for SD 1.5) — small holes in large images get full detail.
 - ``mask_blur``: the mask is Gaussian-blurred outwards only (diffusers' ``mask_processor.blur``,
   then the maximum with the hard mask) and the output blended with the input through it,
   feathering the seam into the known pixels; the hole stays fully generated.
 - The mask reaches the UNet max-pooled to the latent grid (:func:`latent_mask`), not sampled
-  one pixel per 8x8 cell as diffusers does: strokes thinner than a cell are never lost.
+  one pixel per 8x8 cell as diffusers does: strokes thinner than a cell are never lost. FLUX.1
+  Fill's pipeline packs every pixel of the mask into channels of its own: nothing is lost there.
+- The denoiser (:func:`denoiser`) is the UNet, or FLUX's transformer: its calls are counted.
 - Randomness: one CPU generator per image (initial noise, VAE sampling, ancestral steps), so a
   batch gives the images' single-run results (up to float summation order) on any device.
 
@@ -61,7 +64,40 @@ class Generation:
 
 
 def round_up_to_8(n: int) -> int:
-    return max(8, math.ceil(n / 8) * 8)
+    return round_up(n, 8)
+
+
+def round_up(n: int, multiple: int) -> int:
+    return max(multiple, math.ceil(n / multiple) * multiple)
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The network the pipeline's sampler calls: its UNet, or FLUX's transformer."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
+
+
+def is_unet_pipeline(pipe) -> bool:
+    """Whether ``pipe`` runs a UNet (SD, SDXL: classifier-free guidance, a mask on the latent grid)."""
+    return getattr(pipe, "unet", None) is not None
+
+
+def size_multiple(pipe) -> int:
+    """What the work size is rounded up to: 8 for the UNet pipelines (as before, whatever their VAE),
+    the VAE's factor times the 2x2 patch for FLUX (16)."""
+    return 8 if is_unet_pipeline(pipe) else max(8, 2 * pipe.vae_scale_factor)
+
+
+def _title(pipe) -> str:
+    return "Stable Diffusion" if is_unet_pipeline(pipe) else "FLUX.1 Fill"
+
+
+def steps_run(pipe, settings: Generation) -> int:
+    """The steps the pipeline runs below strength 1: SD's skip ``steps - floor(steps * strength)``,
+    FLUX's ``floor(steps - steps * strength)`` (diffusers' two ``get_timesteps``)."""
+    if is_unet_pipeline(pipe):
+        return math.floor(settings.steps * settings.strength)
+    return settings.steps - int(max(settings.steps - settings.steps * settings.strength, 0))
 
 
 def run_pipeline(
@@ -78,14 +114,17 @@ def run_pipeline(
     Returns the raw output (N, 3, H, W) in [0, 1] at the input size (known pixels not pasted
     back) and the network evaluations per image: UNet calls counted, not assumed (PNDM makes
     ``steps + 1``), x2 with classifier-free guidance (each call runs both halves of the batch).
+    FLUX.1 Fill's guidance is an input of its transformer (guidance distillation): one call a step.
     """
     import torch
 
     progress = progress or NullProgress()
-    _max_pooled_mask_latents(pipe)
+    unet = is_unet_pipeline(pipe)
+    if unet:  # FLUX packs the whole-resolution mask itself
+        _max_pooled_mask_latents(pipe)
     _quiet_vae_casts()
     calls = [0]
-    hook = pipe.unet.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    hook = denoiser(pipe).register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
     n = images.shape[0]
     try:
         if settings.crop_padding is None:
@@ -103,7 +142,7 @@ def run_pipeline(
             per_image = calls[0] // n
     finally:
         hook.remove()
-    return out, per_image * (2 if settings.guidance > 1 else 1)
+    return out, per_image * (2 if unet and settings.guidance > 1 else 1)
 
 
 class _VaeCastNotice(logging.Filter):
@@ -130,16 +169,18 @@ def _step_callback(progress: Progress):
     return callback
 
 
-def _common(prompts: Sequence[str], settings: Generation, progress: Progress) -> dict:
-    negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt is not None else None
-    return dict(
+def _common(pipe, prompts: Sequence[str], settings: Generation, progress: Progress) -> dict:
+    common = dict(
         prompt=list(prompts),
-        negative_prompt=negative,
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
         strength=settings.strength,
         callback_on_step_end=_step_callback(progress),
     )
+    if is_unet_pipeline(pipe):  # FLUX.1 Fill has no negative prompt (no classifier-free guidance)
+        negative = [settings.negative_prompt] * len(prompts) if settings.negative_prompt is not None else None
+        common["negative_prompt"] = negative
+    return common
 
 
 def _feathered(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
@@ -163,7 +204,8 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
     import torch.nn.functional as F
 
     height, width = images.shape[2:]
-    work = (round_up_to_8(height), round_up_to_8(width))
+    multiple = size_multiple(pipe)
+    work = (round_up(height, multiple), round_up(width, multiple))
     if work == (height, width):
         x, m = settings.visible(images, masks), masks
     else:
@@ -172,7 +214,7 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
         if settings.starts_from_input:  # SDEdit starts from the whole input, hole included
             x = F.interpolate(images, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     soft = _feathered(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
-    progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
+    progress.start(_title(pipe), steps_run(pipe, settings))
     result = pipe(
         image=x,
         mask_image=soft,
@@ -180,7 +222,7 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
         width=work[1],
         generator=list(generators),
         output_type="pt",
-        **_common(prompts, settings, progress),
+        **_common(pipe, prompts, settings, progress),
     ).images
     progress.finish()
     result = result.float().cpu().clamp(0, 1)
@@ -231,6 +273,8 @@ def _max_pooled_mask_latents(pipe) -> None:
 
 
 def _native_size(pipe) -> int:
+    if not is_unet_pipeline(pipe):  # FLUX: 1024 px (its pipeline's default size)
+        return int(pipe.default_sample_size) * pipe.vae_scale_factor
     size = pipe.unet.config.sample_size
     return int(size if isinstance(size, int) else max(size)) * pipe.vae_scale_factor
 
@@ -244,12 +288,13 @@ def _run_cropped(pipe, image, mask, prompt, generator, settings: Generation, pro
 
     height, width = image.shape[2:]
     scale = _native_size(pipe) / max(height, width)
-    work = (round_up_to_8(round(height * scale)), round_up_to_8(round(width * scale)))
+    multiple = size_multiple(pipe)
+    work = (round_up(round(height * scale), multiple), round_up(round(width * scale), multiple))
     picture = Image.fromarray(io.to_uint8(settings.visible(image, mask))[0])
     if settings.mask_blur > 0:
         mask = _feathered(pipe, mask, settings.mask_blur)
     hole = Image.fromarray(np.round(mask[0, 0].numpy() * 255).astype(np.uint8))
-    progress.start("Stable Diffusion", math.floor(settings.steps * settings.strength))
+    progress.start(_title(pipe), steps_run(pipe, settings))
     result = pipe(
         image=picture,
         mask_image=hole,
@@ -258,7 +303,7 @@ def _run_cropped(pipe, image, mask, prompt, generator, settings: Generation, pro
         generator=[generator],
         padding_mask_crop=settings.crop_padding,
         output_type="pil",
-        **_common([prompt], settings, progress),
+        **_common(pipe, [prompt], settings, progress),
     ).images[0]
     progress.finish()
     return io.to_tensor(np.asarray(result.convert("RGB")))

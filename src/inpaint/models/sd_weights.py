@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,10 @@ WEIGHTS_KEY = "inpaint_weights"
 INPAINT_CHANNELS = 9
 #: SDXL Inpainting (Podell et al. 2023; the 0.1 inpainting fine-tune of SDXL 1.0 published by diffusers).
 DEFAULT_SDXL_BASE = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+#: FLUX.1 Fill [dev] (Black Forest Labs 2024; gated on the hub: accept its licence, then `hf auth login`).
+DEFAULT_FLUX_BASE = "black-forest-labs/FLUX.1-Fill-dev"
+#: The methods whose pipelines have a 9-channel UNet (train-lora's bases, and LoRAs, are theirs).
+UNET_METHODS = ("sd", "sdxl")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class PipelineFamily:
     ``method`` is the registered method that defaults to this family's base (``default_base``);
     ``pipeline`` the diffusers class; ``classes`` the ``_class_name`` values of ``model_index.json``
     that belong here (a 9-channel UNet saved under the text-to-image or image-to-image class of the
-    family runs the same way); ``text_encoders`` the component folders of its text encoders.
+    family runs the same way); ``text_encoders`` the component folders of its text encoders;
+    ``denoiser`` the folder of the network the sampler calls (``unet`` or ``transformer``).
     """
 
     method: str
@@ -76,11 +81,14 @@ class PipelineFamily:
     classes: tuple[str, ...]
     text_encoders: tuple[str, ...]
     default_base: str
+    denoiser: str = "unet"
 
 
-#: The supported families, by method name. Both have a 9-channel UNet conditioned as
+#: The supported families, by method name. SD and SDXL have a 9-channel UNet conditioned as
 #: ``concat(noisy latent, mask, masked-image latent)``; SDXL adds a second text encoder and the
-#: size/crop conditioning, which its pipeline computes.
+#: size/crop conditioning, which its pipeline computes. FLUX.1 Fill has a transformer over 2x2
+#: patches of 16-channel latents, conditioned on the packed masked-image latent and the mask packed
+#: per pixel (:func:`flux_fill_channels`: 384 input channels), with a CLIP and a T5 text encoder.
 FAMILIES: dict[str, PipelineFamily] = {
     family.method: family
     for family in (
@@ -100,6 +108,15 @@ FAMILIES: dict[str, PipelineFamily] = {
             ("text_encoder", "text_encoder_2"),
             DEFAULT_SDXL_BASE,
         ),
+        PipelineFamily(
+            "flux",
+            "FLUX.1 Fill",
+            "FluxFillPipeline",
+            ("FluxFillPipeline",),
+            ("text_encoder", "text_encoder_2"),
+            DEFAULT_FLUX_BASE,
+            denoiser="transformer",
+        ),
     )
 }
 #: Inpainting pipelines of other designs, named in the message that refuses them.
@@ -107,8 +124,7 @@ _OTHER_DESIGNS = {
     "KandinskyV22InpaintPipeline": "Kandinsky 2.2 (a prior and a decoder)",
     "KandinskyV22InpaintCombinedPipeline": "Kandinsky 2.2 (a prior and a decoder)",
     "KandinskyInpaintPipeline": "Kandinsky 2.1",
-    "FluxFillPipeline": "FLUX.1 Fill (a transformer, not a UNet)",
-    "FluxInpaintPipeline": "FLUX.1",
+    "FluxInpaintPipeline": "FLUX.1 text-to-image weights; FLUX.1 Fill runs as --model flux",
     "StableDiffusion3InpaintPipeline": "Stable Diffusion 3 (a transformer, not a UNet)",
 }
 
@@ -146,15 +162,33 @@ def pipeline_family(root: Path, label: str) -> PipelineFamily:
         if name in family.classes:
             return family
     design = f" ({_OTHER_DESIGNS[name]})" if name in _OTHER_DESIGNS else ""
-    supported = "; ".join(f"{f.pipeline} ({f.title}: --model {f.method})" for f in FAMILIES.values())
+    supported = _supported(FAMILIES)
     raise InputError(
         f"{label}: a {name or 'pipeline without _class_name'}{design}, not supported; supported: {supported}"
     )
 
 
+@dataclass(frozen=True)
+class PipelineFiles(ModelFiles):
+    """:class:`~inpaint.models.weight_files.ModelFiles` of a pipeline whose denoiser is one of
+    ``denoisers`` (a UNet pipeline has ``unet/``, FLUX ``transformer/``): each is optional alone,
+    but a folder with neither lacks one."""
+
+    denoisers: tuple[str, ...] = ()
+
+    def missing(self, root: Path, variant: str | None = None) -> list[str]:
+        lacking = super().missing(root, variant)
+        if self.denoisers and not any((root / folder / "config.json").is_file() for folder in self.denoisers):
+            at = sum(1 for name in self.required_files if not (root / name).is_file())
+            lacking.insert(at, " or ".join(f"{folder}/config.json" for folder in self.denoisers))
+        return lacking
+
+
 #: What a pipeline is fetched as, and nothing else: no safety checker, no single-file checkpoints,
 #: the weights of one variant only (:meth:`~inpaint.models.weight_files.ModelFiles.patterns`).
-PIPELINE_FILES = ModelFiles(
+#: FLUX.1 Fill's repository also holds single-file checkpoints at its root; only its diffusers
+#: folders are fetched.
+PIPELINE_FILES = PipelineFiles(
     other=(
         "model_index.json",
         "*/config.json",
@@ -164,44 +198,95 @@ PIPELINE_FILES = ModelFiles(
         "feature_extractor/*.json",
     ),
     components=(
-        Component("unet", DIFFUSERS),
+        Component("unet", DIFFUSERS, required=False),  # SD's and SDXL's denoiser
+        Component("transformer", DIFFUSERS, required=False),  # FLUX's denoiser
         Component("vae", DIFFUSERS),
         Component("text_encoder", TRANSFORMERS),
-        Component("text_encoder_2", TRANSFORMERS, required=False),  # SDXL's second text encoder
+        Component("text_encoder_2", TRANSFORMERS, required=False),  # SDXL's second CLIP, FLUX's T5
     ),
     required_files=("model_index.json",),
+    denoisers=("unet", "transformer"),
 )
 _COMPONENTS = tuple(c.folder for c in PIPELINE_FILES.components)
 _LAYOUT = (
     "expected a diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
-    "(SDXL: text_encoder_2/, tokenizer_2/ too)"
+    "(SDXL: text_encoder_2/, tokenizer_2/ too; FLUX.1 Fill: transformer/ instead of unet/, text_encoder_2/, "
+    "tokenizer_2/)"
 )
 
 
 # ---- the base pipeline -----------------------------------------------------------------------
 
 
-def check_pipeline_folder(root: Path, label: str, variant: str | None = None) -> None:
-    """Raise :class:`InputError` unless ``root`` holds an SD inpainting pipeline with weights (of
-    ``variant``) for its unet, vae and text_encoder, as safetensors or ``.bin``."""
-    if not (root / "model_index.json").is_file():
-        if (root / LORA_WEIGHT_NAME).is_file():
-            raise InputError(f"{label}: is a LoRA, not a base model; pass it with --lora (and the base with --weights)")
-        raise InputError(f"{label}: no model_index.json; {_LAYOUT}")
-    family = pipeline_family(root, label)  # another design (FLUX, Kandinsky) is named before its layout
-    config_path = root / "unet" / "config.json"
+def flux_fill_channels(vae_config: Mapping[str, Any]) -> int:
+    """The input channels of a FLUX.1 Fill transformer whose VAE has ``vae_config``: the noisy
+    latent and the masked-image latent, each packed in 2x2 patches (4 x latent channels), and the
+    mask, one channel per pixel of a 2x2 patch of latent cells (4 x factor², factor = the VAE's
+    downsampling). FLUX.1 Fill: 64 + 64 + 256 = 384."""
+    factor = 2 ** (len(vae_config.get("block_out_channels", (0,) * 4)) - 1)
+    latent = int(vae_config.get("latent_channels", 16))
+    return 2 * 4 * latent + 4 * factor * factor
+
+
+def _read_config(root: Path, folder: str, label: str) -> dict:
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads((root / folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise InputError(f"{label}: cannot read unet/config.json ({e}); {_LAYOUT}") from None
-    channels = config.get("in_channels") if isinstance(config, dict) else None
+        raise InputError(f"{label}: cannot read {folder}/config.json ({e}); {_LAYOUT}") from None
+    return config if isinstance(config, dict) else {}
+
+
+def _check_denoiser(root: Path, label: str, family: PipelineFamily) -> None:
+    """Raise :class:`InputError` unless the family's denoiser takes an inpainting model's inputs."""
+    config = _read_config(root, family.denoiser, label)
+    channels = config.get("in_channels")
+    if family.denoiser == "transformer":
+        vae = _read_config(root, "vae", label)
+        expected = flux_fill_channels(vae)
+        if channels != expected:
+            raise InputError(
+                f"{label}: its transformer takes {channels} input channels, not {expected} (latent, masked-image "
+                f"latent and mask, packed); it is not a Fill model (use {DEFAULT_FLUX_BASE})"
+            )
+        return
     if channels != INPAINT_CHANNELS:
         raise InputError(
             f"{label}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}; it is not an inpainting "
             f"model (use an inpainting base such as {DEFAULT_SD_BASE})"
         )
+
+
+def check_family(family: PipelineFamily, label: str, methods: Collection[str] | None) -> None:
+    """Raise :class:`InputError` unless ``family`` is one of ``methods``' (``None``: any)."""
+    if methods is None or family.method in methods:
+        return
+    raise InputError(
+        f"{label}: a {family.pipeline} ({family.title}: run it with --model {family.method}), not supported; "
+        f"supported: {_supported(methods)}"
+    )
+
+
+def _supported(methods: Collection[str]) -> str:
+    return "; ".join(f"{FAMILIES[m].pipeline} ({FAMILIES[m].title}: --model {m})" for m in methods)
+
+
+def check_pipeline_folder(
+    root: Path, label: str, variant: str | None = None, methods: Collection[str] | None = None
+) -> None:
+    """Raise :class:`InputError` unless ``root`` holds an inpainting pipeline of a supported family
+    (of ``methods``' families, when given) with weights (of ``variant``) for its denoiser (unet or
+    transformer), vae and text encoders, as safetensors or ``.bin``."""
+    if not (root / "model_index.json").is_file():
+        if (root / LORA_WEIGHT_NAME).is_file():
+            raise InputError(f"{label}: is a LoRA, not a base model; pass it with --lora (and the base with --weights)")
+        raise InputError(f"{label}: no model_index.json; {_LAYOUT}")
+    family = pipeline_family(root, label)  # another design (Kandinsky) is named before its layout
+    check_family(family, label, methods)
+    _check_denoiser(root, label, family)
     for component in PIPELINE_FILES.components:
         if component.folder.startswith("text_encoder") and component.folder not in family.text_encoders:
+            continue
+        if component.folder in PIPELINE_FILES.denoisers and component.folder != family.denoiser:
             continue
         folder = component.path(root)
         if has_weights(folder, component.library, variant) or has_weights(
@@ -217,12 +302,19 @@ def check_pipeline_folder(root: Path, label: str, variant: str | None = None) ->
         )
 
 
-def sd_model_dir(id_or_dir: str | os.PathLike[str], *, revision: str | None = None, variant: str | None = None) -> Path:
-    """The checked local folder of SD inpainting base ``id_or_dir`` (a directory, or a hub id at
-    ``revision`` fetched as :data:`PIPELINE_FILES` with the weights of ``variant``)."""
+def sd_model_dir(
+    id_or_dir: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    variant: str | None = None,
+    methods: Collection[str] | None = None,
+) -> Path:
+    """The checked local folder of inpainting base ``id_or_dir`` (a directory, or a hub id at
+    ``revision`` fetched as :data:`PIPELINE_FILES` with the weights of ``variant``), of one of
+    ``methods``' families when given."""
     label = os.fspath(id_or_dir)
     root = resolve(id_or_dir, PIPELINE_FILES, revision=revision, variant=variant)
-    check_pipeline_folder(root, label, variant)
+    check_pipeline_folder(root, label, variant, methods)
     return root
 
 
@@ -232,21 +324,24 @@ def load_pipeline(
     dtype: torch.dtype | None = None,
     revision: str | None = None,
     variant: str | None = None,
+    methods: Collection[str] | None = UNET_METHODS,
 ) -> StableDiffusionInpaintPipeline:
     """Load the inpainting pipeline of its family (:func:`pipeline_family`): a
-    ``StableDiffusionInpaintPipeline`` (no safety checker) or a ``StableDiffusionXLInpaintPipeline``;
-    progress bars off; on the CPU.
+    ``StableDiffusionInpaintPipeline`` (no safety checker), a ``StableDiffusionXLInpaintPipeline``
+    or a ``FluxFillPipeline``; progress bars off; on the CPU.
 
     ``revision`` picks a branch, tag or commit of a hub id; ``variant`` a weights variant
     (``fp16``); ``dtype`` the precision the components are loaded in (pass ``torch.float32`` to
     train from fp16-variant weights). Components with ``.bin`` weights only are converted first.
+    ``methods`` are the families accepted (default: the UNet ones, which train-lora trains; a
+    FLUX folder is refused in one line unless ``"flux"`` is among them; ``None``: any).
     """
     import diffusers
     from safetensors import SafetensorError
 
     from inpaint.models.weight_files import safetensors_view
 
-    checked = sd_model_dir(id_or_dir, revision=revision, variant=variant)
+    checked = sd_model_dir(id_or_dir, revision=revision, variant=variant, methods=methods)
     family = pipeline_family(checked, os.fspath(id_or_dir))
     folders = [folder for folder in _COMPONENTS if (checked / folder).is_dir()]
     root = safetensors_view(checked, folders, os.fspath(id_or_dir), variant)
@@ -437,10 +532,13 @@ def _first_line(error: BaseException, limit: int = 240) -> str:
 # ---- the availability check of the registry (no torch, no diffusers) ---------------------------
 
 
-def sd_unavailable(options: MethodOptions, default_base: str = DEFAULT_SD_BASE) -> str | None:
-    """Registry check for ``sd`` (and ``sdxl``, whose ``default_base`` is
-    :data:`DEFAULT_SDXL_BASE`): the base must be an inpainting pipeline of a supported family on
-    disk, cached or downloadable; ``lora`` and ``captions`` must exist."""
+def sd_unavailable(
+    options: MethodOptions, default_base: str = DEFAULT_SD_BASE, methods: Collection[str] = UNET_METHODS
+) -> str | None:
+    """Registry check for ``sd`` (and ``sdxl``, whose ``default_base`` is :data:`DEFAULT_SDXL_BASE`;
+    and ``flux``: :data:`DEFAULT_FLUX_BASE`, ``methods=("flux",)``): the base must be an inpainting
+    pipeline of one of ``methods``' families on disk, cached or downloadable; ``lora`` and
+    ``captions`` must exist."""
     from inpaint.models.hub import cached_availability, download_hint, meant_as_local
 
     if options.captions is not None and not Path(options.captions).expanduser().is_file():
@@ -452,19 +550,20 @@ def sd_unavailable(options: MethodOptions, default_base: str = DEFAULT_SD_BASE) 
         if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
             return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
     base = options.weights or default_base
+    kind = "FLUX.1 Fill" if "flux" in methods else "Stable Diffusion inpainting"
     if meant_as_local(base):  # a folder that is not there: downloading is no fix
-        fix = "pass an existing Stable Diffusion inpainting pipeline folder"
+        fix = f"pass an existing {kind} pipeline folder"
     else:
         fix = (
             f"download it on a connected machine with {download_hint(base, options.revision, options.variant)} "
-            "or pass a local Stable Diffusion inpainting pipeline folder with --weights"
+            f"or pass a local {kind} pipeline folder with --weights"
         )
     path = Path(base).expanduser()
     if path.is_dir():
         if options.revision is not None:
             return f"--revision {options.revision}: only a hub model has revisions; {base} is a local directory"
         try:
-            check_pipeline_folder(path, base, options.variant)
+            check_pipeline_folder(path, base, options.variant, methods)
         except InputError as e:
             return str(e)
         return None
@@ -474,8 +573,8 @@ def sd_unavailable(options: MethodOptions, default_base: str = DEFAULT_SD_BASE) 
         return f"{base}: no such directory; {fix}"
     return cached_availability(
         base,
-        ("unet/config.json", "config.json"),
-        _cached_pipeline_problem(base),
+        ("unet/config.json", "transformer/config.json", "config.json"),
+        _cached_pipeline_problem(base, methods),
         fix,
         options.local_only,
         revision=options.revision,
@@ -483,17 +582,35 @@ def sd_unavailable(options: MethodOptions, default_base: str = DEFAULT_SD_BASE) 
     )
 
 
-def _cached_pipeline_problem(repo_id: str):
-    """A check for :func:`~inpaint.models.hub.cached_availability`: a cached 9-channel pipeline UNet."""
+def _cached_pipeline_problem(repo_id: str, methods: Collection[str] = UNET_METHODS):
+    """A check for :func:`~inpaint.models.hub.cached_availability`: a cached 9-channel pipeline UNet,
+    or a FLUX.1 Fill transformer (more input channels than output: the mask and masked image's),
+    whichever ``methods`` run."""
     import json
 
     def check(filename: str, config: Path) -> str | None:
         if filename == "config.json":
-            return f"{repo_id}: a single model, not a Stable Diffusion pipeline (no unet/)"
+            return f"{repo_id}: a single model, not a diffusers pipeline (no unet/ nor transformer/)"
         try:
-            channels = json.loads(config.read_text(encoding="utf-8")).get("in_channels")
+            loaded = json.loads(config.read_text(encoding="utf-8"))
+            channels = loaded.get("in_channels")
         except (OSError, ValueError, AttributeError):
-            channels = None
+            loaded, channels = {}, None
+        denoiser = filename.split("/")[0]
+        if not any(FAMILIES[method].denoiser == denoiser for method in methods):
+            other = next(f.method for f in FAMILIES.values() if f.denoiser == denoiser)
+            return (
+                f"{repo_id}: a pipeline with a {denoiser}/ (run it with --model {other}), not supported; "
+                f"supported: {_supported(methods)}"
+            )
+        if denoiser == "transformer":
+            out = loaded.get("out_channels") or channels
+            if not isinstance(channels, int) or not isinstance(out, int) or channels <= out:
+                return (
+                    f"{repo_id}: its transformer takes {channels} input channels, no more than it outputs: "
+                    f"not a Fill model (use {DEFAULT_FLUX_BASE})"
+                )
+            return None
         if channels != INPAINT_CHANNELS:
             return (
                 f"{repo_id}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}: not an inpainting model"
