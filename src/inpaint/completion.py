@@ -486,6 +486,9 @@ def complete_folder(
     if dist.is_main:
         for record in records.values():
             record.merge_parts()
+    # Leave together: a process that tore down its end of the group while the main process was
+    # still folding the record could abort at exit ("terminate called without an active exception").
+    dist.barrier()
     return CompletionReport.merged(reports, [pair.name for pair in pairs_in_order])
 
 
