@@ -92,6 +92,12 @@ def tiny_flux_fill_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_kandinsky_inpaint_dir(tmp_path_factory) -> Path:
+    """A tiny Kandinsky 2.2 combined inpainting pipeline (a prior over CLIP embeddings, a 9-channel UNet decoder)."""
+    return testing.save_tiny_kandinsky_inpaint(tmp_path_factory.mktemp("tiny-kandinsky"))
+
+
+@pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real 64x64 RGB photo (scikit-image's astronaut), uint8."""
     from PIL import Image

@@ -47,6 +47,8 @@ def test_doctor_json_reports_versions_devices_models_and_weights(cli, fake_hub_c
         "stable-diffusion-v1-5/stable-diffusion-inpainting": "missing",
         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1": "missing",
         "black-forest-labs/FLUX.1-Fill-dev": "missing",
+        "kandinsky-community/kandinsky-2-2-decoder-inpaint": "missing",
+        "kandinsky-community/kandinsky-2-2-prior": "missing",
         "Salesforce/blip-image-captioning-base": "incomplete",
     }
     missing = next(m for m in report["models"] if m["status"] == "missing")

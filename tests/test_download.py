@@ -96,7 +96,10 @@ def test_offline_it_lists_what_is_present_and_missing_and_fetches_nothing(
 def test_names_and_revision_are_checked(cli, caches):
     result = cli("download", "ddpm", "nope")
     assert result.code == 2
-    assert "'nope': nothing to download by that name; choose from ddpm, sd, sdxl, flux, blip" in result.err
+    assert (
+        "'nope': nothing to download by that name; choose from ddpm, sd, sdxl, flux, kandinsky, "
+        "kandinsky-prior, blip" in result.err
+    )
     result = cli("download", "--revision", "v2")
     assert result.code == 2 and "--revision v2: a revision belongs to one repository" in result.err
     result = cli("download", "sd", "--variant", "fp16 x")
@@ -358,8 +361,13 @@ def test_a_variant_the_repository_lacks_is_a_failure_that_says_so(fake_snapshot_
 def test_unknown_names_are_input_errors():
     from inpaint.download import items
 
-    with pytest.raises(InputError, match="choose from ddpm, sd, sdxl, flux, blip, lpips, fid, lpips-vgg"):
+    with pytest.raises(
+        InputError, match="choose from ddpm, sd, sdxl, flux, kandinsky, kandinsky-prior, blip, lpips, fid, lpips-vgg"
+    ):
         items(["flux1"])
     assert [i.name for i in items(["flux"])] == ["flux"] and not items(["flux"])[0].default
+    # Kandinsky 2.2's decoder needs its prior, a repository of its own: naming it fetches both.
+    assert [i.name for i in items(["kandinsky"])] == ["kandinsky", "kandinsky-prior"]
+    assert not any(i.default for i in items(["kandinsky"]))
     assert [i.name for i in items()] == ["ddpm", "sd", "blip", "lpips", "fid"]
     assert [i.name for i in items(["fid", "ddpm", "fid"])] == ["ddpm", "fid"]

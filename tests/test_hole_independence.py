@@ -34,6 +34,7 @@ _TINY = {
     "sd": ("tiny_sd_inpaint_dir", 2),
     "sdxl": ("tiny_sdxl_inpaint_dir", 2),
     "flux": ("tiny_flux_fill_dir", 2),
+    "kandinsky": ("tiny_kandinsky_inpaint_dir", 2),
 }
 
 

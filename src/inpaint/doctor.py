@@ -89,6 +89,26 @@ KNOWN_MODELS = (
         ),
     ),
     KnownModel(
+        "kandinsky-community/kandinsky-2-2-decoder-inpaint",
+        "kandinsky: Kandinsky 2.2 Inpainting's decoder (with kandinsky-community/kandinsky-2-2-prior)",
+        "model_index.json",
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin",
+        ),
+    ),
+    KnownModel(
+        "kandinsky-community/kandinsky-2-2-prior",
+        "kandinsky: Kandinsky 2.2's prior (prompt -> CLIP image embedding)",
+        "model_index.json",
+        (
+            "prior/diffusion_pytorch_model.safetensors",
+            "prior/diffusion_pytorch_model.fp16.safetensors",
+            "prior/diffusion_pytorch_model.bin",
+        ),
+    ),
+    KnownModel(
         "Salesforce/blip-image-captioning-base",
         "caption: BLIP captions",
         "config.json",

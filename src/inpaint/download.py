@@ -45,7 +45,8 @@ class Item:
     ``hub`` items are a hub repository ``source`` fetched as the loader's ``files`` (the module
     attribute holding its :class:`~inpaint.models.weight_files.ModelFiles`); ``file`` items are the
     :class:`~inpaint.metrics.weights.WeightFile` named ``source`` in :mod:`inpaint.metrics.weights`.
-    ``default`` items are fetched when no name is given.
+    ``default`` items are fetched when no name is given; naming an item fetches the items named in
+    its ``also`` too (Kandinsky 2.2's decoder needs its prior, a repository of its own).
     """
 
     name: str
@@ -54,6 +55,7 @@ class Item:
     purpose: str
     files: str = ""
     default: bool = True
+    also: tuple[str, ...] = ()
 
 
 #: Everything ``inpaint download`` knows, in the order it fetches them. Module attributes are named
@@ -88,6 +90,24 @@ ITEMS: tuple[Item, ...] = (
         "FLUX.1 Fill dev: the flux method (about 34 GB in bf16; only when named; gated on the hub: accept its "
         "licence, then `hf auth login`)",
         "inpaint.models.sd_weights:PIPELINE_FILES",
+        default=False,
+    ),
+    Item(
+        "kandinsky",
+        "hub",
+        "kandinsky-community/kandinsky-2-2-decoder-inpaint",
+        "Kandinsky 2.2 Inpainting's decoder: the kandinsky method, with kandinsky-prior (fetched with it; about "
+        "5 GB in fp16 for the two; only when named)",
+        "inpaint.models.sd_weights:PIPELINE_FILES",
+        default=False,
+        also=("kandinsky-prior",),
+    ),
+    Item(
+        "kandinsky-prior",
+        "hub",
+        "kandinsky-community/kandinsky-2-2-prior",
+        "Kandinsky 2.2's prior (prompt -> CLIP image embedding): the kandinsky method's second half",
+        "inpaint.models.sd_weights:PRIOR_FILES",
         default=False,
     ),
     Item(
@@ -140,7 +160,7 @@ def items(names: Sequence[str] = ()) -> list[Item]:
     unknown = [name for name in names if name not in _BY_NAME]
     if unknown:
         raise InputError(f"{unknown[0]!r}: nothing to download by that name; choose from {', '.join(_BY_NAME)}")
-    wanted = set(names)
+    wanted = set(names) | {also for name in names for also in _BY_NAME[name].also}
     return [item for item in ITEMS if (item.name in wanted if names else item.default)]
 
 

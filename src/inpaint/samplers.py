@@ -69,6 +69,10 @@ class SamplerSpec:
 
 #: The methods that run a diffusers latent pipeline (its own scheduler loop): SD 1.x/2.x and SDXL.
 LATENT_METHODS = ("sd", "sdxl")
+#: The methods whose schedulers keep their pipeline's own timestep spacing (no ``pixel_kwargs``):
+#: the latent ones and Kandinsky 2.2, whose decoder takes its own DDPM only (its loop calls no
+#: ``scale_model_input``, which Euler-type schedulers need).
+PIPELINE_METHODS = (*LATENT_METHODS, "kandinsky")
 
 #: Every ``--sampler`` name. The pixel loops re-impose the known region as a variance-preserving
 #: ``q_sample``, so the ``ddpm`` method takes the VP schedulers only; Euler, PNDM and UniPC are
@@ -76,13 +80,14 @@ LATENT_METHODS = ("sd", "sdxl")
 SAMPLERS: dict[str, SamplerSpec] = {
     spec.name: spec
     for spec in (
-        # Ancestral DDPM (Ho et al. 2020); 1000 steps is the study's setting.
+        # Ancestral DDPM (Ho et al. 2020); 1000 steps is the study's setting. Kandinsky 2.2's
+        # decoder's own scheduler (its only sampler; naming it changes nothing).
         SamplerSpec(
             "ddpm",
             "DDPM",
             "DDPMScheduler",
             1000,
-            ("ddpm", *LATENT_METHODS),
+            ("ddpm", *LATENT_METHODS, "kandinsky"),
             pixel_kwargs={"timestep_spacing": "trailing"},
         ),
         # Deterministic DDIM, eta = 0 (Song, Meng & Ermon 2021).
@@ -302,7 +307,7 @@ def make_scheduler(sampler: str, scheduler_config: Mapping[str, Any], method: st
         raise ValueError(f"unknown sampler {sampler!r} for {method}; choose from {', '.join(names)}")
     config = dict(scheduler_config)
     kwargs = dict(spec.kwargs)
-    if method not in LATENT_METHODS:
+    if method not in PIPELINE_METHODS:
         kwargs.update(spec.pixel_kwargs)
         if spec.scheduler == "DPMSolverMultistepScheduler":
             # DPM-Solver++ has no clip_sample; dynamic thresholding with a maximum of the clip range

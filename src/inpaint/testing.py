@@ -506,6 +506,163 @@ def save_tiny_flux_fill(directory: Path, seed: int = 0) -> Path:
     return Path(directory)
 
 
+def save_tiny_kandinsky_inpaint(directory: Path, seed: int = 0, *, combined: bool = True) -> Path:
+    """Save a tiny ``KandinskyV22InpaintCombinedPipeline`` shaped as Kandinsky 2.2 inpainting is (as
+    diffusers' own tests build it): the decoder, a 9-channel UNet (noisy latent, masked-image latent,
+    mask) that predicts noise and a learned variance (8 output channels), conditioned on a CLIP image
+    embedding alone (``addition_embed_type="image"``, ``encoder_hid_dim_type="image_proj"``), a
+    MoVQ ``VQModel`` that downsamples by 8 (so sizes round up to 64, as the real one's) and DDPM;
+    the prior, a ``PriorTransformer`` over CLIP embeddings with a CLIP text encoder, a CLIP vision
+    encoder (the negative embedding is that of a black image), a ``CLIPImageProcessor`` and UnCLIP's
+    scheduler. All embeddings are 32-dimensional.
+
+    ``combined=False`` lays it out as the hub publishes it instead: the decoder alone
+    (``KandinskyV22InpaintPipeline``) in ``directory/decoder`` and the prior
+    (``KandinskyV22PriorPipeline``) in ``directory/prior``; returns ``directory``."""
+    import torch
+    from diffusers import (
+        DDPMScheduler,
+        KandinskyV22InpaintCombinedPipeline,
+        KandinskyV22InpaintPipeline,
+        KandinskyV22PriorPipeline,
+        PriorTransformer,
+        UnCLIPScheduler,
+        UNet2DConditionModel,
+        VQModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    embedding = 32
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        in_channels=9,
+        out_channels=8,  # noise and its learned variance
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=embedding,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=embedding,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+        sample_size=8,
+    )
+    torch.manual_seed(seed)
+    movq = VQModel(
+        block_out_channels=[32, 32, 32, 32],  # 4 blocks: downsamples by 8, as the real MoVQ (its norm: 32 groups)
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        vq_embed_dim=4,
+    )
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+        thresholding=False,
+    )
+    torch.manual_seed(seed)
+    prior = PriorTransformer(
+        num_attention_heads=2,
+        attention_head_dim=12,
+        embedding_dim=embedding,
+        num_layers=1,
+    )
+    # The real prior's clip_mean and clip_std are trained buffers; ones keep the tiny one's scale.
+    prior.clip_std = torch.nn.Parameter(torch.ones(1, embedding))
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=embedding,
+            projection_dim=embedding,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    )
+    torch.manual_seed(seed)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=embedding,
+            image_size=32,
+            projection_dim=embedding,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_channels=3,
+            num_hidden_layers=2,
+            patch_size=16,
+        )
+    )
+    image_processor = CLIPImageProcessor(
+        crop_size=32,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
+        size=32,
+    )
+    prior_scheduler = UnCLIPScheduler(
+        variance_type="fixed_small_log",
+        prediction_type="sample",
+        num_train_timesteps=1000,
+        clip_sample=True,
+        clip_sample_range=10.0,
+    )
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        tokenizer = tiny_clip_tokenizer(Path(tokenizer_dir))
+    directory = Path(directory)
+    if not combined:
+        KandinskyV22InpaintPipeline(unet=unet, scheduler=scheduler, movq=movq).save_pretrained(directory / "decoder")
+        KandinskyV22PriorPipeline(
+            prior=prior,
+            image_encoder=image_encoder,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            scheduler=prior_scheduler,
+            image_processor=image_processor,
+        ).save_pretrained(directory / "prior")
+        return directory
+    KandinskyV22InpaintCombinedPipeline(
+        unet=unet,
+        scheduler=scheduler,
+        movq=movq,
+        prior_prior=prior,
+        prior_image_encoder=image_encoder,
+        prior_text_encoder=text_encoder,
+        prior_tokenizer=tokenizer,
+        prior_scheduler=prior_scheduler,
+        prior_image_processor=image_processor,
+    ).save_pretrained(directory)
+    return directory
+
+
 def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
     """A tiny SD inpainting pipeline whose VAE downsamples by 8, as SD 1.5's does (4 encoder
     blocks), with SD 1.5's PNDM schedule: 512-px images give 64x64 latents at a tiny cost."""

@@ -18,6 +18,8 @@ def download(
             "(repaint, train-ddpm), sd = stable-diffusion-v1-5/stable-diffusion-inpainting (sd, "
             "train-lora), sdxl = diffusers/stable-diffusion-xl-1.0-inpainting-0.1 (sdxl), flux = "
             "black-forest-labs/FLUX.1-Fill-dev (flux; gated on the hub: accept its licence, then `hf auth login`), "
+            "kandinsky = kandinsky-community/kandinsky-2-2-decoder-inpaint with kandinsky-prior = "
+            "kandinsky-community/kandinsky-2-2-prior (kandinsky; naming kandinsky fetches both), "
             "blip = Salesforce/blip-image-captioning-base (caption), lpips = "
             "alexnet-owt-7be5be79.pth, fid = pt_inception-2015-12-05-6726825d.pth (bench), lpips-vgg = "
             "vgg16-397923af.pth.",

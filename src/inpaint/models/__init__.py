@@ -284,3 +284,16 @@ register(
         reads=_SD_READS - {"ema", "attention_slicing"},
     )
 )
+register(
+    MethodInfo(
+        name="kandinsky",
+        summary="Kandinsky 2.2 Inpainting (a prior, then a decoder), 768 px native; 50 steps, guidance 4",
+        target="inpaint.models.kandinsky:KandinskyInpainter",
+        priority=31,
+        heavy=True,
+        unavailable=lambda options: importlib.import_module("inpaint.models.sd_weights").kandinsky_unavailable(options),
+        # --strength below 1, --crop-padding, --lora and the slicing levers are refused by the
+        # method itself, with a reason; the EMA switch (of LoRAs) is ignored.
+        reads=_SD_READS - {"ema"},
+    )
+)

@@ -201,7 +201,7 @@ def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device
 
     from inpaint.devices import speed_up
     from inpaint.models.hub import quiet_loading
-    from inpaint.models.sd_pipeline import denoiser
+    from inpaint.models.sd_pipeline import denoiser, is_kandinsky
 
     if o.cpu_offload:  # accelerate hooks move each model to the GPU when it runs, then back
         pipe.enable_model_cpu_offload(device=device)
@@ -214,8 +214,8 @@ def _apply_levers(pipe: StableDiffusionInpaintPipeline, o: MethodOptions, device
         pipe.vae.enable_slicing()
     if o.vae_tiling:  # overlapping tiles, blended: large images in little memory, not bit-identical
         pipe.vae.enable_tiling()
-    if o.channels_last:
-        pipe.vae.to(memory_format=torch.channels_last)
+    if o.channels_last:  # Kandinsky 2.2's autoencoder is its MoVQ
+        (pipe.movq if is_kandinsky(pipe) else pipe.vae).to(memory_format=torch.channels_last)
     speed_up(denoiser(pipe), device, channels_last=o.channels_last, compile=o.compile)
 
 

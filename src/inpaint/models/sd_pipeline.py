@@ -1,10 +1,11 @@
-"""Running diffusers' inpainting pipelines for ``sd``, ``sdxl``, ``flux`` and ``train-lora``'s validation.
+"""Running diffusers' inpainting pipelines: ``sd``, ``sdxl``, ``flux``, ``kandinsky``, ``train-lora``'s validation.
 
 :func:`run_pipeline` takes tensors in [0, 1] and returns the raw output at the input size:
 
 - Any size: the image is processed at its size rounded *up* to a multiple of 8 (16 for FLUX.1
-  Fill, whose transformer reads 2x2 patches of latent cells: :func:`size_multiple`; bicubic; the
-  mask grows to cover every pixel that touches the hole) and the result resized back.
+  Fill, whose transformer reads 2x2 patches of latent cells; 64 for Kandinsky 2.2, whose decoder
+  sizes its latents as ``ceil(size / 64) * 8``: :func:`size_multiple`; bicubic; the mask grows to
+  cover every pixel that touches the hole) and the result resized back.
 - ``crop_padding`` (diffusers' ``padding_mask_crop``; UNet pipelines only): only the hole's
   bounding box, padded and widened to the image's aspect ratio, is generated, at the model's native
   size (512 px long side for SD 1.5) — small holes in large images get full detail.
@@ -14,9 +15,16 @@
 - The mask reaches the UNet max-pooled to the latent grid (:func:`latent_mask`), not sampled
   one pixel per 8x8 cell as diffusers does: strokes thinner than a cell are never lost. FLUX.1
   Fill's pipeline packs every pixel of the mask into channels of its own: nothing is lost there.
+  Kandinsky 2.2's decoder has no ``prepare_mask_latents``: it binarizes the mask at 0.5, resizes it
+  to the latent grid by nearest sampling and grows the hole by one cell (its ``prepare_mask``); it
+  is given the mask already max-pooled to the latent grid and blown back up to whole cells
+  (:func:`cell_mask`), so its nearest sampling loses nothing either.
 - The denoiser (:func:`denoiser`) is the UNet, or FLUX's transformer: its calls are counted.
 - Randomness: one CPU generator per image (initial noise, VAE sampling, ancestral steps), so a
   batch gives the images' single-run results (up to float summation order) on any device.
+  Kandinsky 2.2's decoder blends every image of a batch with the first one's known latents
+  (``image[:1]``, ``mask_image[:1]``): its images run one at a time (prior and decoder), each with
+  its own generator.
 
 :func:`unet_in_bf16` runs the UNet alone in bf16 with fp32 inputs and outputs.
 Nothing heavy is imported at module import.
@@ -71,6 +79,11 @@ def round_up(n: int, multiple: int) -> int:
     return max(multiple, math.ceil(n / multiple) * multiple)
 
 
+def is_kandinsky(pipe) -> bool:
+    """Whether ``pipe`` is Kandinsky 2.2's combined inpainting pipeline (a prior, then a decoder)."""
+    return getattr(pipe, "prior_pipe", None) is not None and getattr(pipe, "decoder_pipe", None) is not None
+
+
 def denoiser(pipe) -> torch.nn.Module:
     """The network the pipeline's sampler calls: its UNet, or FLUX's transformer."""
     unet = getattr(pipe, "unet", None)
@@ -84,11 +97,16 @@ def is_unet_pipeline(pipe) -> bool:
 
 def size_multiple(pipe) -> int:
     """What the work size is rounded up to: 8 for the UNet pipelines (as before, whatever their VAE),
-    the VAE's factor times the 2x2 patch for FLUX (16)."""
+    the VAE's factor times the 2x2 patch for FLUX (16), the square of the MoVQ's factor for
+    Kandinsky 2.2 (64: its decoder's ``downscale_height_and_width``)."""
+    if is_kandinsky(pipe):
+        return max(8, pipe.decoder_pipe.movq_scale_factor**2)
     return 8 if is_unet_pipeline(pipe) else max(8, 2 * pipe.vae_scale_factor)
 
 
 def _title(pipe) -> str:
+    if is_kandinsky(pipe):
+        return "Kandinsky 2.2"
     return "Stable Diffusion" if is_unet_pipeline(pipe) else "FLUX.1 Fill"
 
 
@@ -120,7 +138,7 @@ def run_pipeline(
 
     progress = progress or NullProgress()
     unet = is_unet_pipeline(pipe)
-    if unet:  # FLUX packs the whole-resolution mask itself
+    if unet and not is_kandinsky(pipe):  # FLUX packs the whole-resolution mask itself; Kandinsky: cell_mask
         _max_pooled_mask_latents(pipe)
     _quiet_vae_casts()
     calls = [0]
@@ -129,7 +147,7 @@ def run_pipeline(
     try:
         if settings.crop_padding is None:
             out = _run_whole(pipe, images, masks, prompts, generators, settings, progress)
-            per_image = calls[0]
+            per_image = calls[0] // n if is_kandinsky(pipe) else calls[0]
         else:
             out = torch.cat(
                 [
@@ -191,12 +209,13 @@ def _feathered(pipe, masks: torch.Tensor, radius: int) -> torch.Tensor:
     """
     import numpy as np
     import torch
+    from diffusers.image_processor import VaeImageProcessor
     from PIL import Image
 
     soft = []
     for mask in masks[:, 0]:
         picture = Image.fromarray((mask.numpy() * 255).astype(np.uint8))
-        soft.append(torch.from_numpy(np.asarray(pipe.mask_processor.blur(picture, radius), dtype=np.float32) / 255))
+        soft.append(torch.from_numpy(np.asarray(VaeImageProcessor.blur(picture, radius), dtype=np.float32) / 255))
     return torch.maximum(torch.stack(soft)[:, None], masks)
 
 
@@ -214,16 +233,20 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
         if settings.starts_from_input:  # SDEdit starts from the whole input, hole included
             x = F.interpolate(images, size=work, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     soft = _feathered(pipe, m, settings.mask_blur) if settings.mask_blur > 0 else m
-    progress.start(_title(pipe), steps_run(pipe, settings))
-    result = pipe(
-        image=x,
-        mask_image=soft,
-        height=work[0],
-        width=work[1],
-        generator=list(generators),
-        output_type="pt",
-        **_common(pipe, prompts, settings, progress),
-    ).images
+    if is_kandinsky(pipe):
+        progress.start(_title(pipe), steps_run(pipe, settings) * len(prompts))
+        result = _kandinsky(pipe, x, soft, work, prompts, generators, settings, progress)
+    else:
+        progress.start(_title(pipe), steps_run(pipe, settings))
+        result = pipe(
+            image=x,
+            mask_image=soft,
+            height=work[0],
+            width=work[1],
+            generator=list(generators),
+            output_type="pt",
+            **_common(pipe, prompts, settings, progress),
+        ).images
     progress.finish()
     result = result.float().cpu().clamp(0, 1)
     if settings.mask_blur > 0:
@@ -234,6 +257,46 @@ def _run_whole(pipe, images, masks, prompts, generators, settings: Generation, p
             0, 1
         )
     return result
+
+
+def _kandinsky(pipe, x, soft, work, prompts, generators, settings: Generation, progress: Progress) -> torch.Tensor:
+    """Kandinsky 2.2's combined pipeline, one image at a time (see the module docstring): images in
+    [-1, 1] as its decoder takes tensors, the mask as whole latent cells (:func:`cell_mask`, 1 =
+    fill, the polarity of diffusers >= 0.19), the output ("pt": the MoVQ's [-1, 1]) back to [0, 1].
+    The prior runs diffusers' defaults (25 steps, guidance 4); ``guidance`` is the decoder's."""
+    import torch
+
+    factor = pipe.decoder_pipe.movq_scale_factor
+    cells = cell_mask((soft >= 0.5).to(soft.dtype), factor)  # the decoder binarizes at 0.5 too
+    negative = settings.negative_prompt
+    out = []
+    for i, prompt in enumerate(prompts):
+        out.append(
+            pipe(
+                prompt=prompt,
+                negative_prompt=negative,
+                image=x[i : i + 1] * 2 - 1,
+                mask_image=cells[i : i + 1].clone(),  # binarized in place by the pipeline
+                height=work[0],
+                width=work[1],
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                generator=generators[i],  # one generator: the prior doubles its batch for a negative prompt
+                output_type="pt",
+                callback_on_step_end=_step_callback(progress),
+            ).images
+        )
+    return (torch.cat(out).float() + 1) / 2
+
+
+def cell_mask(masks: torch.Tensor, factor: int) -> torch.Tensor:
+    """Masks (N, 1, H, W) (H, W multiples of ``factor``) as whole ``factor`` x ``factor`` cells: a
+    cell is hole if any of its pixels is (:func:`latent_mask`), at the pixel size again, so a
+    pipeline that resizes the mask to the latent grid by nearest sampling gets the max-pooled mask."""
+    import torch.nn.functional as F
+
+    height, width = masks.shape[2:]
+    return F.interpolate(latent_mask(masks, (height // factor, width // factor)), size=(height, width), mode="nearest")
 
 
 def latent_mask(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

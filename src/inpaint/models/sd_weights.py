@@ -60,6 +60,14 @@ INPAINT_CHANNELS = 9
 DEFAULT_SDXL_BASE = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
 #: FLUX.1 Fill [dev] (Black Forest Labs 2024; gated on the hub: accept its licence, then `hf auth login`).
 DEFAULT_FLUX_BASE = "black-forest-labs/FLUX.1-Fill-dev"
+#: Kandinsky 2.2 inpainting's decoder (Razzhigaev et al. 2023): a 9-channel UNet conditioned on CLIP
+#: image embeddings, and a MoVQ autoencoder. Its hub repository holds the decoder alone.
+DEFAULT_KANDINSKY_BASE = "kandinsky-community/kandinsky-2-2-decoder-inpaint"
+#: The prior that turns prompts into the CLIP image embeddings the decoder reads (its own repository).
+DEFAULT_KANDINSKY_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
+#: A Kandinsky 2.2 inpainting decoder saved alone (the hub repository's class): its prior is
+#: :data:`DEFAULT_KANDINSKY_PRIOR`, loaded beside it.
+KANDINSKY_DECODER = "KandinskyV22InpaintPipeline"
 #: The methods whose pipelines have a 9-channel UNet (train-lora's bases, and LoRAs, are theirs).
 UNET_METHODS = ("sd", "sdxl")
 
@@ -72,7 +80,9 @@ class PipelineFamily:
     ``pipeline`` the diffusers class; ``classes`` the ``_class_name`` values of ``model_index.json``
     that belong here (a 9-channel UNet saved under the text-to-image or image-to-image class of the
     family runs the same way); ``text_encoders`` the component folders of its text encoders;
-    ``denoiser`` the folder of the network the sampler calls (``unet`` or ``transformer``).
+    ``denoiser`` the folder of the network the sampler calls (``unet`` or ``transformer``);
+    ``autoencoder`` that of its autoencoder (``vae``, Kandinsky's ``movq``); ``prior`` the folders
+    of the other weighted components of a combined pipeline (Kandinsky's prior and image encoder).
     """
 
     method: str
@@ -82,6 +92,16 @@ class PipelineFamily:
     text_encoders: tuple[str, ...]
     default_base: str
     denoiser: str = "unet"
+    autoencoder: str = "vae"
+    prior: tuple[str, ...] = ()
+
+    def weighted(self, class_name: str | None) -> tuple[str, ...]:
+        """The component folders with weights that a folder saved as ``class_name`` must hold: a
+        Kandinsky decoder saved alone (:data:`KANDINSKY_DECODER`) has no prior (it is loaded from
+        :data:`DEFAULT_KANDINSKY_PRIOR`)."""
+        prior = () if class_name == KANDINSKY_DECODER else (*self.text_encoders, *self.prior)
+        encoders = () if self.prior else self.text_encoders
+        return (self.denoiser, self.autoencoder, *encoders, *prior)
 
 
 #: The supported families, by method name. SD and SDXL have a 9-channel UNet conditioned as
@@ -89,6 +109,9 @@ class PipelineFamily:
 #: size/crop conditioning, which its pipeline computes. FLUX.1 Fill has a transformer over 2x2
 #: patches of 16-channel latents, conditioned on the packed masked-image latent and the mask packed
 #: per pixel (:func:`flux_fill_channels`: 384 input channels), with a CLIP and a T5 text encoder.
+#: Kandinsky 2.2's decoder is a 9-channel UNet too (``concat(noisy latent, masked-image latent,
+#: mask)`` of a MoVQ autoencoder), conditioned on CLIP image embeddings that a prior makes from the
+#: prompt: the combined pipeline holds the prior's components as ``prior_*`` folders.
 FAMILIES: dict[str, PipelineFamily] = {
     family.method: family
     for family in (
@@ -117,12 +140,20 @@ FAMILIES: dict[str, PipelineFamily] = {
             DEFAULT_FLUX_BASE,
             denoiser="transformer",
         ),
+        PipelineFamily(
+            "kandinsky",
+            "Kandinsky 2.2 Inpainting",
+            "KandinskyV22InpaintCombinedPipeline",
+            ("KandinskyV22InpaintCombinedPipeline", KANDINSKY_DECODER),
+            ("prior_text_encoder",),
+            DEFAULT_KANDINSKY_BASE,
+            autoencoder="movq",
+            prior=("prior_prior", "prior_image_encoder"),
+        ),
     )
 }
 #: Inpainting pipelines of other designs, named in the message that refuses them.
 _OTHER_DESIGNS = {
-    "KandinskyV22InpaintPipeline": "Kandinsky 2.2 (a prior and a decoder)",
-    "KandinskyV22InpaintCombinedPipeline": "Kandinsky 2.2 (a prior and a decoder)",
     "KandinskyInpaintPipeline": "Kandinsky 2.1",
     "FluxInpaintPipeline": "FLUX.1 text-to-image weights; FLUX.1 Fill runs as --model flux",
     "StableDiffusion3InpaintPipeline": "Stable Diffusion 3 (a transformer, not a UNet)",
@@ -150,6 +181,16 @@ def local_family(base: str, revision: str | None = None) -> PipelineFamily | Non
         return None
 
 
+def pipeline_class(root: Path) -> str | None:
+    """The ``_class_name`` of ``root/model_index.json``; ``None`` when it cannot be read."""
+    try:
+        index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def pipeline_family(root: Path, label: str) -> PipelineFamily:
     """The family of the pipeline folder ``root``, from its ``model_index.json``; an
     :class:`InputError` naming the class and what is supported otherwise."""
@@ -171,23 +212,35 @@ def pipeline_family(root: Path, label: str) -> PipelineFamily:
 @dataclass(frozen=True)
 class PipelineFiles(ModelFiles):
     """:class:`~inpaint.models.weight_files.ModelFiles` of a pipeline whose denoiser is one of
-    ``denoisers`` (a UNet pipeline has ``unet/``, FLUX ``transformer/``): each is optional alone,
-    but a folder with neither lacks one."""
+    ``denoisers`` (a UNet pipeline has ``unet/``, FLUX ``transformer/``) and whose autoencoder is one
+    of ``autoencoders`` (``vae/``, Kandinsky's ``movq/``): each is optional alone, but a folder with
+    none of a kind lacks one."""
 
     denoisers: tuple[str, ...] = ()
+    autoencoders: tuple[str, ...] = ()
 
     def missing(self, root: Path, variant: str | None = None) -> list[str]:
         lacking = super().missing(root, variant)
-        if self.denoisers and not any((root / folder / "config.json").is_file() for folder in self.denoisers):
-            at = sum(1 for name in self.required_files if not (root / name).is_file())
-            lacking.insert(at, " or ".join(f"{folder}/config.json" for folder in self.denoisers))
+        at = sum(1 for name in self.required_files if not (root / name).is_file())
+        for kind in (self.denoisers, self.autoencoders):
+            if kind and not any((root / folder / "config.json").is_file() for folder in kind):
+                lacking.insert(at, " or ".join(f"{folder}/config.json" for folder in kind))
+                at += 1
+        # The other components its family needs (the text encoders), as model_index.json names it.
+        name = pipeline_class(root)
+        family = next((f for f in FAMILIES.values() if name in f.classes), None)
+        for folder in family.weighted(name) if family is not None else ():
+            if folder not in (*self.denoisers, *self.autoencoders) and not (root / folder / "config.json").is_file():
+                lacking.append(f"{folder}/config.json")
         return lacking
 
 
 #: What a pipeline is fetched as, and nothing else: no safety checker, no single-file checkpoints,
 #: the weights of one variant only (:meth:`~inpaint.models.weight_files.ModelFiles.patterns`).
 #: FLUX.1 Fill's repository also holds single-file checkpoints at its root; only its diffusers
-#: folders are fetched.
+#: folders are fetched. Kandinsky 2.2's decoder repository has ``unet/``, ``movq/`` and
+#: ``scheduler/`` only (no text encoder: the prior's repository, :data:`PRIOR_FILES`, has it); a
+#: combined pipeline saved with ``save_pretrained`` has the prior's components as ``prior_*``.
 PIPELINE_FILES = PipelineFiles(
     other=(
         "model_index.json",
@@ -196,22 +249,46 @@ PIPELINE_FILES = PipelineFiles(
         "tokenizer/*",
         "tokenizer_2/*",
         "feature_extractor/*.json",
+        "prior_scheduler/*.json",
+        "prior_tokenizer/*",
+        "prior_image_processor/*.json",
     ),
     components=(
-        Component("unet", DIFFUSERS, required=False),  # SD's and SDXL's denoiser
+        Component("unet", DIFFUSERS, required=False),  # SD's, SDXL's and Kandinsky's denoiser
         Component("transformer", DIFFUSERS, required=False),  # FLUX's denoiser
-        Component("vae", DIFFUSERS),
-        Component("text_encoder", TRANSFORMERS),
+        Component("vae", DIFFUSERS, required=False),
+        Component("movq", DIFFUSERS, required=False),  # Kandinsky's autoencoder
+        Component("text_encoder", TRANSFORMERS, required=False),  # all but a Kandinsky decoder alone
         Component("text_encoder_2", TRANSFORMERS, required=False),  # SDXL's second CLIP, FLUX's T5
+        Component("prior_prior", DIFFUSERS, required=False),  # a combined Kandinsky pipeline's prior
+        Component("prior_text_encoder", TRANSFORMERS, required=False),
+        Component("prior_image_encoder", TRANSFORMERS, required=False),
     ),
     required_files=("model_index.json",),
     denoisers=("unet", "transformer"),
+    autoencoders=("vae", "movq"),
+)
+#: What Kandinsky 2.2's prior repository (:data:`DEFAULT_KANDINSKY_PRIOR`) is fetched as.
+PRIOR_FILES = ModelFiles(
+    other=(
+        "model_index.json",
+        "*/config.json",
+        "scheduler/*.json",
+        "tokenizer/*",
+        "image_processor/*.json",
+    ),
+    components=(
+        Component("prior", DIFFUSERS),
+        Component("text_encoder", TRANSFORMERS),
+        Component("image_encoder", TRANSFORMERS),
+    ),
+    required_files=("model_index.json",),
 )
 _COMPONENTS = tuple(c.folder for c in PIPELINE_FILES.components)
 _LAYOUT = (
     "expected a diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
     "(SDXL: text_encoder_2/, tokenizer_2/ too; FLUX.1 Fill: transformer/ instead of unet/, text_encoder_2/, "
-    "tokenizer_2/)"
+    "tokenizer_2/; Kandinsky 2.2: unet/, movq/, scheduler/, and the prior's prior_* folders when combined)"
 )
 
 
@@ -256,12 +333,16 @@ def _check_denoiser(root: Path, label: str, family: PipelineFamily) -> None:
         )
 
 
-def check_family(family: PipelineFamily, label: str, methods: Collection[str] | None) -> None:
-    """Raise :class:`InputError` unless ``family`` is one of ``methods``' (``None``: any)."""
+def check_family(
+    family: PipelineFamily, label: str, methods: Collection[str] | None, class_name: str | None = None
+) -> None:
+    """Raise :class:`InputError` unless ``family`` is one of ``methods``' (``None``: any), naming
+    the folder's ``class_name`` when known (else the family's pipeline)."""
     if methods is None or family.method in methods:
         return
     raise InputError(
-        f"{label}: a {family.pipeline} ({family.title}: run it with --model {family.method}), not supported; "
+        f"{label}: a {class_name or family.pipeline} ({family.title}: run it with --model {family.method}), "
+        "not supported; "
         f"supported: {_supported(methods)}"
     )
 
@@ -280,13 +361,12 @@ def check_pipeline_folder(
         if (root / LORA_WEIGHT_NAME).is_file():
             raise InputError(f"{label}: is a LoRA, not a base model; pass it with --lora (and the base with --weights)")
         raise InputError(f"{label}: no model_index.json; {_LAYOUT}")
-    family = pipeline_family(root, label)  # another design (Kandinsky) is named before its layout
-    check_family(family, label, methods)
+    family = pipeline_family(root, label)  # another design (SD 3) is named before its layout
+    check_family(family, label, methods, pipeline_class(root))
     _check_denoiser(root, label, family)
+    weighted = family.weighted(pipeline_class(root))
     for component in PIPELINE_FILES.components:
-        if component.folder.startswith("text_encoder") and component.folder not in family.text_encoders:
-            continue
-        if component.folder in PIPELINE_FILES.denoisers and component.folder != family.denoiser:
+        if component.folder not in weighted:
             continue
         folder = component.path(root)
         if has_weights(folder, component.library, variant) or has_weights(
@@ -327,8 +407,10 @@ def load_pipeline(
     methods: Collection[str] | None = UNET_METHODS,
 ) -> StableDiffusionInpaintPipeline:
     """Load the inpainting pipeline of its family (:func:`pipeline_family`): a
-    ``StableDiffusionInpaintPipeline`` (no safety checker), a ``StableDiffusionXLInpaintPipeline``
-    or a ``FluxFillPipeline``; progress bars off; on the CPU.
+    ``StableDiffusionInpaintPipeline`` (no safety checker), a ``StableDiffusionXLInpaintPipeline``,
+    a ``FluxFillPipeline`` or a ``KandinskyV22InpaintCombinedPipeline`` (from a combined folder, or
+    from a decoder saved alone plus the prior of :data:`DEFAULT_KANDINSKY_PRIOR`); progress bars
+    off; on the CPU.
 
     ``revision`` picks a branch, tag or commit of a hub id; ``variant`` a weights variant
     (``fp16``); ``dtype`` the precision the components are loaded in (pass ``torch.float32`` to
@@ -336,36 +418,78 @@ def load_pipeline(
     ``methods`` are the families accepted (default: the UNet ones, which train-lora trains; a
     FLUX folder is refused in one line unless ``"flux"`` is among them; ``None``: any).
     """
-    import diffusers
-    from safetensors import SafetensorError
-
     from inpaint.models.weight_files import safetensors_view
 
+    label = os.fspath(id_or_dir)
     checked = sd_model_dir(id_or_dir, revision=revision, variant=variant, methods=methods)
-    family = pipeline_family(checked, os.fspath(id_or_dir))
+    family = pipeline_family(checked, label)
     folders = [folder for folder in _COMPONENTS if (checked / folder).is_dir()]
-    root = safetensors_view(checked, folders, os.fspath(id_or_dir), variant)
+    root = safetensors_view(checked, folders, label, variant)
     # SD's pipeline would load a safety checker named in model_index.json; inpainting here has none.
     extra = (
         {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
         if family.method == "sd"
         else {}
     )
+    if pipeline_class(checked) == KANDINSKY_DECODER:  # the decoder alone: its prior comes from its own repository
+        pipe = _with_prior(_from_pretrained(KANDINSKY_DECODER, root, label, dtype, variant), dtype, variant)
+    else:
+        pipe = _from_pretrained(family.pipeline, root, label, dtype, variant, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _from_pretrained(class_name: str, root: Path, label: str, dtype, variant: str | None, **extra: Any):
+    """``diffusers.<class_name>.from_pretrained(root)`` from safetensors, quietly; one-line errors."""
+    import diffusers
+    from safetensors import SafetensorError
+
     with quiet_loading(), warnings.catch_warnings():
         # Newer diffusers call it `dtype`; `torch_dtype` works in every version we support.
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         try:
-            pipe = getattr(diffusers, family.pipeline).from_pretrained(
-                root,
-                use_safetensors=True,
-                torch_dtype=dtype,
-                variant=variant,
-                **extra,
+            return getattr(diffusers, class_name).from_pretrained(
+                root, use_safetensors=True, torch_dtype=dtype, variant=variant, **extra
             )
         except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as e:
-            raise InputError(f"{os.fspath(id_or_dir)}: cannot load the pipeline ({_first_line(e)})") from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+            raise InputError(f"{label}: cannot load the pipeline ({_first_line(e)})") from None
+
+
+def kandinsky_prior_dir(variant: str | None = None) -> Path:
+    """The checked local folder of Kandinsky 2.2's prior (:data:`DEFAULT_KANDINSKY_PRIOR`, fetched as
+    :data:`PRIOR_FILES`; from the cache offline)."""
+    root = resolve(DEFAULT_KANDINSKY_PRIOR, PRIOR_FILES, variant=variant)
+    lacking = PRIOR_FILES.missing(root, variant)
+    if lacking:
+        raise InputError(
+            f"{DEFAULT_KANDINSKY_PRIOR}: lacks {', '.join(lacking)}; the Kandinsky 2.2 decoder needs this prior "
+            "(fetch both with `inpaint download kandinsky`)"
+        )
+    return root
+
+
+def _with_prior(decoder, dtype, variant: str | None):
+    """The combined pipeline of a Kandinsky 2.2 inpainting ``decoder`` and the prior of
+    :data:`DEFAULT_KANDINSKY_PRIOR`, as diffusers' ``AutoPipelineForInpainting`` assembles them
+    (there from the decoder's model card; here from the cache, offline too)."""
+    import diffusers
+
+    from inpaint.models.weight_files import safetensors_view
+
+    prior_root = kandinsky_prior_dir(variant)
+    view = safetensors_view(prior_root, [c.folder for c in PRIOR_FILES.components], DEFAULT_KANDINSKY_PRIOR, variant)
+    prior = _from_pretrained("KandinskyV22PriorPipeline", view, DEFAULT_KANDINSKY_PRIOR, dtype, variant)
+    return diffusers.KandinskyV22InpaintCombinedPipeline(
+        unet=decoder.unet,
+        scheduler=decoder.scheduler,
+        movq=decoder.movq,
+        prior_prior=prior.prior,
+        prior_image_encoder=prior.image_encoder,
+        prior_text_encoder=prior.text_encoder,
+        prior_tokenizer=prior.tokenizer,
+        prior_scheduler=prior.scheduler,
+        prior_image_processor=prior.image_processor,
+    )
 
 
 # ---- LoRA files ------------------------------------------------------------------------------
@@ -550,7 +674,13 @@ def sd_unavailable(
         if lora.is_dir() and not (lora / LORA_WEIGHT_NAME).is_file():
             return f"--lora {options.lora}: no {LORA_WEIGHT_NAME} in this folder"
     base = options.weights or default_base
-    kind = "FLUX.1 Fill" if "flux" in methods else "Stable Diffusion inpainting"
+    kind = (
+        "FLUX.1 Fill"
+        if "flux" in methods
+        else "Kandinsky 2.2 inpainting"
+        if "kandinsky" in methods
+        else "Stable Diffusion inpainting"
+    )
     if meant_as_local(base):  # a folder that is not there: downloading is no fix
         fix = f"pass an existing {kind} pipeline folder"
     else:
@@ -579,6 +709,30 @@ def sd_unavailable(
         options.local_only,
         revision=options.revision,
         variant=options.variant,
+    )
+
+
+def kandinsky_unavailable(options: MethodOptions) -> str | None:
+    """Registry check for ``kandinsky``: :func:`sd_unavailable` of its base and, unless the base is
+    a combined pipeline folder (``prior_*`` included), the prior :data:`DEFAULT_KANDINSKY_PRIOR` on
+    disk (cached) or downloadable."""
+    from inpaint.models.hub import cached_availability, download_hint
+
+    problem = sd_unavailable(options, DEFAULT_KANDINSKY_BASE, ("kandinsky",))
+    base = Path(options.weights or DEFAULT_KANDINSKY_BASE).expanduser()
+    if problem is not None or (base.is_dir() and pipeline_class(base) != KANDINSKY_DECODER):
+        return problem
+    fix = (
+        f"the Kandinsky 2.2 decoder needs this prior: download it on a connected machine with "
+        f"{download_hint(DEFAULT_KANDINSKY_PRIOR)} (`inpaint download kandinsky` fetches both) or pass a "
+        "combined pipeline folder (KandinskyV22InpaintCombinedPipeline.save_pretrained) with --weights"
+    )
+
+    def check(filename: str, config: Path) -> str | None:
+        return None
+
+    return cached_availability(
+        DEFAULT_KANDINSKY_PRIOR, ("prior/config.json",), check, fix, options.local_only, variant=options.variant
     )
 
 
@@ -615,6 +769,13 @@ def _cached_pipeline_problem(repo_id: str, methods: Collection[str] = UNET_METHO
             return (
                 f"{repo_id}: its UNet takes {channels} input channels, not {INPAINT_CHANNELS}: not an inpainting model"
             )
+        # The UNet families (sd, sdxl, kandinsky) differ in model_index.json, cached beside it.
+        family = local_family(repo_id)
+        if family is not None and family.method not in methods:
+            try:
+                check_family(family, repo_id, methods)
+            except InputError as e:
+                return str(e)
         return None
 
     return check
