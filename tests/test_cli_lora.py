@@ -155,7 +155,8 @@ def test_bad_train_lora_options(cli, tmp_path, train_images, tiny_sd_inpaint_dir
 def test_complete_refuses_a_lora_for_another_base(cli, tmp_path, pair, tiny_sd_inpaint_dir):
     from peft import LoraConfig
 
-    from inpaint.models.sd_weights import load_pipeline, save_lora
+    from inpaint.models.lora_files import save_lora
+    from inpaint.models.sd_weights import load_pipeline
 
     pipe = load_pipeline(tiny_sd_inpaint_dir)
     pipe.unet.add_adapter(LoraConfig(r=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))

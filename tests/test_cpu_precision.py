@@ -171,7 +171,8 @@ def lora_file(tmp_path_factory, tiny_sd_inpaint_dir):
     """A LoRA for the tiny SD base with non-zero B (a trained one's shape, without training)."""
     from peft import LoraConfig
 
-    from inpaint.models.sd_weights import load_pipeline, save_lora
+    from inpaint.models.lora_files import save_lora
+    from inpaint.models.sd_weights import load_pipeline
 
     pipe = load_pipeline(tiny_sd_inpaint_dir, dtype=torch.float32)
     torch.manual_seed(0)

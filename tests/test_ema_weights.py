@@ -215,7 +215,7 @@ def test_lora_root_holds_the_ema_lora_and_raw_the_raw_one(lora_run):
 def test_lora_loading_in_stock_diffusers_and_ours(lora_run, tiny_sd_inpaint_dir, tmp_path):
     from diffusers import StableDiffusionInpaintPipeline
 
-    from inpaint.models.sd_weights import lora_file
+    from inpaint.models.lora_files import lora_file
 
     root, raw = lora_run / "pytorch_lora_weights.safetensors", lora_run / "raw" / "pytorch_lora_weights.safetensors"
     assert lora_file(lora_run) == root and lora_file(lora_run, use_ema=False) == raw

@@ -26,7 +26,8 @@ def lora_dir(tiny_sd_inpaint_dir, tmp_path_factory):
     """A LoRA with random (non-zero) up-projections for the tiny base, saved by our writer."""
     from peft import LoraConfig
 
-    from inpaint.models.sd_weights import load_pipeline, save_lora
+    from inpaint.models.lora_files import save_lora
+    from inpaint.models.sd_weights import load_pipeline
 
     pipe = load_pipeline(tiny_sd_inpaint_dir)
     torch.manual_seed(0)

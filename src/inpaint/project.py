@@ -62,7 +62,7 @@ def ddpm_run_ready(folder: Path = DDPM_RUN) -> bool:
 
 def lora_run_ready(folder: Path = LORA_RUN) -> bool:
     """A finished train-lora run (its LoRA file) sits in ``folder``."""
-    from inpaint.models.sd_weights import LORA_WEIGHT_NAME
+    from inpaint.models.lora_files import LORA_WEIGHT_NAME
 
     return (folder / LORA_WEIGHT_NAME).is_file()
 

@@ -93,8 +93,8 @@ def weights_used(model: str, options) -> dict[str, str]:
     """Which file or folder of a training run's folder the method reads (its EMA or raw weights),
     relative to the folder named: the same folder gives other outputs with ``ema`` on or off, and
     folders written by earlier versions kept their EMA elsewhere."""
+    from inpaint.models.lora_files import lora_file
     from inpaint.models.pixel_unet import completion_weights_folder
-    from inpaint.models.sd_weights import lora_file
 
     named = {
         "ddpm": ("weights", lambda path: completion_weights_folder(path, use_ema=options.ema)),

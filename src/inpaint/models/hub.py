@@ -226,3 +226,13 @@ def quiet_loading(errors_too: bool = False) -> Iterator[None]:
         for module, level, bar in saved:
             module.set_verbosity(level)
             (module.enable_progress_bar if bar else module.disable_progress_bar)()
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """The gist of an error in one line: its first line, and the next one when the first only
+    introduces a list ("Error(s) in loading state_dict for …:"), cut to ``limit`` characters."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if not (lines[0].endswith(":") and len(lines) > 1) else f"{lines[0]} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -60,7 +60,8 @@ class SDInpainter(Inpainter):
 
     def __init__(self, options: MethodOptions | None = None) -> None:
         from inpaint.devices import resolve_device
-        from inpaint.models.sd_weights import load_lora, load_pipeline
+        from inpaint.models.lora_files import load_lora
+        from inpaint.models.sd_weights import load_pipeline
 
         o = self.options = options or MethodOptions()
         _settings(o, type(self))  # before the weights load: a bad --steps or --guidance fails at once

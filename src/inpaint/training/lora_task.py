@@ -373,7 +373,7 @@ class LoRATask(TrainingTask):
         """
         import shutil
 
-        from inpaint.models.sd_weights import EMA_SUBFOLDER, LORA_WEIGHT_NAME, RAW_SUBFOLDER, WEIGHTS_KEY, save_lora
+        from inpaint.models.lora_files import EMA_SUBFOLDER, LORA_WEIGHT_NAME, RAW_SUBFOLDER, WEIGHTS_KEY, save_lora
 
         output = Path(output)
         metadata = self._metadata(output, config)
