@@ -266,6 +266,40 @@ def tiny_clip_tokenizer(directory: Path):
     return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
 
 
+def tiny_clip_text_config(**changes):
+    """A tiny CLIP text encoder's ``CLIPTextConfig`` (32-dim, 5 layers, 1,000 tokens, as
+    transformers' own tests build it), with ``changes`` applied (a projection for SDXL's second
+    encoder, fewer layers…)."""
+    from transformers import CLIPTextConfig
+
+    settings = {
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "layer_norm_eps": 1e-05,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 5,
+        "pad_token_id": 1,
+        "vocab_size": 1000,
+    }
+    return CLIPTextConfig(**{**settings, **changes})
+
+
+def _tiny_vae():
+    """The tiny SD and SDXL pipelines' VAE: two blocks (it downsamples by 2), 4 latent channels."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+
+
 def _save_sd_pipeline(directory: Path, unet, vae, text_encoder, scheduler) -> Path:
     from diffusers import StableDiffusionInpaintPipeline
 
@@ -288,8 +322,8 @@ def _save_sd_pipeline(directory: Path, unet, vae, text_encoder, scheduler) -> Pa
 def save_tiny_sd_inpaint(directory: Path, seed: int = 0) -> Path:
     """Save a tiny ``StableDiffusionInpaintPipeline`` (9-channel UNet; a VAE that downsamples by 2)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -303,28 +337,9 @@ def save_tiny_sd_inpaint(directory: Path, seed: int = 0) -> Path:
         cross_attention_dim=32,
     )
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-    )
+    vae = _tiny_vae()
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
-    )
+    text_encoder = CLIPTextModel(tiny_clip_text_config())
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -343,22 +358,10 @@ def save_tiny_sdxl_inpaint(directory: Path, seed: int = 0) -> Path:
     hidden states are concatenated for cross-attention, an Euler scheduler, no aesthetic score.
     The VAE downsamples by 2, as the tiny SD's does."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    text_config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        pad_token_id=1,
-        vocab_size=1000,
-        hidden_act="gelu",
-        projection_dim=32,
-    )
+    text_config = tiny_clip_text_config(hidden_act="gelu", projection_dim=32)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
@@ -378,14 +381,7 @@ def save_tiny_sdxl_inpaint(directory: Path, seed: int = 0) -> Path:
         cross_attention_dim=64,  # both encoders' 32-dim hidden states, concatenated
     )
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-    )
+    vae = _tiny_vae()
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(text_config)
     torch.manual_seed(seed + 1)
@@ -427,7 +423,7 @@ def save_tiny_flux_fill(directory: Path, seed: int = 0) -> Path:
     calls it, padding T5's input to 512 tokens as with the real one."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
     latent_channels, blocks = 4, (16, 16, 16, 16)  # 4 blocks: the VAE downsamples by 8
     factor = 2 ** (len(blocks) - 1)
@@ -461,21 +457,7 @@ def save_tiny_flux_fill(directory: Path, seed: int = 0) -> Path:
         scaling_factor=0.3611,
     )
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            pad_token_id=1,
-            vocab_size=1000,
-            hidden_act="gelu",
-            projection_dim=32,
-        )
-    )
+    text_encoder = CLIPTextModel(tiny_clip_text_config(num_hidden_layers=2, hidden_act="gelu", projection_dim=32))
     torch.manual_seed(seed + 1)
     text_encoder_2 = T5EncoderModel(
         T5Config(
@@ -532,7 +514,6 @@ def save_tiny_kandinsky_inpaint(directory: Path, seed: int = 0, *, combined: boo
     )
     from transformers import (
         CLIPImageProcessor,
-        CLIPTextConfig,
         CLIPTextModelWithProjection,
         CLIPVisionConfig,
         CLIPVisionModelWithProjection,
@@ -592,18 +573,7 @@ def save_tiny_kandinsky_inpaint(directory: Path, seed: int = 0, *, combined: boo
     prior.clip_std = torch.nn.Parameter(torch.ones(1, embedding))
     torch.manual_seed(seed)
     text_encoder = CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=embedding,
-            projection_dim=embedding,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
+        tiny_clip_text_config(hidden_size=embedding, projection_dim=embedding, num_hidden_layers=2)
     )
     torch.manual_seed(seed)
     image_encoder = CLIPVisionModelWithProjection(
@@ -668,7 +638,7 @@ def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
     blocks), with SD 1.5's PNDM schedule: 512-px images give 64x64 latents at a tiny cost."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -694,19 +664,7 @@ def save_sd15_shaped_inpaint(directory: Path, seed: int = 0) -> Path:
         sample_size=512,
         scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
-    )
+    text_encoder = CLIPTextModel(tiny_clip_text_config(num_hidden_layers=2))
     return _save_sd_pipeline(directory, unet, vae, text_encoder, PNDMScheduler(**SD15_SCHEDULER))
 
 
