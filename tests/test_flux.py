@@ -16,20 +16,8 @@ from PIL import Image
 from inpaint import io, models
 from inpaint.errors import InputError
 from inpaint.models.base import MethodOptions
-
-
-def _options(weights, **changes) -> MethodOptions:
-    return MethodOptions(**{"weights": str(weights), "device": "cpu", "dtype": "fp32", "steps": 2, **changes})
-
-
-def _batch(n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of 40x56: not multiples of 16, so the work size is rounded up and resized back."""
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(n, 3, 40, 56, generator=generator)
-    masks = torch.zeros(n, 1, 40, 56)
-    masks[0, :, 5:20, 6:30] = 1
-    masks[-1, :, 20:38, 30:50] = 1
-    return images, masks
+from inpaint.testing import holed_batch
+from inpaint.testing import tiny_pipeline_options as _options
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +28,7 @@ def flux(tiny_flux_fill_dir):
 def test_flux_completes_keeps_known_pixels_and_batches_like_single_images(flux):
     assert type(flux.pipe).__name__ == "FluxFillPipeline"
     assert flux.settings.guidance == 30 and not hasattr(flux.pipe, "_inpaint_max_pooled_mask")
-    images, masks = _batch()
+    images, masks = holed_batch()
     together = flux(images, masks, [3, 4])
     known, hole = (masks == 0).expand_as(images), (masks > 0).expand_as(images)
     assert torch.equal(together[known], images[known])
@@ -54,7 +42,7 @@ def test_flux_completes_keeps_known_pixels_and_batches_like_single_images(flux):
 def test_flux_is_blind_to_the_pixels_under_the_hole(flux):
     """As tests/test_hole_independence.py checks the other methods (it has no FLUX weights):
     rounded up to 16 (40x56) or not (48x64), with mask blur or without."""
-    for images, masks in (_batch(1), (torch.rand(1, 3, 48, 64), torch.ones(1, 1, 48, 64).tril(-10))):
+    for images, masks in (holed_batch(1), (torch.rand(1, 3, 48, 64), torch.ones(1, 1, 48, 64).tril(-10))):
         tampered = images.clone()
         under = masks.bool().expand_as(images)
         tampered[under] = torch.rand(images.shape)[under]
@@ -64,7 +52,7 @@ def test_flux_is_blind_to_the_pixels_under_the_hole(flux):
 
 
 def test_flux_call_options_without_reload(flux, tiny_flux_fill_dir):
-    images, masks = _batch(1)
+    images, masks = holed_batch(1)
     changes = {"prompt": "lower", "guidance": 3.5, "steps": 3, "strength": 0.9, "mask_blur": 2, "sampler": "flow-euler"}
     options = dataclasses.replace(flux.options, **changes)
     twin = flux.with_options(options)
@@ -77,7 +65,7 @@ def test_flux_call_options_without_reload(flux, tiny_flux_fill_dir):
 
 
 def test_flux_bf16_runs(tiny_flux_fill_dir):
-    images, masks = _batch(1)
+    images, masks = holed_batch(1)
     method = models.load_inpainter("flux", _options(tiny_flux_fill_dir, dtype="bf16"))
     assert method.pipe.transformer.dtype == method.pipe.text_encoder_2.dtype == torch.bfloat16
     out = method(images, masks, [0])

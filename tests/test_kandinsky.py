@@ -15,23 +15,11 @@ from PIL import Image
 from inpaint import io, models
 from inpaint.errors import InputError
 from inpaint.models.base import MethodOptions
+from inpaint.testing import holed_batch
+from inpaint.testing import tiny_pipeline_options as _options
 
 DECODER = "kandinsky-community/kandinsky-2-2-decoder-inpaint"
 PRIOR = "kandinsky-community/kandinsky-2-2-prior"
-
-
-def _options(weights, **changes) -> MethodOptions:
-    return MethodOptions(**{"weights": str(weights), "device": "cpu", "dtype": "fp32", "steps": 2, **changes})
-
-
-def _batch(n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of 40x56: not multiples of 64, so the work size is rounded up and resized back."""
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(n, 3, 40, 56, generator=generator)
-    masks = torch.zeros(n, 1, 40, 56)
-    masks[0, :, 5:20, 6:30] = 1
-    masks[-1, :, 20:38, 30:50] = 1
-    return images, masks
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +30,7 @@ def kandinsky(tiny_kandinsky_inpaint_dir):
 def test_kandinsky_completes_keeps_known_pixels_and_batches_like_single_images(kandinsky):
     assert type(kandinsky.pipe).__name__ == "KandinskyV22InpaintCombinedPipeline"
     assert kandinsky.settings.guidance == 4 and kandinsky.settings.steps == 2
-    images, masks = _batch()
+    images, masks = holed_batch()
     together = kandinsky(images, masks, [3, 4])
     known, hole = (masks == 0).expand_as(images), (masks > 0).expand_as(images)
     assert torch.equal(together[known], images[known])
@@ -83,7 +71,7 @@ def test_kandinsky_mask_polarity_and_whole_cells(kandinsky):
 
 def test_kandinsky_is_blind_to_the_pixels_under_the_hole(kandinsky):
     """As tests/test_hole_independence.py, also with mask blur and a size that is rounded up."""
-    for images, masks in (_batch(1), (torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64).tril(-10))):
+    for images, masks in (holed_batch(1), (torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64).tril(-10))):
         tampered = images.clone()
         under = masks.bool().expand_as(images)
         tampered[under] = torch.rand(images.shape)[under]
@@ -93,7 +81,7 @@ def test_kandinsky_is_blind_to_the_pixels_under_the_hole(kandinsky):
 
 
 def test_kandinsky_call_options_without_reload(kandinsky):
-    images, masks = _batch(1)
+    images, masks = holed_batch(1)
     changes = {"prompt": "lower", "negative_prompt": "blur", "guidance": 1.0, "steps": 3, "mask_blur": 2}
     options = dataclasses.replace(kandinsky.options, sampler="ddpm", **changes)
     twin = kandinsky.with_options(options)
@@ -106,7 +94,7 @@ def test_kandinsky_call_options_without_reload(kandinsky):
 
 
 def test_kandinsky_bf16_runs(tiny_kandinsky_inpaint_dir):
-    images, masks = _batch(1)
+    images, masks = holed_batch(1)
     method = models.load_inpainter("kandinsky", _options(tiny_kandinsky_inpaint_dir, dtype="bf16"))
     assert method.pipe.unet.dtype == method.pipe.movq.dtype == method.pipe.prior_prior.dtype == torch.bfloat16
     out = method(images, masks, [0])
@@ -171,7 +159,7 @@ def test_hub_decoder_loads_with_the_cached_prior_offline(kandinsky, tmp_path, mo
     assert models.best_available(MethodOptions(weights=DECODER, local_only=True)).name == "kandinsky"
     loaded = models.load_inpainter("kandinsky", MethodOptions(device="cpu", steps=2, prompt="a red door"))
     assert type(loaded.pipe).__name__ == "KandinskyV22InpaintCombinedPipeline"
-    images, masks = _batch(1)
+    images, masks = holed_batch(1)
     assert torch.allclose(loaded(images, masks, [2]), kandinsky(images, masks, [2]), atol=1e-6)
 
 

@@ -12,11 +12,7 @@ from PIL import Image
 
 from inpaint import io, models
 from inpaint.errors import InputError
-from inpaint.models.base import MethodOptions
-
-
-def _options(weights, **changes) -> MethodOptions:
-    return MethodOptions(**{"weights": str(weights), "device": "cpu", "dtype": "fp32", "steps": 2, **changes})
+from inpaint.testing import tiny_pipeline_options as _options
 
 
 def _batch(n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

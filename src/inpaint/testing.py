@@ -768,6 +768,28 @@ def save_real_size_blip(directory: Path, seed: int = 0) -> Path:
 # ---- a hand-laid Hugging Face cache ------------------------------------------------------------
 
 
+def tiny_pipeline_options(weights, **changes):
+    """:class:`~inpaint.models.base.MethodOptions` of a latent-diffusion method on a tiny pipeline
+    at ``weights``: CPU, fp32, 2 steps; ``changes`` set any other field (``prompt``, ``dtype``…)."""
+    from inpaint.models.base import MethodOptions
+
+    return MethodOptions(**{"weights": str(weights), "device": "cpu", "dtype": "fp32", "steps": 2, **changes})
+
+
+def holed_batch(n: int = 2, height: int = 40, width: int = 56):
+    """``n`` random images (N, 3, H, W) in [0, 1] and masks (N, 1, H, W): a box hole in the first
+    image, another in the last. The default 40x56 is a multiple of no latent pipeline's size step
+    (8, 16, 64), so the work size is rounded up and the result resized back."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, height, width, generator=generator)
+    masks = torch.zeros(n, 1, height, width)
+    masks[0, :, height // 8 : height // 2, width // 9 : width * 7 // 13] = 1
+    masks[-1, :, height // 2 : height * 19 // 20, width * 15 // 28 : width * 25 // 28] = 1
+    return images, masks
+
+
 def tiny_train_config(method: str, data, output, base, **overrides):
     """A :class:`~inpaint.config.TrainConfig` for the tiny models: 32 px, batch 2, no validation
     images, on the CPU; ``overrides`` set any other field (``max_steps``,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -33,7 +32,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from inpaint import __version__
@@ -49,21 +47,13 @@ from inpaint.serve.settings import (
     parse_request,
     request_options,
 )
+from inpaint.serve.uploads import REQUEST_BODY, ApiError, BodyLimit, BodyTooLarge, error_response, read_body
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 #: How often a waiting request or an event stream looks at its job (seconds).
 _POLL = 0.05
-
-
-class ApiError(Exception):
-    """An error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def create_app(settings: ServerSettings | None = None, *, queue: JobQueue | None = None) -> FastAPI:
@@ -110,7 +100,7 @@ def create_app(settings: ServerSettings | None = None, *, queue: JobQueue | None
         summary="Complete one image and answer with the result (PNG, or JSON with base64 PNG)",
         response_class=Response,
         responses={200: {"content": {"image/png": {}, "application/json": {}}}},
-        openapi_extra=_REQUEST_BODY,
+        openapi_extra=REQUEST_BODY,
     )
     async def complete(request: Request) -> Response:
         job, as_json = await _submit(request, settings, queue, warm)
@@ -131,7 +121,7 @@ def create_app(settings: ServerSettings | None = None, *, queue: JobQueue | None
         "/api/v1/jobs",
         status_code=202,
         summary="Queue a completion (same body as /api/v1/complete); answers with the job",
-        openapi_extra=_REQUEST_BODY,
+        openapi_extra=REQUEST_BODY,
     )
     async def submit_job(request: Request) -> JSONResponse:
         job, _ = await _submit(request, settings, queue, warm)
@@ -183,7 +173,7 @@ async def _submit(request: Request, settings: ServerSettings, queue: JobQueue, w
     """Read, check and queue a completion request; returns the job and whether it came as JSON."""
     from inpaint import models
 
-    fields, image, mask, filename, as_json = await _read_body(request)
+    fields, image, mask, filename, as_json = await read_body(request)
     parsed = parse_request(fields, settings, filename=filename)
     info = models.get_method(parsed.model)
     options = request_options(parsed, settings)
@@ -217,58 +207,6 @@ async def _submit(request: Request, settings: ServerSettings, queue: JobQueue, w
     except QueueFull as e:
         raise ApiError(503, str(e)) from None
     return job, as_json
-
-
-async def _read_body(request: Request) -> tuple[dict[str, object], bytes, bytes, str | None, bool]:
-    """``(fields, image bytes, mask bytes, the image's file name, came as JSON)`` of a request."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=2, max_fields=len(REQUEST_FIELDS))
-        except HTTPException as e:  # too many parts, a malformed body
-            raise ApiError(400, f"multipart body: {e.detail}") from None
-        fields: dict[str, object] = {}
-        files: dict[str, UploadFile] = {}
-        for key, value in form.multi_items():
-            target = files if isinstance(value, UploadFile) else fields
-            if key in target or key in (files if target is fields else fields):
-                raise ApiError(400, f"field {key!r} is given twice")
-            target[key] = value
-        for key in files:
-            if key not in ("image", "mask"):
-                raise ApiError(400, f"file field {key!r}: send the files as 'image' and 'mask'")
-        for key in ("image", "mask"):
-            if key not in files:
-                if key in fields:
-                    raise ApiError(400, f"{key!r} must be a file (multipart file field), not text")
-                raise ApiError(400, f"missing the file field {key!r}")
-        image, mask = await files["image"].read(), await files["mask"].read()
-        return fields, image, mask, files["image"].filename, False
-    if kind == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError(400, f"JSON body: {str(e).splitlines()[0]}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "JSON body: expected an object with 'image', 'mask' and option fields")
-        images = [_base64(key, body.pop(key, None)) for key in ("image", "mask")]
-        return body, images[0], images[1], None, True
-    raise ApiError(
-        415, f"content type {kind or 'missing'}: send multipart/form-data (files image, mask) or application/json"
-    )
-
-
-def _base64(key: str, value: object) -> bytes:
-    if value is None:
-        raise ApiError(400, f"missing {key!r} (the image file's bytes in base64)")
-    if not isinstance(value, str):
-        raise ApiError(400, f"{key!r}: expected base64 text")
-    if value.startswith("data:") and "," in value:  # a data: URL, as browsers make them
-        value = value.split(",", 1)[1]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"{key!r}: not valid base64") from None
 
 
 def _read_pair(image: bytes, mask: bytes, request: CompletionRequest):
@@ -378,119 +316,35 @@ def _models_listing(settings: ServerSettings) -> dict[str, object]:
 # ---- errors and limits ----------------------------------------------------------------------------
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return _error(error.status, error.message, {"Retry-After": "5"} if error.status == 503 else None)
+    async def apierror_response(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.message, {"Retry-After": "5"} if error.status == 503 else None)
 
     @app.exception_handler(InputError)
-    async def input_error(request: Request, error: InputError) -> JSONResponse:
-        return _error(422, str(error))
+    async def inputerror_response(request: Request, error: InputError) -> JSONResponse:
+        return error_response(422, str(error))
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
-        return _error(413, str(error))
+        return error_response(413, str(error))
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    async def httperror_response(request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
         if error.status_code == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path} (the API is under /api/v1)"
-        return _error(error.status_code, message, getattr(error, "headers", None))
+        return error_response(error.status_code, message, getattr(error, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()))
-        return _error(422, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
+        return error_response(422, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.error(f"{request.method} {request.url.path}: unexpected {type(error).__name__}", exc_info=error)
         if isinstance(error, MemoryError):
-            return _error(503, "out of memory; try a smaller image")
-        return _error(500, f"unexpected {type(error).__name__}: {error}".splitlines()[0])
-
-
-class BodyTooLarge(Exception):
-    """A request body past the server's limit."""
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies past ``limit`` bytes, by their declared length at
-    once, and by what actually arrives otherwise (a body sent in chunks without a length)."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"request body over the limit of {self.limit:,} bytes (inpaint serve --max-upload-mb)"
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _error(413, message, {"Connection": "close"})(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            event = await receive()
-            if event["type"] == "http.request":
-                received += len(event.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(message)
-            return event
-
-        await self.app(scope, limited_receive, send)
-
-
-#: The request body of /api/v1/complete and /api/v1/jobs, for the OpenAPI schema (the handlers
-#: read the body themselves, to take either form and to check its size as it arrives).
-_FIELD_SCHEMAS = {
-    "model": {"type": "string", "description": "a method from /api/v1/models (default: the server's)"},
-    "seed": {"type": "integer", "default": 0},
-    "name": {
-        "type": "string",
-        "description": "seeds the image with seed, as complete does with a file's stem "
-        "(default: the uploaded image's stem; 'image' for JSON)",
-    },
-    "lora": {"type": "string", "description": "sd: one of the server's LoRA labels, or 'none'"},
-    **{key: {"type": {int: "integer", float: "number", str: "string"}[kind]} for key, kind in CALL_FIELDS.items()},
-    **{key: {"type": "boolean"} for key in FLAG_FIELDS},
-}
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image", "mask"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "mask": {"type": "string", "format": "binary", "description": "white = fill"},
-                        **_FIELD_SCHEMAS,
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image", "mask"],
-                    "properties": {
-                        "image": {"type": "string", "format": "byte", "description": "the image file, base64"},
-                        "mask": {"type": "string", "format": "byte", "description": "the mask file, base64"},
-                        **_FIELD_SCHEMAS,
-                    },
-                }
-            },
-        },
-    }
-}
+            return error_response(503, "out of memory; try a smaller image")
+        return error_response(500, f"unexpected {type(error).__name__}: {error}".splitlines()[0])
